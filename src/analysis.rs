@@ -1,0 +1,138 @@
+//! Static analysis of compiled rules (SPEC §2.3, §7): lanes that can never
+//! win, and overlapping bucket ranges. Shared by the filter and the CLI.
+//!
+//! Sound, not complete: a lane is reported as shadowed only when it is
+//! proved that a higher-priority lane admits every request it admits.
+
+use crate::config::{OnMissingKey, Warning, WarningKind};
+use crate::engine::{describe, Cond, Lane, LaneId, Rules, Split, BUCKETS};
+
+/// Every warning the rules deserve.
+pub fn analyze(rules: &Rules) -> Vec<Warning> {
+    let mut out = Vec::new();
+    for (rank, &low_id) in rules.order.iter().enumerate() {
+        let Some(low) = rules.lanes.get(low_id) else {
+            continue;
+        };
+        if low.split.as_ref().is_some_and(|s| s.ranges.is_empty()) {
+            continue; // already reported as admitting nothing
+        }
+        let higher = rules.order.iter().take(rank);
+        for &high_id in higher {
+            let Some(high) = rules.lanes.get(high_id) else {
+                continue;
+            };
+            if shadows(high, low) {
+                out.push(Warning {
+                    kind: WarningKind::Shadowed,
+                    path: format!("lanes[{low_id}]"),
+                    message: format!(
+                        "lane {:?} can never win: every request it admits is taken first by lane {:?} (lanes[{high_id}], priority {}); give it a lower priority number or narrow the other lane",
+                        low.name, high.name, high.priority
+                    ),
+                });
+                break;
+            }
+        }
+    }
+    out.extend(overlapping_buckets(rules));
+    out
+}
+
+/// The conjuncts of a condition: the members of a top-level `all`, else itself.
+fn conjuncts(cond: Option<&Cond>) -> Vec<String> {
+    match cond {
+        None => Vec::new(),
+        Some(Cond::All(list)) => list.iter().map(describe).collect(),
+        Some(c) => vec![describe(c)],
+    }
+}
+
+/// Whether `high` admits every request `low` admits (proved, or false).
+pub fn shadows(high: &Lane, low: &Lane) -> bool {
+    let low_parts = conjuncts(low.cond.as_ref());
+    let high_parts = conjuncts(high.cond.as_ref());
+    let match_implied = high_parts.iter().all(|h| low_parts.contains(h));
+    match_implied && split_covers(high.split.as_ref(), low.split.as_ref())
+}
+
+fn covers_all(ranges: &[(u16, u16)]) -> bool {
+    range_covers(ranges, 0, u16::try_from(BUCKETS - 1).unwrap_or(u16::MAX))
+}
+
+/// Whether the union of `ranges` contains every bucket of `lo..=hi`.
+fn range_covers(ranges: &[(u16, u16)], lo: u16, hi: u16) -> bool {
+    let mut sorted: Vec<(u16, u16)> = ranges.to_vec();
+    sorted.sort_unstable();
+    let mut next = u32::from(lo);
+    for (a, b) in sorted {
+        if u32::from(a) > next {
+            break;
+        }
+        next = next.max(u32::from(b) + 1);
+    }
+    next > u32::from(hi)
+}
+
+/// Whether a request admitted by the `low` split is always admitted by `high`.
+fn split_covers(high: Option<&Split>, low: Option<&Split>) -> bool {
+    let Some(high) = high else {
+        return true;
+    };
+    let high_never_excludes = high.key.is_none()
+        || high.on_missing == OnMissingKey::Random
+        || high.key.as_ref().is_some_and(|k| k.assign.is_some());
+    if covers_all(&high.ranges) && high_never_excludes {
+        return true;
+    }
+    let Some(low) = low else {
+        return false;
+    };
+    let (Some(hk), Some(lk)) = (&high.key, &low.key) else {
+        return false;
+    };
+    if hk.source != lk.source || high.salt != low.salt {
+        return false;
+    }
+    // Without a key, `low` must admit nothing, or both use the same assigned id.
+    let missing_ok = (low.on_missing == OnMissingKey::Exclude && lk.assign.is_none())
+        || (lk.assign.is_some() && hk.assign.is_some());
+    missing_ok && low.ranges.iter().all(|&(a, b)| range_covers(&high.ranges, a, b))
+}
+
+/// Lanes that share key and salt but whose bucket ranges overlap: one
+/// population was meant to be split, and some of it goes to the
+/// higher-priority lane only.
+fn overlapping_buckets(rules: &Rules) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let keyed: Vec<(LaneId, &Lane, &Split)> = rules
+        .order
+        .iter()
+        .filter_map(|&id| {
+            let lane = rules.lanes.get(id)?;
+            let split = lane.split.as_ref().filter(|s| s.key.is_some())?;
+            Some((id, lane, split))
+        })
+        .collect();
+    for (i, (a_id, a, sa)) in keyed.iter().enumerate() {
+        for (b_id, b, sb) in keyed.iter().skip(i + 1) {
+            let same = sa.key.as_ref().map(|k| &k.source) == sb.key.as_ref().map(|k| &k.source)
+                && sa.salt == sb.salt;
+            let overlap = sa
+                .ranges
+                .iter()
+                .any(|&(a0, a1)| sb.ranges.iter().any(|&(b0, b1)| a0 <= b1 && b0 <= a1));
+            if same && overlap {
+                out.push(Warning {
+                    kind: WarningKind::OverlappingBuckets,
+                    path: format!("lanes[{b_id}].split"),
+                    message: format!(
+                        "lanes {:?} (lanes[{a_id}]) and {:?} share split key and salt {:?} and their bucket ranges overlap; the overlap goes to {:?} only. Use disjoint \"buckets\" to split one population",
+                        a.name, b.name, sa.salt, a.name
+                    ),
+                });
+            }
+        }
+    }
+    out
+}

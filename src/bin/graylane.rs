@@ -1,0 +1,17 @@
+//! `graylane`: check a configuration, explain a request's lane, print the
+//! configuration's JSON Schema. See `graylane help` and `graylane::cli`.
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let code = graylane::cli::run(&args, &mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+    std::process::exit(code);
+}
+
+/// The CLI is native only: a wasm32 build of the crate (the filter) gets
+/// this stub, and none of the CLI's dependencies.
+#[cfg(target_arch = "wasm32")]
+fn main() {
+    eprintln!("graylane: the command line is built for the host, not for wasm32");
+    std::process::exit(2);
+}

@@ -1,0 +1,66 @@
+//! `graylane check CONFIG`.
+
+use super::input::{self, Document, InputError};
+use super::{usage_error, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use crate::config::Config;
+use std::io::Write;
+use std::path::Path;
+
+pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let [path] = args else {
+        return usage_error(err, "check needs exactly one CONFIG");
+    };
+    let docs = match load(Path::new(path), out, err) {
+        Ok(docs) => docs,
+        Err(code) => return code,
+    };
+    let labelled = docs.len() > 1;
+    let mut code = EXIT_OK;
+    for doc in &docs {
+        let prefix = match (&doc.name, labelled) {
+            (Some(name), true) => format!("{name}: "),
+            _ => String::new(),
+        };
+        if check_one(doc, &prefix, out).is_err() {
+            code = EXIT_INVALID;
+        }
+    }
+    code
+}
+
+/// Loads CONFIG, reporting a failure as `check` does; `Err` holds the exit code.
+pub(super) fn load(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Result<Vec<Document>, i32> {
+    match input::load(path) {
+        Ok(docs) => Ok(docs),
+        Err(InputError::Unreadable(message)) => {
+            let _ = writeln!(err, "graylane: {message}");
+            Err(EXIT_USAGE)
+        }
+        Err(InputError::Invalid(message)) => {
+            let _ = writeln!(out, "error: {}: {message}", path.display());
+            Err(EXIT_INVALID)
+        }
+    }
+}
+
+/// Prints the result of one configuration; `Err` when it is invalid.
+fn check_one(doc: &Document, prefix: &str, out: &mut dyn Write) -> Result<(), ()> {
+    match Config::from_json(&doc.json) {
+        Ok(config) => {
+            for w in &config.warnings {
+                let _ = writeln!(out, "{prefix}warning: {w}");
+            }
+            let _ = writeln!(
+                out,
+                "{prefix}ok: {} lanes, {} services",
+                config.rules.lanes.len(),
+                config.services.len()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = writeln!(out, "{prefix}error: {e}");
+            Err(())
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! JSON Schema of the plugin configuration (SPEC §3), for editors and CI
+//! checks of manifests. schemars derives it from the raw config structs
+//! (their doc comments become descriptions, `deny_unknown_fields` becomes
+//! `additionalProperties: false`); [`schema`] then adds what the types
+//! cannot say: "exactly one of" rules, bounds, name patterns.
+//!
+//! The schema accepts a subset of what the filter accepts: it refuses
+//! explicit `null` for optional fields (omit them instead) and some oddly
+//! spaced bucket ranges; the filter's own checks remain the reference
+//! (`graylane check`).
+
+use super::{usage_error, EXIT_INTERNAL, EXIT_OK};
+use crate::config::RawConfig;
+use serde_json::{json, Map, Value};
+use std::io::Write;
+
+/// Path of the committed copy, relative to the repository root.
+pub const COMMITTED_PATH: &str = "envoy/graylane.schema.json";
+
+pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    if !args.is_empty() {
+        return usage_error(err, "schema takes no argument");
+    }
+    match schema_text() {
+        Ok(text) => {
+            let _ = write!(out, "{text}");
+            EXIT_OK
+        }
+        Err(e) => {
+            let _ = writeln!(err, "graylane: internal error: {e}");
+            EXIT_INTERNAL
+        }
+    }
+}
+
+/// The schema as printed by `graylane schema` (pretty JSON, final newline).
+pub fn schema_text() -> Result<String, String> {
+    let v = schema()?;
+    serde_json::to_string_pretty(&v)
+        .map(|s| s + "\n")
+        .map_err(|e| e.to_string())
+}
+
+/// The schema as schemars derives it, before [`schema`] refines it.
+pub fn derived() -> Value {
+    schemars::schema_for!(RawConfig).to_value()
+}
+
+/// The JSON Schema (draft 2020-12) of the plugin configuration.
+pub fn schema() -> Result<Value, String> {
+    let mut v = derived();
+    strip_null(&mut v);
+    refine(&mut v)?;
+    rename_defs(&mut v)?;
+    Ok(v)
+}
+
+/// Optional fields: `T` instead of `T or null`, and no `"default": null`.
+fn strip_null(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if map.get("default").is_some_and(Value::is_null) {
+                map.remove("default");
+            }
+            if let Some(Value::Array(types)) = map.get("type") {
+                let rest: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+                if rest.len() != types.len() {
+                    let single = match rest.as_slice() {
+                        [one] => one.clone(),
+                        _ => Value::Array(rest),
+                    };
+                    map.insert("type".into(), single);
+                }
+            }
+            if let Some(Value::Array(any)) = map.get("anyOf") {
+                let rest: Vec<&Value> = any.iter().filter(|s| **s != json!({"type": "null"})).collect();
+                if let ([Value::Object(only)], true) = (rest.as_slice(), rest.len() != any.len()) {
+                    let only = only.clone();
+                    map.remove("anyOf");
+                    for (k, val) in only {
+                        map.entry(k).or_insert(val);
+                    }
+                }
+            }
+            map.values_mut().for_each(strip_null);
+        }
+        Value::Array(list) => list.iter_mut().for_each(strip_null),
+        _ => {}
+    }
+}
+
+fn missing(pointer: &str) -> String {
+    format!("the derived schema has no {pointer}: the config structs changed, update src/cli/schema.rs")
+}
+
+fn object<'v>(v: &'v mut Value, pointer: &str) -> Result<&'v mut Map<String, Value>, String> {
+    v.pointer_mut(pointer)
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| missing(pointer))
+}
+
+/// Merges `extra` into the object at `pointer`.
+fn extend(v: &mut Value, pointer: &str, extra: Value) -> Result<(), String> {
+    let target = object(v, pointer)?;
+    if let Value::Object(extra) = extra {
+        target.extend(extra);
+    }
+    Ok(())
+}
+
+/// HTTP token characters (RFC 9110), as the filter checks header names.
+const TOKEN: &str = "A-Za-z0-9!#$%&'*+.^_`|~-";
+/// Baggage keys: tokens without `%`.
+const BAGGAGE_KEY: &str = "A-Za-z0-9!#$&'*+.^_`|~-";
+
+const STRUCTURAL: [&str; 3] = ["all", "any", "not"];
+const ATTRIBUTES: [&str; 7] = ["header", "cookie", "query", "path", "method", "host", "baggage"];
+const OPERATORS: [&str; 8] = ["exact", "prefix", "suffix", "contains", "regex", "in", "present", "range"];
+
+fn one_of_required(names: &[&str]) -> Value {
+    Value::Array(names.iter().map(|n| json!({"required": [n]})).collect())
+}
+
+fn refine(v: &mut Value) -> Result<(), String> {
+    let token = format!("^[{TOKEN}]+$");
+    let baggage_key = format!("^[{BAGGAGE_KEY}]+$");
+
+    extend(
+        v,
+        "",
+        json!({
+            "title": "graylane plugin configuration",
+            "description": "The JSON configuration of the graylane proxy-wasm filter: Istio WasmPlugin spec.pluginConfig, or the JSON text of the plugin configuration in Envoy. Generated by `graylane schema`; do not edit by hand.",
+        }),
+    )?;
+    extend(v, "/properties/lanes", json!({"minItems": 1}))?;
+    extend(v, "/properties/incoming", json!({"default": "ignore"}))?;
+    extend(v, "/properties/laneHeader", json!({"pattern": token}))?;
+    extend(v, "/properties/clusterHeader", json!({"pattern": token}))?;
+    extend(v, "/properties/baggageKey", json!({"pattern": baggage_key}))?;
+    extend(
+        v,
+        "/properties/services",
+        json!({"default": {}, "propertyNames": {"pattern": "^[^:/]+$"}}),
+    )?;
+
+    extend(v, "/$defs/RawShadow/properties/hostSuffix", json!({"minLength": 1}))?;
+    extend(v, "/$defs/RawShadow/properties/baggageKey", json!({"pattern": baggage_key}))?;
+
+    extend(v, "/$defs/RawService/properties/base", json!({"minLength": 1}))?;
+    extend(
+        v,
+        "/$defs/RawService/properties/lanes",
+        json!({"additionalProperties": {"type": "string", "minLength": 1}}),
+    )?;
+
+    extend(
+        v,
+        "/$defs/RawLane/properties/name",
+        json!({"pattern": "^[a-z0-9][a-z0-9._-]{0,62}$", "not": {"const": "base"}}),
+    )?;
+
+    refine_condition(v, &baggage_key)?;
+
+    extend(v, "/$defs/RawSplit/properties/percent", json!({"minimum": 0, "maximum": 100}))?;
+    extend(
+        v,
+        "/$defs/RawSplit/properties/buckets",
+        json!({"minItems": 1, "items": {"type": "string", "pattern": r"^\s*[0-9]{1,4}\s*(-\s*[0-9]{1,4}\s*)?$"}}),
+    )?;
+    extend(v, "/$defs/RawSplit/properties/onMissingKey", json!({"default": "random"}))?;
+    extend(v, "/$defs/RawSplit", json!({"oneOf": one_of_required(&["percent", "buckets"])}))?;
+
+    extend(v, "/$defs/RawSplitKey/properties/header", json!({"pattern": format!("^:?[{TOKEN}]+$")}))?;
+    extend(v, "/$defs/RawSplitKey/properties/cookie", json!({"minLength": 1}))?;
+    extend(v, "/$defs/RawSplitKey/properties/query", json!({"minLength": 1}))?;
+    extend(
+        v,
+        "/$defs/RawSplitKey",
+        json!({
+            "oneOf": one_of_required(&["header", "cookie", "query"]),
+            "if": {"properties": {"assign": {"const": true}}, "required": ["assign"]},
+            "then": {"required": ["cookie"]},
+            "dependentSchemas": {"maxAge": {"properties": {"assign": {"const": true}}, "required": ["assign"]}},
+        }),
+    )?;
+
+    extend(v, "/$defs/RawRange/properties/min", json!({"description": "Smallest accepted value (inclusive); absent = no lower bound."}))?;
+    extend(v, "/$defs/RawRange/properties/max", json!({"description": "Largest accepted value (inclusive); absent = no upper bound."}))?;
+
+    let on_missing = object(v, "/$defs/OnMissingKey")?;
+    if on_missing.get("enum") != Some(&json!(["random", "exclude"])) {
+        return Err(missing("/$defs/OnMissingKey/enum [random, exclude]"));
+    }
+    on_missing.remove("enum");
+    on_missing.remove("type");
+    on_missing.insert(
+        "oneOf".into(),
+        json!([
+            {"const": "random", "type": "string", "description": "Admit the same share at random, per request (anonymous users)."},
+            {"const": "exclude", "type": "string", "description": "Never admit a request without the key."},
+        ]),
+    );
+    Ok(())
+}
+
+/// A condition is exactly one of `all`, `any`, `not`, or a leaf with one
+/// attribute and one operator.
+fn refine_condition(v: &mut Value, baggage_key: &str) -> Result<(), String> {
+    let props = object(v, "/$defs/RawCondition/properties")?;
+    let mut known: Vec<&str> = STRUCTURAL.iter().chain(&ATTRIBUTES).chain(&OPERATORS).copied().collect();
+    known.push("ignoreCase");
+    known.sort_unstable();
+    let mut found: Vec<&str> = props.keys().map(String::as_str).collect();
+    found.sort_unstable();
+    if known != found {
+        return Err(format!(
+            "RawCondition fields are {found:?}, src/cli/schema.rs knows {known:?}: classify the new field there"
+        ));
+    }
+    let p = "/$defs/RawCondition/properties";
+    extend(v, &format!("{p}/any"), json!({"minItems": 1}))?;
+    extend(v, &format!("{p}/in"), json!({"minItems": 1}))?;
+    for flag in ["path", "method", "host"] {
+        extend(v, &format!("{p}/{flag}"), json!({"const": true}))?;
+    }
+    extend(v, &format!("{p}/header"), json!({"pattern": format!("^:?[{TOKEN}]+$")}))?;
+    extend(v, &format!("{p}/cookie"), json!({"minLength": 1}))?;
+    extend(v, &format!("{p}/query"), json!({"minLength": 1}))?;
+    extend(v, &format!("{p}/baggage"), json!({"pattern": baggage_key}))?;
+
+    let structural: Vec<Value> = STRUCTURAL
+        .iter()
+        .map(|k| json!({"required": [k], "maxProperties": 1}))
+        .collect();
+    let leaf = json!({
+        "allOf": [
+            {"oneOf": one_of_required(&ATTRIBUTES)},
+            {"oneOf": one_of_required(&OPERATORS)},
+            {"not": {"anyOf": one_of_required(&STRUCTURAL)}},
+            {"not": {"required": ["ignoreCase"], "anyOf": one_of_required(&["present", "range"])}},
+        ]
+    });
+    let mut branches = structural;
+    branches.push(leaf);
+    extend(v, "/$defs/RawCondition", json!({"oneOf": branches}))
+}
+
+/// `RawLane` -> `Lane` and so on: the schema speaks of the JSON, not of
+/// the Rust structs.
+fn rename_defs(v: &mut Value) -> Result<(), String> {
+    let defs = object(v, "/$defs")?;
+    let old: Vec<String> = defs.keys().filter(|k| k.starts_with("Raw")).cloned().collect();
+    for name in &old {
+        if let Some(def) = defs.remove(name) {
+            defs.insert(name.trim_start_matches("Raw").to_string(), def);
+        }
+    }
+    fix_refs(v, &old);
+    Ok(())
+}
+
+fn fix_refs(v: &mut Value, old: &[String]) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if k == "$ref" {
+                    if let Value::String(r) = val {
+                        if let Some(name) = r.strip_prefix("#/$defs/").filter(|n| old.iter().any(|o| o == n)) {
+                            *r = format!("#/$defs/{}", name.trim_start_matches("Raw"));
+                        }
+                    }
+                } else {
+                    fix_refs(val, old);
+                }
+            }
+        }
+        Value::Array(list) => list.iter_mut().for_each(|x| fix_refs(x, old)),
+        _ => {}
+    }
+}

@@ -1,0 +1,104 @@
+use super::*;
+
+fn error(json: &str) -> String {
+    Config::from_json(json.as_bytes()).unwrap_err().to_string()
+}
+
+fn warnings(json: &str) -> Vec<Warning> {
+    Config::from_json(json.as_bytes()).unwrap().warnings
+}
+
+#[test]
+fn spec_example_compiles_with_defaults() {
+    let c = Config::from_json(br#"{"lanes": [{"name": "gray"}]}"#).unwrap();
+    assert_eq!(c.lane_header, "x-graylane");
+    assert_eq!(c.baggage_key, "lane");
+    assert_eq!(c.cluster_header, "x-graylane-cluster");
+    assert_eq!(c.incoming, Incoming::Ignore);
+    assert!(!c.response_header);
+    assert!(c.shadow.is_none());
+    assert_eq!(c.rules.lanes[0].priority, 100);
+}
+
+#[test]
+fn errors_name_the_json_path() {
+    let cases: &[(&str, &str)] = &[
+        (r#"{"lanes": []}"#, "lanes: at least one"),
+        (r#"{}"#, "missing field `lanes`"),
+        (r#"{"lanes": [{"name": "g"}], "typo": 1}"#, "unknown field `typo`, expected one of"),
+        (r#"{"lanes": [{"name": "g", "match": {"header": "a", "exact": "b", "prefx": "c"}}]}"#, "lanes[0].match.prefx: unknown field `prefx`, expected one of"),
+        (r#"{"lanes": [{"name": "g"}, {"name": "h", "match": {"any": [{"header": "a", "regex": "("}]}}]}"#, "lanes[1].match.any[0].regex: invalid regular expression"),
+        (r#"{"lanes": [{"name": "g", "match": {"all": [{"header": "a", "exact": "b", "prefix": "c"}]}}]}"#, "lanes[0].match.all[0]: leaf has 2 operators (exact, prefix); use exactly one"),
+        (r#"{"lanes": [{"name": "g", "match": {"header": "a", "cookie": "b", "exact": "c"}}]}"#, "lanes[0].match: leaf has 2 attributes (header, cookie)"),
+        (r#"{"lanes": [{"name": "g", "match": {"header": "a"}}]}"#, "lanes[0].match: leaf has no operator"),
+        (r#"{"lanes": [{"name": "g", "match": {"any": []}}]}"#, "lanes[0].match.any: an empty \"any\""),
+        (r#"{"lanes": [{"name": "g", "match": {"all": [], "header": "a"}}]}"#, "lanes[0].match: a condition is exactly one of"),
+        (r#"{"lanes": [{"name": "Gray"}]}"#, "lanes[0].name: \"Gray\" is not a valid lane name"),
+        (r#"{"lanes": [{"name": "base"}]}"#, "lanes[0].name: \"base\" is reserved"),
+        (r#"{"lanes": [{"name": "g"}, {"name": "g"}]}"#, "lanes[1].name: lane \"g\" is already declared at lanes[0]"),
+        (r#"{"lanes": [{"name": "g", "split": {"percent": 12.345}}]}"#, "lanes[0].split.percent: 12.345 is not a share"),
+        (r#"{"lanes": [{"name": "g", "split": {"percent": 101}}]}"#, "lanes[0].split.percent"),
+        (r#"{"lanes": [{"name": "g", "split": {"percent": 1, "buckets": ["1"]}}]}"#, "lanes[0].split: give exactly one of"),
+        (r#"{"lanes": [{"name": "g", "split": {"buckets": ["5-2"]}}]}"#, "lanes[0].split.buckets[0]: \"5-2\" is not a bucket range"),
+        (r#"{"lanes": [{"name": "g", "split": {"buckets": ["10000"]}}]}"#, "lanes[0].split.buckets[0]"),
+        (r#"{"lanes": [{"name": "g", "split": {"percent": 1, "key": {"header": "a", "assign": true}}}]}"#, "lanes[0].split.key.assign: only a cookie key"),
+        (r#"{"lanes": [{"name": "g", "split": {"percent": 1, "onMissingKey": "drop"}}]}"#, "lanes[0].split.onMissingKey: unknown variant `drop`, expected `random` or `exclude`"),
+        (r#"{"lanes": [{"name": "g", "match": {"header": "a", "range": {"min": 5, "max": 1}}}]}"#, "lanes[0].match.range: min 5 is greater than max 1"),
+        (r#"{"lanes": [{"name": "g", "match": {"path": false, "exact": "/"}}]}"#, "lanes[0].match.path: write \"path\": true"),
+        (r#"{"incoming": "maybe", "lanes": [{"name": "g"}]}"#, "incoming: unknown variant `maybe`, expected `ignore` or `trust`"),
+        (r#"{"laneHeader": "bad header", "lanes": [{"name": "g"}]}"#, "laneHeader: \"bad header\" is not a valid header name"),
+        (r#"{"services": {"svc:80": {"base": "b"}}, "lanes": [{"name": "g"}]}"#, "services.svc:80: the key must be a host name"),
+        (r#"{"lanes": [{"name": "g", "priority": "high"}]}"#, "lanes[0].priority: invalid type"),
+        ("", "the plugin configuration is empty"),
+        ("{\"lanes\": [{\"name\": \"g\"}]} x", "trailing characters"),
+    ];
+    for (json, want) in cases {
+        let got = error(json);
+        assert!(got.contains(want), "{json}\n  got:  {got}\n  want: {want}");
+    }
+}
+
+#[test]
+fn warnings_do_not_reject() {
+    let w = warnings(r#"{"services": {"s": {"base": "b", "lanes": {"nope": "c"}}}, "lanes": [{"name": "g", "split": {"percent": 0}}]}"#);
+    let kinds: Vec<WarningKind> = w.iter().map(|w| w.kind).collect();
+    assert!(kinds.contains(&WarningKind::ZeroPercent));
+    assert!(kinds.contains(&WarningKind::UnknownServiceLane));
+}
+
+#[test]
+fn shadowed_lane_is_reported_only_when_proved() {
+    let shadowed = r#"{"lanes": [
+        {"name": "android", "priority": 1, "match": {"header": "os", "exact": "android"}},
+        {"name": "android-atlantis", "priority": 2, "match": {"all": [{"header": "os", "exact": "android"}, {"header": "region", "exact": "atlantis"}]}}]}"#;
+    let w = warnings(shadowed);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].kind, WarningKind::Shadowed);
+    assert_eq!(w[0].path, "lanes[1]");
+    assert!(w[0].message.contains("\"android-atlantis\" can never win"));
+    let swapped = shadowed.replace("\"priority\": 1", "\"priority\": 3");
+    assert!(warnings(&swapped).is_empty());
+    // A split on the higher lane means the lower one still gets the rest.
+    let split = r#"{"lanes": [
+        {"name": "a", "priority": 1, "match": {"header": "os", "exact": "android"}, "split": {"percent": 50}},
+        {"name": "b", "priority": 2, "match": {"header": "os", "exact": "android"}}]}"#;
+    assert!(warnings(split).is_empty());
+    // Same key and salt, covering ranges: shadowed.
+    let covered = r#"{"lanes": [
+        {"name": "a", "priority": 1, "split": {"key": {"header": "u"}, "buckets": ["0-4999"], "salt": "s"}},
+        {"name": "b", "priority": 2, "match": {"header": "x", "present": true}, "split": {"key": {"header": "u"}, "buckets": ["100-200"], "salt": "s", "onMissingKey": "exclude"}}]}"#;
+    let kinds: Vec<WarningKind> = warnings(covered).iter().map(|w| w.kind).collect();
+    assert!(kinds.contains(&WarningKind::Shadowed), "{kinds:?}");
+    assert!(kinds.contains(&WarningKind::OverlappingBuckets), "{kinds:?}");
+    // A catch-all lane at the top shadows everything below.
+    let all = r#"{"lanes": [{"name": "a", "priority": 1}, {"name": "b", "match": {"header": "x", "exact": "1"}}]}"#;
+    assert_eq!(warnings(all).len(), 1);
+}
+
+#[test]
+fn disjoint_buckets_do_not_warn() {
+    let w = warnings(r#"{"lanes": [
+        {"name": "a", "split": {"key": {"header": "u"}, "buckets": ["0-2999"], "salt": "s"}},
+        {"name": "b", "split": {"key": {"header": "u"}, "buckets": ["3000-5999"], "salt": "s"}}]}"#);
+    assert!(w.is_empty(), "{w:?}");
+}

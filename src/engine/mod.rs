@@ -1,0 +1,516 @@
+//! The lane engine: given a request, decide its lane (SPEC §4) and the header
+//! changes that carry it (SPEC §5). Host-independent: the filter implements
+//! [`Request`] with host calls, tests and the CLI with a header list.
+
+mod rules;
+pub mod split;
+mod view;
+
+pub use rules::{Attr, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split, SplitKey};
+pub use split::{bucket, AssignedCookie, SplitResult, BUCKETS};
+pub use view::{View, MAX_VALUE_LEN};
+
+use crate::config::{Config, Incoming, Service};
+
+/// Read access to a request's headers (pseudo-headers `:path`,
+/// `:authority`, `:method` included). Names are asked in lower case.
+pub trait Request {
+    /// Every value of the header, in order.
+    fn header<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s [u8]>;
+}
+
+/// A request as a list of (lower-case name, value) pairs: what the filter
+/// reads from Envoy in one call, and what tests and the CLI build.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderList(pub Vec<(String, Vec<u8>)>);
+
+impl HeaderList {
+    /// Builds a list, lower-casing names.
+    pub fn new<'a, I: IntoIterator<Item = (&'a str, &'a [u8])>>(pairs: I) -> HeaderList {
+        HeaderList(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_vec()))
+                .collect(),
+        )
+    }
+
+    /// Builds a list from text pairs.
+    pub fn from_strs(pairs: &[(&str, &str)]) -> HeaderList {
+        HeaderList::new(pairs.iter().map(|(k, v)| (*k, v.as_bytes())))
+    }
+}
+
+impl Request for HeaderList {
+    fn header<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s [u8]> {
+        let name = name.to_string();
+        self.0
+            .iter()
+            .filter(move |(k, _)| *k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Where a request's lane came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A valid incoming tag, kept by a hop (`incoming: trust`).
+    Propagated,
+    /// A lane rule admitted it.
+    Rule,
+    /// Nothing matched: base.
+    Default,
+}
+
+impl Source {
+    pub const ALL: [Source; 3] = [Source::Propagated, Source::Rule, Source::Default];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Propagated => "propagated",
+            Source::Rule => "rule",
+            Source::Default => "default",
+        }
+    }
+}
+
+/// The lane of one request and how it was reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// `None`: base.
+    pub lane: Option<LaneId>,
+    pub source: Source,
+    /// The winning rule's split, when it has one.
+    pub split: Option<SplitResult>,
+    /// An incoming tag named an undeclared lane and was dropped.
+    pub invalid_tag: bool,
+    /// Cookie ids drawn for assign-keyed splits, to set on the response.
+    pub assigned: Vec<AssignedCookie>,
+}
+
+/// Why one lane rule did not win, or that it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleOutcome {
+    /// The match did not hold; the text names the failing condition.
+    NoMatch(String),
+    /// The match held and the split decided (admitted or not).
+    Split(SplitResult),
+    /// The match held and the lane has no split.
+    Won,
+}
+
+/// A decision together with what each rule evaluated before the winner did.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub decision: Decision,
+    /// In evaluation order, up to and including the winner.
+    pub tried: Vec<(LaneId, RuleOutcome)>,
+}
+
+/// Header changes and counters for one request (SPEC §5).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects<'c> {
+    /// Request headers to set (`Some`) or remove (`None`); only real changes.
+    pub set: Vec<(&'c str, Option<String>)>,
+    /// The cluster chosen through `services`, if the host has an entry.
+    pub cluster: Option<&'c str>,
+    /// The service whose lane version is missing: routed to its base.
+    pub fallback: Option<&'c str>,
+    /// Incoming baggage members dropped as invalid or over the limits.
+    pub baggage_dropped: usize,
+    /// The request is a mirrored copy (SPEC §6).
+    pub shadow: bool,
+}
+
+/// Everything the filter needs to act on one request.
+#[derive(Debug, Clone)]
+pub struct Outcome<'c> {
+    pub decision: Decision,
+    pub effects: Effects<'c>,
+}
+
+/// Decides the lane of a request and its effects. `rng` is called only when
+/// a random draw is needed (anonymous split, assigned cookie).
+pub fn process<'c, R: Request + ?Sized>(
+    config: &'c Config,
+    req: &R,
+    rng: &mut dyn FnMut() -> u64,
+) -> Outcome<'c> {
+    let view = View::new(req);
+    let decision = decide(config, &view, rng);
+    let effects = effects(config, &view, decision.lane);
+    Outcome { decision, effects }
+}
+
+/// SPEC §4 step 1: a valid incoming tag at a trusting hop.
+fn incoming_tag<R: Request + ?Sized>(config: &Config, view: &View<'_, R>) -> Result<Option<LaneId>, ()> {
+    if config.incoming != Incoming::Trust {
+        return Ok(None);
+    }
+    let tag = match view.baggage().get(&config.baggage_key) {
+        Some(m) => m.decoded_value(),
+        None => match view.first_header(&config.lane_header) {
+            Some(v) => std::str::from_utf8(v).ok().map(str::to_owned),
+            None => return Ok(None),
+        },
+    };
+    match tag.and_then(|t| config.lane_id(&t)) {
+        Some(id) => Ok(Some(id)),
+        None => Err(()),
+    }
+}
+
+/// SPEC §4: the decision, through the exact-value index.
+pub fn decide<R: Request + ?Sized>(
+    config: &Config,
+    view: &View<'_, R>,
+    rng: &mut dyn FnMut() -> u64,
+) -> Decision {
+    let mut d = Decision {
+        lane: None,
+        source: Source::Default,
+        split: None,
+        invalid_tag: false,
+        assigned: Vec::new(),
+    };
+    match incoming_tag(config, view) {
+        Ok(Some(id)) => {
+            d.lane = Some(id);
+            d.source = Source::Propagated;
+            return d;
+        }
+        Ok(None) => {}
+        Err(()) => d.invalid_tag = true,
+    }
+    let rules = &config.rules;
+    let mut try_rank = |rank: u32, d: &mut Decision| -> bool {
+        let Some((id, lane)) = rules.at_rank(rank) else {
+            return false;
+        };
+        if !lane.cond.as_ref().is_none_or(|c| holds(c, view)) {
+            return false;
+        }
+        let split = lane
+            .split
+            .as_ref()
+            .map(|s| split::apply(s, view, rng, &mut d.assigned));
+        if split.as_ref().is_none_or(SplitResult::admitted) {
+            d.lane = Some(id);
+            d.source = Source::Rule;
+            d.split = split;
+            return true;
+        }
+        false
+    };
+    if rules.index.is_empty() {
+        for rank in 0..u32::try_from(rules.order.len()).unwrap_or(u32::MAX) {
+            if try_rank(rank, &mut d) {
+                break;
+            }
+        }
+        return d;
+    }
+    let mut candidates = rules.unindexed.clone();
+    for group in &rules.index {
+        for_values(view, &group.attr, &mut |v| {
+            if let Some(ranks) = value_str(v).and_then(|s| lookup(&group.lanes, s, group.ignore_case)) {
+                candidates.extend_from_slice(ranks);
+            }
+            false
+        });
+    }
+    candidates.sort_unstable();
+    candidates.dedup();
+    for rank in candidates {
+        if try_rank(rank, &mut d) {
+            break;
+        }
+    }
+    d
+}
+
+fn lookup<'m>(
+    map: &'m hashbrown::HashMap<String, Vec<u32>>,
+    value: &str,
+    ignore_case: bool,
+) -> Option<&'m Vec<u32>> {
+    if ignore_case && value.bytes().any(|b| b.is_ascii_uppercase()) {
+        map.get(value.to_ascii_lowercase().as_str())
+    } else {
+        map.get(value)
+    }
+}
+
+/// The same decision as [`decide`], evaluating every rule in order and
+/// recording why each one before the winner did not win.
+pub fn explain<R: Request + ?Sized>(config: &Config, req: &R, rng: &mut dyn FnMut() -> u64) -> Explanation {
+    let view = View::new(req);
+    let mut tried = Vec::new();
+    let mut d = Decision {
+        lane: None,
+        source: Source::Default,
+        split: None,
+        invalid_tag: false,
+        assigned: Vec::new(),
+    };
+    match incoming_tag(config, &view) {
+        Ok(Some(id)) => {
+            d.lane = Some(id);
+            d.source = Source::Propagated;
+            return Explanation { decision: d, tried };
+        }
+        Ok(None) => {}
+        Err(()) => d.invalid_tag = true,
+    }
+    for &id in &config.rules.order {
+        let Some(lane) = config.rules.lanes.get(id) else {
+            continue;
+        };
+        if let Some(why) = lane.cond.as_ref().and_then(|c| failure(c, &view)) {
+            tried.push((id, RuleOutcome::NoMatch(why)));
+            continue;
+        }
+        let Some(s) = &lane.split else {
+            tried.push((id, RuleOutcome::Won));
+            d.lane = Some(id);
+            d.source = Source::Rule;
+            break;
+        };
+        let r = split::apply(s, &view, rng, &mut d.assigned);
+        let admitted = r.admitted();
+        tried.push((id, RuleOutcome::Split(r.clone())));
+        if admitted {
+            d.lane = Some(id);
+            d.source = Source::Rule;
+            d.split = Some(r);
+            break;
+        }
+    }
+    Explanation { decision: d, tried }
+}
+
+/// Whether a condition holds for the request.
+pub fn holds<R: Request + ?Sized>(cond: &Cond, view: &View<'_, R>) -> bool {
+    match cond {
+        Cond::All(list) => list.iter().all(|c| holds(c, view)),
+        Cond::Any(list) => list.iter().any(|c| holds(c, view)),
+        Cond::Not(c) => !holds(c, view),
+        Cond::Leaf(leaf) => leaf_holds(leaf, view),
+    }
+}
+
+/// Why a condition does not hold (`None` when it holds).
+fn failure<R: Request + ?Sized>(cond: &Cond, view: &View<'_, R>) -> Option<String> {
+    match cond {
+        Cond::All(list) => list.iter().find_map(|c| failure(c, view)),
+        Cond::Any(list) => (!list.iter().any(|c| holds(c, view))).then(|| {
+            let parts: Vec<String> = list.iter().map(describe).collect();
+            format!("none of [{}] holds", parts.join("; "))
+        }),
+        Cond::Not(c) => holds(c, view).then(|| format!("not({}) fails: it holds", describe(c))),
+        Cond::Leaf(leaf) => (!leaf_holds(leaf, view)).then(|| {
+            let mut got = Vec::new();
+            for_values(view, &leaf.attr, &mut |v| {
+                got.push(String::from_utf8_lossy(v).chars().take(80).collect::<String>());
+                false
+            });
+            let got = if got.is_empty() {
+                "absent".to_string()
+            } else {
+                format!("got {got:?}")
+            };
+            format!("{} does not hold ({got})", describe(cond))
+        }),
+    }
+}
+
+/// A condition as text, for explanations and warnings.
+pub fn describe(cond: &Cond) -> String {
+    match cond {
+        Cond::All(list) => format!("all[{}]", list.iter().map(describe).collect::<Vec<_>>().join("; ")),
+        Cond::Any(list) => format!("any[{}]", list.iter().map(describe).collect::<Vec<_>>().join("; ")),
+        Cond::Not(c) => format!("not({})", describe(c)),
+        Cond::Leaf(leaf) => {
+            let attr = match &leaf.attr {
+                Attr::Header(h) => format!("header {h:?}"),
+                Attr::Cookie(c) => format!("cookie {c:?}"),
+                Attr::Query(q) => format!("query {q:?}"),
+                Attr::Path => "path".into(),
+                Attr::Method => "method".into(),
+                Attr::Host => "host".into(),
+                Attr::Baggage(k) => format!("baggage {k:?}"),
+            };
+            let op = match &leaf.op {
+                Op::Exact(v) => format!("exact {v:?}"),
+                Op::Prefix(v) => format!("prefix {v:?}"),
+                Op::Suffix(v) => format!("suffix {v:?}"),
+                Op::Contains(v) => format!("contains {v:?}"),
+                Op::Regex(r) => format!("regex {:?}", r.as_str()),
+                Op::In(set) => {
+                    let mut v: Vec<&String> = set.iter().collect();
+                    v.sort();
+                    format!("in {v:?}")
+                }
+                Op::Present(p) => format!("present {p}"),
+                Op::Range(lo, hi) => format!("range [{lo}, {hi}]"),
+            };
+            let ic = if leaf.ignore_case { " ignoreCase" } else { "" };
+            format!("{attr} {op}{ic}")
+        }
+    }
+}
+
+fn leaf_holds<R: Request + ?Sized>(leaf: &Leaf, view: &View<'_, R>) -> bool {
+    if let Op::Present(want) = leaf.op {
+        let mut any = false;
+        for_values(view, &leaf.attr, &mut |_| {
+            any = true;
+            true
+        });
+        return any == want;
+    }
+    for_values(view, &leaf.attr, &mut |v| {
+        value_str(v).is_some_and(|s| op_matches(&leaf.op, leaf.ignore_case, s))
+    })
+}
+
+/// A value that operators may test: UTF-8 and not oversized (SPEC §8).
+fn value_str(v: &[u8]) -> Option<&str> {
+    if v.len() > MAX_VALUE_LEN {
+        return None;
+    }
+    std::str::from_utf8(v).ok()
+}
+
+/// Calls `f` on each value of the attribute until it returns true; returns
+/// whether it did.
+fn for_values<R: Request + ?Sized>(view: &View<'_, R>, attr: &Attr, f: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+    match attr {
+        Attr::Header(h) => view.header(h).any(f),
+        Attr::Cookie(c) => view.cookie(c).any(f),
+        Attr::Query(q) => view.query(q).any(f),
+        Attr::Path => view.path().is_some_and(f),
+        Attr::Method => view.first_header(":method").is_some_and(f),
+        Attr::Host => view.host().is_some_and(f),
+        Attr::Baggage(k) => view
+            .baggage()
+            .members
+            .iter()
+            .filter(|m| m.key == k)
+            .filter_map(|m| m.decoded_value())
+            .any(|v| f(v.as_bytes())),
+    }
+}
+
+fn starts_with_ci(s: &str, p: &str) -> bool {
+    s.as_bytes()
+        .get(..p.len())
+        .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
+}
+
+fn ends_with_ci(s: &str, p: &str) -> bool {
+    s.len()
+        .checked_sub(p.len())
+        .and_then(|start| s.as_bytes().get(start..))
+        .is_some_and(|t| t.eq_ignore_ascii_case(p.as_bytes()))
+}
+
+fn contains_ci(s: &str, p: &str) -> bool {
+    p.is_empty() || s.as_bytes().windows(p.len()).any(|w| w.eq_ignore_ascii_case(p.as_bytes()))
+}
+
+fn op_matches(op: &Op, ignore_case: bool, s: &str) -> bool {
+    match op {
+        Op::Exact(v) if ignore_case => s.eq_ignore_ascii_case(v),
+        Op::Exact(v) => s == v,
+        Op::Prefix(v) if ignore_case => starts_with_ci(s, v),
+        Op::Prefix(v) => s.starts_with(v.as_str()),
+        Op::Suffix(v) if ignore_case => ends_with_ci(s, v),
+        Op::Suffix(v) => s.ends_with(v.as_str()),
+        Op::Contains(v) if ignore_case => contains_ci(s, v),
+        Op::Contains(v) => s.contains(v.as_str()),
+        Op::Regex(re) => re.is_match(s),
+        Op::In(set) if ignore_case && s.bytes().any(|b| b.is_ascii_uppercase()) => {
+            set.contains(s.to_ascii_lowercase().as_str())
+        }
+        Op::In(set) => set.contains(s),
+        Op::Present(_) => false,
+        Op::Range(lo, hi) => s.parse::<i64>().is_ok_and(|n| *lo <= n && n <= *hi),
+    }
+}
+
+/// Whether the header currently has exactly the wanted value (or, for
+/// `None`, is absent).
+fn header_is<R: Request + ?Sized>(view: &View<'_, R>, name: &str, want: Option<&str>) -> bool {
+    let mut values = view.header(name);
+    match (values.next(), want) {
+        (None, None) => true,
+        (Some(v), Some(w)) => v == w.as_bytes() && values.next().is_none(),
+        _ => false,
+    }
+}
+
+fn set_if_changed<'c, R: Request + ?Sized>(
+    set: &mut Vec<(&'c str, Option<String>)>,
+    view: &View<'_, R>,
+    name: &'c str,
+    want: Option<&str>,
+) {
+    if !header_is(view, name, want) {
+        set.push((name, want.map(str::to_owned)));
+    }
+}
+
+fn service_for<'c, R: Request + ?Sized>(config: &'c Config, view: &View<'_, R>) -> Option<&'c Service> {
+    if config.services.is_empty() {
+        return None;
+    }
+    let host = std::str::from_utf8(view.host()?).ok()?;
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        config.services.get(host.to_ascii_lowercase().as_str())
+    } else {
+        config.services.get(host)
+    }
+}
+
+/// SPEC §5 and §6: the header changes for a request in `lane`.
+pub fn effects<'c, R: Request + ?Sized>(config: &'c Config, view: &View<'_, R>, lane: Option<LaneId>) -> Effects<'c> {
+    let mut e = Effects::default();
+    let name = lane.map(|id| config.lane_name(Some(id)));
+    set_if_changed(&mut e.set, view, &config.lane_header, name);
+
+    let mut edits: Vec<(&str, Option<&str>)> = vec![(config.baggage_key.as_str(), name)];
+    if let Some(shadow) = &config.shadow {
+        e.shadow = view
+            .host()
+            .is_some_and(|h| ends_with_ci(&String::from_utf8_lossy(h), &shadow.host_suffix));
+        if e.shadow {
+            edits.push((&shadow.baggage_key, Some("1")));
+        } else if config.incoming == Incoming::Ignore {
+            // At the edge a client cannot mark its own traffic as mirrored.
+            edits.push((&shadow.baggage_key, None));
+        }
+    }
+    let baggage = view.baggage();
+    e.baggage_dropped = baggage.dropped;
+    let new_baggage = baggage.with_members(&edits);
+    set_if_changed(&mut e.set, view, "baggage", new_baggage.as_deref());
+
+    let cluster = service_for(config, view).map(|svc| {
+        match lane.and_then(|id| svc.lanes.get(id)).and_then(Option::as_ref) {
+            Some(c) => c.as_str(),
+            None => {
+                if lane.is_some() {
+                    e.fallback = Some(svc.name.as_str());
+                }
+                svc.base.as_str()
+            }
+        }
+    });
+    e.cluster = cluster;
+    set_if_changed(&mut e.set, view, &config.cluster_header, cluster);
+    e
+}
+
+#[cfg(test)]
+mod tests;

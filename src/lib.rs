@@ -1,0 +1,14 @@
+//! graylane: full-link traffic lanes for Envoy and Istio, as a proxy-wasm
+//! HTTP filter. Everything outside `filter` is plain Rust, tested natively.
+
+pub mod analysis;
+pub mod baggage;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod metric_names;
+pub mod testvectors;
+
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod filter;

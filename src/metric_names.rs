@@ -1,0 +1,27 @@
+//! Names of the filter's counters (SPEC §9), shared by the filter, the
+//! shipped Envoy `stats_tags` and the tests. Labels are embedded in a fixed
+//! shape so that Envoy tag extraction can lift them out:
+//! `graylane.requests.source.<source>.lane.<lane>` becomes
+//! `graylane_requests{source="...",lane="..."}` in `/stats/prometheus`.
+
+use crate::config::BASE;
+use crate::engine::Source;
+
+pub const INVALID_TAGS: &str = "graylane.invalid_tags";
+pub const MALFORMED_BAGGAGE: &str = "graylane.malformed_baggage";
+pub const SHADOW_REQUESTS: &str = "graylane.shadow_requests";
+pub const COOKIES_ASSIGNED: &str = "graylane.cookies_assigned";
+pub const CONFIG_ACCEPTED: &str = "graylane.config_accepted";
+pub const CONFIG_REJECTED: &str = "graylane.config_rejected";
+pub const CONFIG_WARNINGS: &str = "graylane.config_warnings";
+pub const SHADOWED_RULES: &str = "graylane.shadowed_rules";
+
+/// Requests decided into `lane` (`None`: base) by `source`.
+pub fn requests(source: Source, lane: Option<&str>) -> String {
+    format!("graylane.requests.source.{}.lane.{}", source.as_str(), lane.unwrap_or(BASE))
+}
+
+/// Requests of a lane sent to the base version of `service`.
+pub fn fallbacks(service: &str) -> String {
+    format!("graylane.fallbacks.service.{service}")
+}

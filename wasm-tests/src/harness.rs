@@ -1,0 +1,471 @@
+//! Runs real processes for the end-to-end tests: Envoy with the built
+//! filter, echo backends, and a plain HTTP/1.1 client. Everything listens on
+//! 127.0.0.1; Envoy is killed by PID when its handle drops (including on a
+//! failed assertion), and its log is printed when the test failed.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The Envoy binary: `$GRAYLANE_ENVOY`, else the one `scripts/lib.sh` installs.
+pub fn envoy_bin() -> PathBuf {
+    std::env::var_os("GRAYLANE_ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".tools/pip/envoy/_bin/envoy"))
+}
+
+/// The filter: `$GRAYLANE_WASM`, else `target/graylane.wasm`.
+pub fn wasm_path() -> PathBuf {
+    std::env::var_os("GRAYLANE_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/graylane.wasm"))
+}
+
+/// A port that is free now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh scratch directory under the system temp dir.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("graylane-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Indents text so it reads as a nested JSON string inside YAML.
+pub fn json_string_value(json: &str) -> String {
+    serde_json::to_string(json).expect("json string")
+}
+
+/// A running Envoy.
+pub struct Envoy {
+    child: Option<Child>,
+    pub admin: u16,
+    pub dir: PathBuf,
+    log: PathBuf,
+}
+
+/// Substitutes `{{NAME}}` placeholders; `{{WASM}}` is always the filter.
+pub fn render(template: &str, vars: &[(&str, String)]) -> String {
+    let mut out = template.replace("{{WASM}}", &wasm_path().display().to_string());
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    assert!(!out.contains("{{"), "unfilled placeholder in config:\n{out}");
+    out
+}
+
+impl Envoy {
+    /// Starts Envoy on a rendered config (it must use `{{ADMIN}}` as admin
+    /// port, which this fills) and waits until it is ready.
+    pub fn start(template: &str, vars: &[(&str, String)]) -> Envoy {
+        Self::start_with(template, vars, 2)
+    }
+
+    /// [`Envoy::start`] with a number of worker threads.
+    pub fn start_with(template: &str, vars: &[(&str, String)], workers: u32) -> Envoy {
+        let mut envoy = Self::spawn(template, vars, workers);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = envoy.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("Envoy exited during start ({status}):\n{}", envoy.log_text());
+            }
+            if let Ok(r) = get(envoy.admin, "/ready") {
+                if r.status == 200 {
+                    return envoy;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("Envoy not ready after 30 s:\n{}", envoy.log_text());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts Envoy on a config that must be refused; returns the exit
+    /// status code and the log.
+    pub fn start_expect_exit(template: &str, vars: &[(&str, String)]) -> (Option<i32>, String) {
+        let mut envoy = Self::spawn(template, vars, 1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let exited = envoy.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                envoy.child = None;
+                return (status.code(), envoy.log_text());
+            }
+            if Instant::now() > deadline {
+                panic!("Envoy did not exit on a bad config:\n{}", envoy.log_text());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn spawn(template: &str, vars: &[(&str, String)], workers: u32) -> Envoy {
+        let admin = free_port();
+        let mut all: Vec<(&str, String)> = vars.to_vec();
+        all.push(("ADMIN", admin.to_string()));
+        let config = render(template, &all);
+        let dir = scratch_dir("envoy");
+        let cfg = dir.join("envoy.yaml");
+        std::fs::write(&cfg, config).expect("write config");
+        let log = dir.join("envoy.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let err_file = log_file.try_clone().expect("log file");
+        let bin = envoy_bin();
+        assert!(
+            bin.exists(),
+            "Envoy binary {} not found: run scripts/test.sh (it installs Envoy) or set GRAYLANE_ENVOY",
+            bin.display()
+        );
+        assert!(
+            wasm_path().exists(),
+            "filter {} not found: run scripts/test.sh (it builds it) or set GRAYLANE_WASM",
+            wasm_path().display()
+        );
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&cfg)
+            .args(["--concurrency", &workers.to_string()])
+            .args(["--disable-hot-restart", "-l", "info"])
+            .args(["--component-log-level", "wasm:debug"])
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(err_file)
+            .spawn()
+            .expect("spawn envoy");
+        Envoy {
+            child: Some(child),
+            admin,
+            dir,
+            log,
+        }
+    }
+
+    /// Everything Envoy has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to 10 s for `needle` to appear in the log; returns the log.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log_text();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `/stats` as a name -> value map (counters and gauges).
+    pub fn stats(&self) -> BTreeMap<String, u64> {
+        let r = get(self.admin, "/stats").expect("admin /stats");
+        r.text()
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(": ")?;
+                Some((k.to_string(), v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// A counter from `/stats` (0 when absent).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.stats().get(name).copied().unwrap_or(0)
+    }
+
+    /// `/stats/prometheus`.
+    pub fn prometheus(&self) -> String {
+        get(self.admin, "/stats/prometheus").expect("prometheus").text()
+    }
+
+    /// Writes a file next to the config (for file-based dynamic resources).
+    pub fn write_file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+
+    /// The PID of the Envoy process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if thread::panicking() {
+            eprintln!("----- Envoy log ({}) -----\n{}", self.log.display(), self.log_text());
+        }
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// (lower-case name, value) in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The body as JSON (what an echo backend or service answered).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text()))
+    }
+}
+
+/// GET with no extra headers.
+pub fn get(port: u16, path: &str) -> std::io::Result<Response> {
+    request(port, "GET", path, &[])
+}
+
+/// One HTTP/1.1 request on a new connection; header values are raw bytes so
+/// tests can send anything a client could.
+pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &[u8])]) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.extend_from_slice(b"host: localhost\r\n");
+    }
+    for (k, v) in headers {
+        req.extend_from_slice(k.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(v);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"connection: close\r\ncontent-length: 0\r\n\r\n");
+    s.write_all(&req)?;
+    let mut r = BufReader::new(s);
+    read_response(&mut r)
+}
+
+/// Headers as text pairs, for the common case.
+pub fn request_str(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
+    let raw: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    request(port, "GET", path, &raw).expect("request")
+}
+
+fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<(String, Vec<(String, String)>)> {
+    let mut first = String::new();
+    if r.read_line(&mut first)? == 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        r.read_until(b'\n', &mut line)?;
+        let line = String::from_utf8_lossy(&line).trim_end().to_string();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    Ok((first.trim_end().to_string(), headers))
+}
+
+fn read_body<R: BufRead>(r: &mut R, headers: &[(String, String)], until_eof: bool) -> std::io::Result<Vec<u8>> {
+    let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+            if n == 0 {
+                let mut end = String::new();
+                r.read_line(&mut end)?;
+                break;
+            }
+            let mut chunk = vec![0; n];
+            r.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk);
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf)?;
+        }
+    } else if let Some(n) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+    } else if until_eof {
+        r.read_to_end(&mut body)?;
+    }
+    Ok(body)
+}
+
+fn read_response<R: BufRead>(r: &mut R) -> std::io::Result<Response> {
+    let (status_line, headers) = read_head(r)?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = read_body(r, &headers, true)?;
+    Ok(Response { status, headers, body })
+}
+
+/// What a backend received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The handler of a [`Server`]: request in, (status, extra headers, body) out.
+pub type Handler = Arc<dyn Fn(&Received) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync>;
+
+/// A small threaded HTTP/1.1 server on 127.0.0.1 (keep-alive aware).
+pub struct Server {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Server {
+    pub fn start(handler: Handler) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, rec2) = (Arc::clone(&stop), Arc::clone(&received));
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (h, rec) = (Arc::clone(&handler), Arc::clone(&rec2));
+                thread::spawn(move || serve_conn(conn, &h, &rec));
+            }
+        });
+        Server { port, stop, received }
+    }
+
+    /// An echo backend: answers 200 with JSON `{"backend": NAME, "headers": {...}}`
+    /// (repeated headers joined with ", ") and `x-backend: NAME`.
+    pub fn echo(name: &str) -> Server {
+        let name = name.to_string();
+        Server::start(Arc::new(move |req: &Received| {
+            let mut headers = serde_json::Map::new();
+            for (k, v) in &req.headers {
+                let joined = match headers.get(k).and_then(|x| x.as_str()) {
+                    Some(prev) => format!("{prev}, {v}"),
+                    None => v.clone(),
+                };
+                headers.insert(k.clone(), serde_json::Value::String(joined));
+            }
+            let body = serde_json::json!({"backend": name, "path": req.path, "headers": headers});
+            (200, vec![("x-backend".into(), name.clone())], body.to_string().into_bytes())
+        }))
+    }
+
+    /// Everything received so far.
+    pub fn take(&self) -> Vec<Received> {
+        std::mem::take(&mut *self.received.lock().expect("lock"))
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().expect("lock").len()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve_conn(conn: TcpStream, handler: &Handler, received: &Mutex<Vec<Received>>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+    let _ = conn.set_nodelay(true);
+    let Ok(mut writer) = conn.try_clone() else { return };
+    let mut r = BufReader::new(conn);
+    loop {
+        let Ok((line, headers)) = read_head(&mut r) else { return };
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        if read_body(&mut r, &headers, false).is_err() {
+            return;
+        }
+        let close = headers
+            .iter()
+            .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
+        let req = Received { method, path, headers };
+        let (status, extra, body) = handler(&req);
+        received.lock().expect("lock").push(req);
+        let mut out = format!("HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", body.len());
+        for (k, v) in extra {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&body);
+        if writer.write_all(&bytes).is_err() || close {
+            return;
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The filter at the edge, in a real Envoy: lane selection for every
+//! attribute and operator, priorities, splits, stripping of client tags,
+//! config errors, counters.
+#![cfg(not(target_arch = "wasm32"))]
+
+use graylane::testvectors::{DECISION_TABLE, TABLE_CONFIG};
+use graylane_wasm_tests::configs::{bootstrap, listener, wasm_filter, Gateway};
+use graylane_wasm_tests::harness::{free_port, Envoy};
+use std::collections::BTreeSet;
+
+const TABLE_LANES: &[&str] = &["gray", "beta", "android", "api-v2", "vip", "writes", "tenant", "sticky"];
+
+#[test]
+fn decision_table_in_envoy() {
+    let gw = Gateway::start(TABLE_CONFIG, TABLE_LANES);
+    for (pairs, want) in DECISION_TABLE {
+        let r = gw.send_str(pairs);
+        assert_eq!(r.status, 200, "{pairs:?}: {}", r.text());
+        let body = r.json();
+        assert_eq!(body["backend"], *want, "{pairs:?} -> {body}");
+        // What the backend received carries the lane (or nothing for base).
+        let got = &body["headers"];
+        if *want == "base" {
+            assert!(got.get("x-graylane").is_none(), "{pairs:?}: {got}");
+            let baggage = got.get("baggage").and_then(|b| b.as_str()).unwrap_or("");
+            assert!(!baggage.split(',').any(|m| m.starts_with("lane=")), "{pairs:?}: {got}");
+        } else {
+            assert_eq!(got["x-graylane"], *want, "{pairs:?}");
+            let baggage = got["baggage"].as_str().unwrap();
+            assert!(baggage.split(',').any(|m| m == format!("lane={want}")), "{baggage}");
+        }
+    }
+}
+
+#[test]
+fn edge_strips_client_tags_and_cluster() {
+    let plugin = r#"{"services": {"svc-b": {"base": "base", "lanes": {"gray": "lane-gray"}}},
+        "lanes": [{"name": "gray", "match": {"header": "location", "exact": "cn-shenzhen"}}]}"#;
+    let gw = Gateway::start_with_hosts(plugin, &["gray"], &["svc-b"]);
+    // Forged tags on a request that matches no lane: all removed, base.
+    let r = gw.send_str(&[
+        ("x-graylane", "gray"),
+        ("baggage", "lane=gray,userId=alice;prop=1"),
+        ("x-graylane-cluster", "lane-gray"),
+    ]);
+    let body = r.json();
+    assert_eq!(body["backend"], "base");
+    assert!(body["headers"].get("x-graylane").is_none());
+    assert!(body["headers"].get("x-graylane-cluster").is_none());
+    assert_eq!(body["headers"]["baggage"], "userId=alice;prop=1");
+    // A forged cluster header cannot pick the cluster of a service either.
+    let r = gw.send_str(&[(":authority", "svc-b"), ("x-graylane-cluster", "lane-gray"), ("x-graylane", "gray")]);
+    let body = r.json();
+    assert_eq!(body["backend"], "base", "{body}");
+    assert_eq!(body["headers"]["x-graylane-cluster"], "base");
+    // The rule admits: the service's lane cluster is chosen through clusterHeader.
+    let r = gw.send_str(&[(":authority", "svc-b:8080"), ("location", "cn-shenzhen")]);
+    let body = r.json();
+    assert_eq!(body["backend"], "gray", "{body}");
+    assert_eq!(body["headers"]["x-graylane-cluster"], "lane-gray");
+}
+
+fn split_plugin(salt: &str) -> String {
+    format!(
+        r#"{{"lanes": [{{"name": "canary", "split": {{"key": {{"header": "x-user-id"}}, "percent": 20, "salt": "{salt}", "onMissingKey": "exclude"}}}}]}}"#
+    )
+}
+
+fn admitted_ids(gw: &Gateway, n: usize) -> BTreeSet<usize> {
+    (0..n)
+        .filter(|i| gw.lane_of(&[("x-user-id", &format!("user-{i}"))]) == "canary")
+        .collect()
+}
+
+#[test]
+fn split_share_stickiness_and_salt() {
+    let gw = Gateway::start(&split_plugin("release-1"), &["canary"]);
+    let first = admitted_ids(&gw, 1000);
+    // 20 % of 1,000 ids, within ±4 points.
+    assert!((160..=240).contains(&first.len()), "{} admitted", first.len());
+    // Sticky: the same ids again give the same answers.
+    assert_eq!(admitted_ids(&gw, 1000), first);
+    // Anonymous requests are excluded by this config.
+    assert!((0..50).all(|_| gw.lane_of(&[]) == "base"));
+    drop(gw);
+
+    let gw = Gateway::start(&split_plugin("release-2"), &["canary"]);
+    let second = admitted_ids(&gw, 1000);
+    assert!((160..=240).contains(&second.len()), "{} admitted", second.len());
+    let overlap = first.intersection(&second).count();
+    // A new salt picks an independent population: about 20 % of 20 % overlap.
+    assert!(overlap < 90, "overlap {overlap} of {}", first.len());
+}
+
+#[test]
+fn random_split_for_anonymous_users() {
+    let plugin = r#"{"lanes": [{"name": "canary", "split": {"key": {"header": "x-user-id"}, "percent": 30}}]}"#;
+    let gw = Gateway::start(plugin, &["canary"]);
+    let n = (0..1000).filter(|_| gw.lane_of(&[]) == "canary").count();
+    assert!((260..=340).contains(&n), "{n} of 1000 anonymous requests admitted at 30 %");
+}
+
+#[test]
+fn bad_config_is_refused_with_its_json_path() {
+    let plugin = r#"{"lanes": [{"name": "gray"}, {"name": "blue", "match": {"any": [{"header": "a", "regex": "(unclosed"}]}}]}"#;
+    let yaml = bootstrap(&listener("gateway", free_port(), &wasm_filter(plugin), &graylane_wasm_tests::configs::lane_routes("\"*\"", "x-graylane", &[], "base")), &graylane_wasm_tests::configs::cluster("base", free_port()));
+    let (code, log) = Envoy::start_expect_exit(&yaml, &[]);
+    assert_ne!(code, Some(0), "Envoy must refuse the config");
+    assert!(log.contains("configuration rejected: lanes[1].match.any[0].regex: invalid regular expression"), "{log}");
+
+    let plugin = r#"{"lanes": [{"name": "gray", "priorty": 1}]}"#;
+    let yaml = bootstrap(&listener("gateway", free_port(), &wasm_filter(plugin), &graylane_wasm_tests::configs::lane_routes("\"*\"", "x-graylane", &[], "base")), &graylane_wasm_tests::configs::cluster("base", free_port()));
+    let (code, log) = Envoy::start_expect_exit(&yaml, &[]);
+    assert_ne!(code, Some(0));
+    assert!(log.contains("lanes[0].priorty: unknown field `priorty`, expected one of"), "{log}");
+}
+
+#[test]
+fn counters_in_prometheus_and_lane_in_access_log() {
+    let plugin = r#"{"incoming": "trust", "services": {"svc-b": {"base": "base"}},
+        "lanes": [{"name": "gray", "match": {"header": "location", "exact": "cn-shenzhen"}}, {"name": "blue"}]}"#;
+    let gw = Gateway::start_with_hosts(plugin, &["gray", "blue"], &["svc-b"]);
+    for _ in 0..3 {
+        assert_eq!(gw.lane_of(&[("location", "cn-shenzhen")]), "gray");
+    }
+    assert_eq!(gw.lane_of(&[("baggage", "lane=gray")]), "gray");
+    assert_eq!(gw.lane_of(&[("baggage", "lane=pink")]), "blue");
+    assert_eq!(gw.lane_of(&[("baggage", "ok=1,bad key=2")]), "blue");
+    // svc-b has no gray version: fallback to its base, counted.
+    let r = gw.send_str(&[(":authority", "svc-b"), ("location", "cn-shenzhen")]);
+    assert_eq!(r.json()["backend"], "base");
+    let prom = gw.envoy.prometheus();
+    for line in [
+        "graylane_requests{source=\"rule\",lane=\"gray\"} 4",
+        "graylane_requests{source=\"propagated\",lane=\"gray\"} 1",
+        "graylane_requests{source=\"rule\",lane=\"blue\"} 2",
+        "graylane_invalid_tags{} 1",
+        "graylane_malformed_baggage{} 1",
+        "graylane_fallbacks{service=\"svc-b\"} 1",
+        "graylane_config_rejected{} 0",
+    ] {
+        assert!(prom.lines().any(|l| l == line), "missing {line:?} in:\n{prom}");
+    }
+    assert!(prom.lines().any(|l| l.starts_with("graylane_config_accepted{} ") && !l.ends_with(" 0")), "{prom}");
+    // Access logs are flushed about once a second.
+    let log = gw.envoy.wait_log("lane=blue cluster=lane-blue");
+    assert!(log.contains("lane=gray cluster=lane-gray"), "{log}");
+    assert!(log.contains("lane=blue cluster=lane-blue"), "{log}");
+}
+
+#[test]
+fn response_header_when_enabled() {
+    let plugin = r#"{"responseHeader": true, "lanes": [{"name": "gray", "match": {"header": "location", "exact": "cn-shenzhen"}}]}"#;
+    let gw = Gateway::start(plugin, &["gray"]);
+    let r = gw.send_str(&[("location", "cn-shenzhen")]);
+    assert_eq!(r.header("x-graylane"), Some("gray"));
+    let r = gw.send_str(&[]);
+    assert_eq!(r.header("x-graylane"), Some("base"));
+}
