@@ -50,11 +50,15 @@ ensure_envoy() {
 build_wasm() {
     log "building the release filter (wasm32-wasip1)"
     (cd "$ROOT" && cargo build --quiet --release --target wasm32-wasip1 --lib)
+    # Keep only the callbacks graylane implements (see the script), then let
+    # wasm-opt drop the code that only the other exports reached.
+    python3 "$ROOT/scripts/strip-exports.py" "$WASM_RAW" "$WASM.stripped" >/dev/null
     if command -v wasm-opt >/dev/null 2>&1; then
         wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-            --strip-debug --strip-producers "$WASM_RAW" -o "$WASM"
+            --strip-debug --strip-producers "$WASM.stripped" -o "$WASM"
+        rm -f "$WASM.stripped"
     else
-        cp "$WASM_RAW" "$WASM"
+        mv "$WASM.stripped" "$WASM"
     fi
     export GRAYLANE_WASM="$WASM"
     log "filter: $(stat -c %s "$WASM_RAW") bytes raw, $(stat -c %s "$WASM") bytes shipped ($WASM)"

@@ -5,7 +5,7 @@
 //! proved that a higher-priority lane admits every request it admits.
 
 use crate::config::{OnMissingKey, Warning, WarningKind};
-use crate::engine::{describe, Cond, Lane, LaneId, Rules, Split, BUCKETS};
+use crate::engine::{Cond, Lane, LaneId, Rules, Split, BUCKETS};
 
 /// Every warning the rules deserve.
 pub fn analyze(rules: &Rules) -> Vec<Warning> {
@@ -27,7 +27,7 @@ pub fn analyze(rules: &Rules) -> Vec<Warning> {
                     kind: WarningKind::Shadowed,
                     path: format!("lanes[{low_id}]"),
                     message: format!(
-                        "lane {:?} can never win: every request it admits is taken first by lane {:?} (lanes[{high_id}], priority {}); give it a lower priority number or narrow the other lane",
+                        "lane \"{}\" can never win: every request it admits is taken first by lane \"{}\" (lanes[{high_id}], priority {}); give it a lower priority number or narrow the other lane",
                         low.name, high.name, high.priority
                     ),
                 });
@@ -40,11 +40,11 @@ pub fn analyze(rules: &Rules) -> Vec<Warning> {
 }
 
 /// The conjuncts of a condition: the members of a top-level `all`, else itself.
-fn conjuncts(cond: Option<&Cond>) -> Vec<String> {
+fn conjuncts(cond: Option<&Cond>) -> Vec<&Cond> {
     match cond {
         None => Vec::new(),
-        Some(Cond::All(list)) => list.iter().map(describe).collect(),
-        Some(c) => vec![describe(c)],
+        Some(Cond::All(list)) => list.iter().collect(),
+        Some(c) => vec![c],
     }
 }
 
@@ -97,7 +97,11 @@ fn split_covers(high: Option<&Split>, low: Option<&Split>) -> bool {
     // Without a key, `low` must admit nothing, or both use the same assigned id.
     let missing_ok = (low.on_missing == OnMissingKey::Exclude && lk.assign.is_none())
         || (lk.assign.is_some() && hk.assign.is_some());
-    missing_ok && low.ranges.iter().all(|&(a, b)| range_covers(&high.ranges, a, b))
+    missing_ok
+        && low
+            .ranges
+            .iter()
+            .all(|&(a, b)| range_covers(&high.ranges, a, b))
 }
 
 /// Lanes that share key and salt but whose bucket ranges overlap: one
@@ -127,7 +131,7 @@ fn overlapping_buckets(rules: &Rules) -> Vec<Warning> {
                     kind: WarningKind::OverlappingBuckets,
                     path: format!("lanes[{b_id}].split"),
                     message: format!(
-                        "lanes {:?} (lanes[{a_id}]) and {:?} share split key and salt {:?} and their bucket ranges overlap; the overlap goes to {:?} only. Use disjoint \"buckets\" to split one population",
+                        "lanes \"{}\" (lanes[{a_id}]) and \"{}\" share split key and salt \"{}\" and their bucket ranges overlap; the overlap goes to \"{}\" only. Use disjoint \"buckets\" to split one population",
                         a.name, b.name, sa.salt, a.name
                     ),
                 });

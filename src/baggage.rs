@@ -223,7 +223,10 @@ fn hex(b: u8) -> Option<u8> {
 /// (`application/x-www-form-urlencoded`). `None` on a broken `%` escape or
 /// a result that is not UTF-8.
 pub fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<String> {
-    if !input.iter().any(|&b| b == b'%' || (plus_is_space && b == b'+')) {
+    if !input
+        .iter()
+        .any(|&b| b == b'%' || (plus_is_space && b == b'+'))
+    {
         return std::str::from_utf8(input).ok().map(str::to_owned);
     }
     let mut out = Vec::with_capacity(input.len());
@@ -263,14 +266,23 @@ mod tests {
         assert_eq!(b.get("key2").unwrap().value, "value2");
         let b = parse("key1=value1;property1;property2, key2 = value2, key3=value3; propertyKey=propertyValue");
         assert_eq!(keys(&b), ["key1", "key2", "key3"]);
-        assert_eq!(b.get("key1").unwrap().raw, "key1=value1;property1;property2");
-        assert_eq!(b.get("key3").unwrap().raw, "key3=value3; propertyKey=propertyValue");
+        assert_eq!(
+            b.get("key1").unwrap().raw,
+            "key1=value1;property1;property2"
+        );
+        assert_eq!(
+            b.get("key3").unwrap().raw,
+            "key3=value3; propertyKey=propertyValue"
+        );
         assert_eq!(b.dropped, 0);
         // Percent-encoded value: "value 1" after decoding.
         let b = parse("key1=value%201");
         assert_eq!(b.get("key1").unwrap().decoded_value().unwrap(), "value 1");
         // The value is kept byte for byte on re-serialisation.
-        assert_eq!(b.with_member("lane", Some("gray")).unwrap(), "key1=value%201,lane=gray");
+        assert_eq!(
+            b.with_member("lane", Some("gray")).unwrap(),
+            "key1=value%201,lane=gray"
+        );
     }
 
     // Cases from OpenTelemetry's W3C baggage propagator tests (Go and Java
@@ -321,7 +333,10 @@ mod tests {
             b.with_member("lane", Some("gray")).unwrap(),
             "userId=alice;prop=1,lane=gray,x=1"
         );
-        assert_eq!(b.with_member("lane", None).unwrap(), "userId=alice;prop=1,x=1");
+        assert_eq!(
+            b.with_member("lane", None).unwrap(),
+            "userId=alice;prop=1,x=1"
+        );
         assert_eq!(parse("lane=gray").with_member("lane", None), None);
         assert_eq!(parse("").with_member("lane", Some("g")).unwrap(), "lane=g");
     }

@@ -18,7 +18,11 @@ pub const SHADOWED_RULES: &str = "graylane.shadowed_rules";
 
 /// Requests decided into `lane` (`None`: base) by `source`.
 pub fn requests(source: Source, lane: Option<&str>) -> String {
-    format!("graylane.requests.source.{}.lane.{}", source.as_str(), lane.unwrap_or(BASE))
+    format!(
+        "graylane.requests.source.{}.lane.{}",
+        source.as_str(),
+        lane.unwrap_or(BASE)
+    )
 }
 
 /// Requests of a lane sent to the base version of `service`.

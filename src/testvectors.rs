@@ -50,31 +50,87 @@ pub const DECISION_TABLE: &[(&[(&str, &str)], &str)] = &[
     (&[(":path", "/"), ("location", "cn-shenzhen")], "gray"),
     (&[(":path", "/"), ("location", "cn-beijing")], "base"),
     (&[(":path", "/"), ("location", "CN-SHENZHEN")], "base"),
-    (&[(":path", "/"), ("location", "x"), ("location", "cn-shenzhen")], "gray"),
+    (
+        &[
+            (":path", "/"),
+            ("location", "x"),
+            ("location", "cn-shenzhen"),
+        ],
+        "gray",
+    ),
     (&[(":path", "/"), ("cookie", "a=1; beta=yes")], "beta"),
-    (&[(":path", "/"), ("cookie", "a=1"), ("cookie", "beta=1")], "beta"),
+    (
+        &[(":path", "/"), ("cookie", "a=1"), ("cookie", "beta=1")],
+        "beta",
+    ),
     (&[(":path", "/"), ("cookie", "beta=no")], "base"),
     (&[(":path", "/x?a=1&beta=on")], "beta"),
     (&[(":path", "/x?beta=o%6E")], "beta"),
     (&[(":path", "/x?beta=off")], "base"),
-    (&[(":path", "/"), ("user-agent", "Mozilla/5.0 (Linux; Android 14)")], "android"),
-    (&[(":path", "/"), ("user-agent", "Android"), ("x-no-canary", "1")], "base"),
+    (
+        &[
+            (":path", "/"),
+            ("user-agent", "Mozilla/5.0 (Linux; Android 14)"),
+        ],
+        "android",
+    ),
+    (
+        &[
+            (":path", "/"),
+            ("user-agent", "Android"),
+            ("x-no-canary", "1"),
+        ],
+        "base",
+    ),
     (&[(":path", "/api/v2/users")], "api-v2"),
     (&[(":path", "/api/v2/users?q=1")], "api-v2"),
     (&[(":path", "/api/v2/users/7")], "base"),
     (&[(":path", "/"), ("x-tier", "4")], "vip"),
     (&[(":path", "/"), ("x-tier", "6")], "base"),
     (&[(":path", "/"), ("x-tier", "four")], "base"),
-    (&[(":path", "/"), (":method", "POST"), (":authority", "db.internal:8080")], "writes"),
-    (&[(":path", "/"), (":method", "GET"), (":authority", "db.internal")], "base"),
-    (&[(":path", "/"), ("baggage", "tenant=acme-eu,x=1")], "tenant"),
+    (
+        &[
+            (":path", "/"),
+            (":method", "POST"),
+            (":authority", "db.internal:8080"),
+        ],
+        "writes",
+    ),
+    (
+        &[
+            (":path", "/"),
+            (":method", "GET"),
+            (":authority", "db.internal"),
+        ],
+        "base",
+    ),
+    (
+        &[(":path", "/"), ("baggage", "tenant=acme-eu,x=1")],
+        "tenant",
+    ),
     (&[(":path", "/"), ("baggage", "tenant=globex")], "base"),
     // Priorities: gray (10) beats beta (20) when both match.
-    (&[(":path", "/?beta=on"), ("location", "cn-shenzhen")], "gray"),
+    (
+        &[(":path", "/?beta=on"), ("location", "cn-shenzhen")],
+        "gray",
+    ),
     // A client-sent tag is ignored at the edge.
-    (&[(":path", "/"), ("x-graylane", "gray"), ("baggage", "lane=gray")], "base"),
+    (
+        &[
+            (":path", "/"),
+            ("x-graylane", "gray"),
+            ("baggage", "lane=gray"),
+        ],
+        "base",
+    ),
     // Split: bucket("gray", "alice") = 903 < 5000; bucket("gray", "user-1") = 7511.
-    (&[(":path", "/"), ("x-sticky", "1"), ("x-user-id", "alice")], "sticky"),
-    (&[(":path", "/"), ("x-sticky", "1"), ("x-user-id", "user-1")], "base"),
+    (
+        &[(":path", "/"), ("x-sticky", "1"), ("x-user-id", "alice")],
+        "sticky",
+    ),
+    (
+        &[(":path", "/"), ("x-sticky", "1"), ("x-user-id", "user-1")],
+        "base",
+    ),
     (&[(":path", "/"), ("x-sticky", "1")], "base"),
 ];

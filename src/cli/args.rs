@@ -27,10 +27,17 @@ fn split_header(text: &str) -> Option<(String, String)> {
     };
     let (name, value) = body.split_once(':')?;
     let name = name.trim();
-    if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+    if name.is_empty()
+        || name
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
         return None;
     }
-    Some((format!("{pseudo}{}", name.to_ascii_lowercase()), value.trim().to_string()))
+    Some((
+        format!("{pseudo}{}", name.to_ascii_lowercase()),
+        value.trim().to_string(),
+    ))
 }
 
 /// Parses the arguments after `explain`.
@@ -60,7 +67,10 @@ pub fn parse_explain(args: &[String]) -> Result<ExplainArgs, String> {
         let mut value = || -> Result<String, String> {
             match &inline {
                 Some(v) => Ok(v.clone()),
-                None => it.next().cloned().ok_or_else(|| format!("{flag} needs a value")),
+                None => it
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value")),
             }
         };
         match flag {
@@ -108,7 +118,11 @@ impl ExplainArgs {
     pub fn full_path(&self) -> String {
         let mut path = self.path.clone().unwrap_or_else(|| "/".to_string());
         for (i, q) in self.queries.iter().enumerate() {
-            let sep = if i == 0 && !path.contains('?') { '?' } else { '&' };
+            let sep = if i == 0 && !path.contains('?') {
+                '?'
+            } else {
+                '&'
+            };
             path.push(sep);
             path.push_str(q);
         }
@@ -119,7 +133,8 @@ impl ExplainArgs {
     /// the filter.
     pub fn request(&self) -> HeaderList {
         let mut list: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut push = |name: &str, value: &str| list.push((name.to_string(), value.as_bytes().to_vec()));
+        let mut push =
+            |name: &str, value: &str| list.push((name.to_string(), value.as_bytes().to_vec()));
         if let Some(a) = &self.authority {
             push(":authority", a);
         }
@@ -165,14 +180,32 @@ mod tests {
     #[test]
     fn builds_the_request() {
         let a = parse_explain(&args(&[
-            "c.json", "-H", "X-Tier: 4", "-H", ":method: POST", "--host=db.internal:8080", "--path", "/a?x=1",
-            "--query", "beta=on", "--cookie", "a=1", "--cookie", "b=2", "--baggage", "tenant=acme", "-H", "Host: h",
+            "c.json",
+            "-H",
+            "X-Tier: 4",
+            "-H",
+            ":method: POST",
+            "--host=db.internal:8080",
+            "--path",
+            "/a?x=1",
+            "--query",
+            "beta=on",
+            "--cookie",
+            "a=1",
+            "--cookie",
+            "b=2",
+            "--baggage",
+            "tenant=acme",
+            "-H",
+            "Host: h",
         ]))
         .unwrap();
         assert_eq!(a.config, "c.json");
         let h = a.request();
         let pairs: Vec<(&str, &str)> =
-            h.0.iter().map(|(k, v)| (k.as_str(), std::str::from_utf8(v).unwrap())).collect();
+            h.0.iter()
+                .map(|(k, v)| (k.as_str(), std::str::from_utf8(v).unwrap()))
+                .collect();
         assert_eq!(
             pairs,
             vec![
@@ -188,7 +221,10 @@ mod tests {
 
     #[test]
     fn defaults_and_errors() {
-        let a = parse_explain(&args(&["c.json", "--query", "q=1", "--query", "r", "--json"])).unwrap();
+        let a = parse_explain(&args(&[
+            "c.json", "--query", "q=1", "--query", "r", "--json",
+        ]))
+        .unwrap();
         assert_eq!(a.full_path(), "/?q=1&r");
         assert!(a.json);
         assert!(parse_explain(&args(&[])).is_err());

@@ -29,7 +29,11 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 }
 
 /// Loads CONFIG, reporting a failure as `check` does; `Err` holds the exit code.
-pub(super) fn load(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Result<Vec<Document>, i32> {
+pub(super) fn load(
+    path: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Vec<Document>, i32> {
     match input::load(path) {
         Ok(docs) => Ok(docs),
         Err(InputError::Unreadable(message)) => {

@@ -28,11 +28,22 @@ pub fn run(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let doc = match (&args.plugin, docs.as_slice()) {
         (None, [doc]) => doc,
         (None, _) => {
-            return usage_error(err, &format!("CONFIG has several WasmPlugins ({}); choose one with --plugin NAME", names()))
+            return usage_error(
+                err,
+                &format!(
+                    "CONFIG has several plugin configurations ({}); choose one with --plugin NAME",
+                    names()
+                ),
+            )
         }
         (Some(p), _) => match docs.iter().find(|d| d.name.as_deref() == Some(p.as_str())) {
             Some(doc) => doc,
-            None => return usage_error(err, &format!("no WasmPlugin named {p:?} in CONFIG (found: {})", names())),
+            None => {
+                return usage_error(
+                    err,
+                    &format!("no plugin named {p:?} in CONFIG (found: {})", names()),
+                )
+            }
         },
     };
     let config = match Config::from_json(&doc.json) {
@@ -50,7 +61,11 @@ pub fn run(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let _ = writeln!(err, "graylane: internal error: {problem}");
     }
     let _ = if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json()).unwrap_or_default())
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
+        )
     } else {
         write!(out, "{}", report.to_text())
     };
@@ -107,24 +122,32 @@ pub fn explain(config: &Config, args: &ExplainArgs) -> Report {
     let outcome = engine::process(config, &request, &mut rng);
 
     let d = &outcome.decision;
-    let disagreement = (explanation.decision.lane != d.lane || explanation.decision.source != d.source).then(|| {
-        format!(
-            "the explanation decided {} ({}) but the filter decides {} ({})",
-            config.lane_name(explanation.decision.lane),
-            explanation.decision.source.as_str(),
-            config.lane_name(d.lane),
-            d.source.as_str()
-        )
-    });
+    let disagreement = (explanation.decision.lane != d.lane
+        || explanation.decision.source != d.source)
+        .then(|| {
+            format!(
+                "the explanation decided {} ({}) but the filter decides {} ({})",
+                config.lane_name(explanation.decision.lane),
+                explanation.decision.source.as_str(),
+                config.lane_name(d.lane),
+                d.source.as_str()
+            )
+        });
 
     let lane_of = |id: LaneId| config.rules.lanes.get(id);
     let rule = match (d.source, d.lane) {
         (engine::Source::Rule, Some(id)) => lane_of(id).map(|l| (id, l.name.clone(), l.priority)),
         _ => None,
     };
-    let bucket = d.split.as_ref().and_then(|s| s.bucket().map(|b| (b, s.admitted())));
+    let bucket = d
+        .split
+        .as_ref()
+        .and_then(|s| s.bucket().map(|b| (b, s.admitted())));
 
-    let winner = explanation.decision.lane.filter(|_| explanation.decision.source == engine::Source::Rule);
+    let winner = explanation
+        .decision
+        .lane
+        .filter(|_| explanation.decision.source == engine::Source::Rule);
     let tried = explanation
         .tried
         .iter()
@@ -146,7 +169,10 @@ pub fn explain(config: &Config, args: &ExplainArgs) -> Report {
     let e = &outcome.effects;
     let mut response = Vec::new();
     if config.response_header {
-        response.push((config.lane_header.clone(), config.lane_name(d.lane).to_string()));
+        response.push((
+            config.lane_header.clone(),
+            config.lane_name(d.lane).to_string(),
+        ));
     }
     for cookie in &d.assigned {
         response.push(("set-cookie".to_string(), cookie.set_cookie()));
@@ -157,7 +183,11 @@ pub fn explain(config: &Config, args: &ExplainArgs) -> Report {
         rule,
         bucket,
         tried,
-        headers: e.set.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect(),
+        headers: e
+            .set
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect(),
         cluster: e.cluster.map(str::to_owned),
         fallback: e.fallback.map(str::to_owned),
         shadow: e.shadow,
@@ -174,7 +204,13 @@ fn ranges_text(ranges: &[(u16, u16)]) -> String {
     }
     ranges
         .iter()
-        .map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") })
+        .map(|&(lo, hi)| {
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -253,7 +289,10 @@ impl Report {
         if !self.tried.is_empty() {
             s.push_str("tried:\n");
             for t in &self.tried {
-                s.push_str(&format!("  lanes[{}] {:?} priority {}: {}\n", t.index, t.lane, t.priority, t.reason));
+                s.push_str(&format!(
+                    "  lanes[{}] {:?} priority {}: {}\n",
+                    t.index, t.lane, t.priority, t.reason
+                ));
             }
         }
         if self.headers.is_empty() {
@@ -278,7 +317,10 @@ impl Report {
             s.push_str("shadow: mirrored request, marked in baggage\n");
         }
         if self.baggage_dropped > 0 {
-            s.push_str(&format!("baggage: {} invalid member(s) dropped\n", self.baggage_dropped));
+            s.push_str(&format!(
+                "baggage: {} invalid member(s) dropped\n",
+                self.baggage_dropped
+            ));
         }
         for (name, value) in &self.response {
             s.push_str(&format!("response {name}: {value}\n"));

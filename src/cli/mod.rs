@@ -28,14 +28,17 @@ Usage:
   graylane schema
   graylane help | --help | --version
 
-CONFIG is the plugin JSON, or a YAML (or JSON) file of Istio WasmPlugin
-manifests, one or several documents: spec.pluginConfig of each WasmPlugin is
-its plugin JSON; documents of other kinds are skipped.
+CONFIG is the plugin JSON (or the same in YAML); or a YAML or JSON file of
+Istio WasmPlugin manifests, one or several documents, where spec.pluginConfig
+of each WasmPlugin is its plugin JSON and documents of other kinds are skipped;
+or an Envoy configuration, whose wasm filters carry the plugin JSON as a
+google.protobuf.StringValue.
 
 check    Parse and analyse CONFIG as the filter does when it is configured.
          Prints "ok: N lanes, M services", or "error: PATH: MESSAGE", then
          "warning: PATH: MESSAGE" per warning. With several WasmPlugins each
-         line starts with "NAME: " (metadata.name).
+         line starts with "NAME: " (WasmPlugin metadata.name, or the Envoy
+         wasm plugin's name).
          Exit 0 valid (warnings allowed), 1 invalid, 2 usage or unreadable file.
 
 explain  Decide the lane of one request as the filter does, and say why.
@@ -52,10 +55,11 @@ explain  Decide the lane of one request as the filter does, and say why.
   --random N                  every random draw returns N, so a split without
                               key has bucket N % 10000. Without it, draws come
                               from SplitMix64 seeded with 0: same output each run
-  --plugin NAME               the WasmPlugin to use when CONFIG has several
+  --plugin NAME               the plugin to use when CONFIG has several
   --json                      one JSON object: {"lane", "source", "rule",
-                              "bucket", "headers", "fallback", "cluster",
-                              "shadow", "invalidTag", "tried", "response"}
+                              "ruleIndex", "bucket", "headers", "fallback",
+                              "cluster", "shadow", "invalidTag",
+                              "baggageDropped", "tried", "response"}
          Exit 0, 1 invalid CONFIG, 2 usage or unreadable file, 3 internal error.
 
 schema   Print the JSON Schema of the plugin configuration

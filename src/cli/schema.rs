@@ -73,7 +73,10 @@ fn strip_null(v: &mut Value) {
                 }
             }
             if let Some(Value::Array(any)) = map.get("anyOf") {
-                let rest: Vec<&Value> = any.iter().filter(|s| **s != json!({"type": "null"})).collect();
+                let rest: Vec<&Value> = any
+                    .iter()
+                    .filter(|s| **s != json!({"type": "null"}))
+                    .collect();
                 if let ([Value::Object(only)], true) = (rest.as_slice(), rest.len() != any.len()) {
                     let only = only.clone();
                     map.remove("anyOf");
@@ -90,7 +93,9 @@ fn strip_null(v: &mut Value) {
 }
 
 fn missing(pointer: &str) -> String {
-    format!("the derived schema has no {pointer}: the config structs changed, update src/cli/schema.rs")
+    format!(
+        "the derived schema has no {pointer}: the config structs changed, update src/cli/schema.rs"
+    )
 }
 
 fn object<'v>(v: &'v mut Value, pointer: &str) -> Result<&'v mut Map<String, Value>, String> {
@@ -114,8 +119,12 @@ const TOKEN: &str = "A-Za-z0-9!#$%&'*+.^_`|~-";
 const BAGGAGE_KEY: &str = "A-Za-z0-9!#$&'*+.^_`|~-";
 
 const STRUCTURAL: [&str; 3] = ["all", "any", "not"];
-const ATTRIBUTES: [&str; 7] = ["header", "cookie", "query", "path", "method", "host", "baggage"];
-const OPERATORS: [&str; 8] = ["exact", "prefix", "suffix", "contains", "regex", "in", "present", "range"];
+const ATTRIBUTES: [&str; 7] = [
+    "header", "cookie", "query", "path", "method", "host", "baggage",
+];
+const OPERATORS: [&str; 8] = [
+    "exact", "prefix", "suffix", "contains", "regex", "in", "present", "range",
+];
 
 fn one_of_required(names: &[&str]) -> Value {
     Value::Array(names.iter().map(|n| json!({"required": [n]})).collect())
@@ -144,10 +153,22 @@ fn refine(v: &mut Value) -> Result<(), String> {
         json!({"default": {}, "propertyNames": {"pattern": "^[^:/]+$"}}),
     )?;
 
-    extend(v, "/$defs/RawShadow/properties/hostSuffix", json!({"minLength": 1}))?;
-    extend(v, "/$defs/RawShadow/properties/baggageKey", json!({"pattern": baggage_key}))?;
+    extend(
+        v,
+        "/$defs/RawShadow/properties/hostSuffix",
+        json!({"minLength": 1}),
+    )?;
+    extend(
+        v,
+        "/$defs/RawShadow/properties/baggageKey",
+        json!({"pattern": baggage_key}),
+    )?;
 
-    extend(v, "/$defs/RawService/properties/base", json!({"minLength": 1}))?;
+    extend(
+        v,
+        "/$defs/RawService/properties/base",
+        json!({"minLength": 1}),
+    )?;
     extend(
         v,
         "/$defs/RawService/properties/lanes",
@@ -162,18 +183,42 @@ fn refine(v: &mut Value) -> Result<(), String> {
 
     refine_condition(v, &baggage_key)?;
 
-    extend(v, "/$defs/RawSplit/properties/percent", json!({"minimum": 0, "maximum": 100}))?;
+    extend(
+        v,
+        "/$defs/RawSplit/properties/percent",
+        json!({"minimum": 0, "maximum": 100}),
+    )?;
     extend(
         v,
         "/$defs/RawSplit/properties/buckets",
         json!({"minItems": 1, "items": {"type": "string", "pattern": r"^\s*[0-9]{1,4}\s*(-\s*[0-9]{1,4}\s*)?$"}}),
     )?;
-    extend(v, "/$defs/RawSplit/properties/onMissingKey", json!({"default": "random"}))?;
-    extend(v, "/$defs/RawSplit", json!({"oneOf": one_of_required(&["percent", "buckets"])}))?;
+    extend(
+        v,
+        "/$defs/RawSplit/properties/onMissingKey",
+        json!({"default": "random"}),
+    )?;
+    extend(
+        v,
+        "/$defs/RawSplit",
+        json!({"oneOf": one_of_required(&["percent", "buckets"])}),
+    )?;
 
-    extend(v, "/$defs/RawSplitKey/properties/header", json!({"pattern": format!("^:?[{TOKEN}]+$")}))?;
-    extend(v, "/$defs/RawSplitKey/properties/cookie", json!({"minLength": 1}))?;
-    extend(v, "/$defs/RawSplitKey/properties/query", json!({"minLength": 1}))?;
+    extend(
+        v,
+        "/$defs/RawSplitKey/properties/header",
+        json!({"pattern": format!("^:?[{TOKEN}]+$")}),
+    )?;
+    extend(
+        v,
+        "/$defs/RawSplitKey/properties/cookie",
+        json!({"minLength": 1}),
+    )?;
+    extend(
+        v,
+        "/$defs/RawSplitKey/properties/query",
+        json!({"minLength": 1}),
+    )?;
     extend(
         v,
         "/$defs/RawSplitKey",
@@ -185,8 +230,16 @@ fn refine(v: &mut Value) -> Result<(), String> {
         }),
     )?;
 
-    extend(v, "/$defs/RawRange/properties/min", json!({"description": "Smallest accepted value (inclusive); absent = no lower bound."}))?;
-    extend(v, "/$defs/RawRange/properties/max", json!({"description": "Largest accepted value (inclusive); absent = no upper bound."}))?;
+    extend(
+        v,
+        "/$defs/RawRange/properties/min",
+        json!({"description": "Smallest accepted value (inclusive); absent = no lower bound."}),
+    )?;
+    extend(
+        v,
+        "/$defs/RawRange/properties/max",
+        json!({"description": "Largest accepted value (inclusive); absent = no upper bound."}),
+    )?;
 
     let on_missing = object(v, "/$defs/OnMissingKey")?;
     if on_missing.get("enum") != Some(&json!(["random", "exclude"])) {
@@ -208,7 +261,12 @@ fn refine(v: &mut Value) -> Result<(), String> {
 /// attribute and one operator.
 fn refine_condition(v: &mut Value, baggage_key: &str) -> Result<(), String> {
     let props = object(v, "/$defs/RawCondition/properties")?;
-    let mut known: Vec<&str> = STRUCTURAL.iter().chain(&ATTRIBUTES).chain(&OPERATORS).copied().collect();
+    let mut known: Vec<&str> = STRUCTURAL
+        .iter()
+        .chain(&ATTRIBUTES)
+        .chain(&OPERATORS)
+        .copied()
+        .collect();
     known.push("ignoreCase");
     known.sort_unstable();
     let mut found: Vec<&str> = props.keys().map(String::as_str).collect();
@@ -224,7 +282,11 @@ fn refine_condition(v: &mut Value, baggage_key: &str) -> Result<(), String> {
     for flag in ["path", "method", "host"] {
         extend(v, &format!("{p}/{flag}"), json!({"const": true}))?;
     }
-    extend(v, &format!("{p}/header"), json!({"pattern": format!("^:?[{TOKEN}]+$")}))?;
+    extend(
+        v,
+        &format!("{p}/header"),
+        json!({"pattern": format!("^:?[{TOKEN}]+$")}),
+    )?;
     extend(v, &format!("{p}/cookie"), json!({"minLength": 1}))?;
     extend(v, &format!("{p}/query"), json!({"minLength": 1}))?;
     extend(v, &format!("{p}/baggage"), json!({"pattern": baggage_key}))?;
@@ -250,7 +312,11 @@ fn refine_condition(v: &mut Value, baggage_key: &str) -> Result<(), String> {
 /// the Rust structs.
 fn rename_defs(v: &mut Value) -> Result<(), String> {
     let defs = object(v, "/$defs")?;
-    let old: Vec<String> = defs.keys().filter(|k| k.starts_with("Raw")).cloned().collect();
+    let old: Vec<String> = defs
+        .keys()
+        .filter(|k| k.starts_with("Raw"))
+        .cloned()
+        .collect();
     for name in &old {
         if let Some(def) = defs.remove(name) {
             defs.insert(name.trim_start_matches("Raw").to_string(), def);
@@ -266,7 +332,10 @@ fn fix_refs(v: &mut Value, old: &[String]) {
             for (k, val) in map.iter_mut() {
                 if k == "$ref" {
                     if let Value::String(r) = val {
-                        if let Some(name) = r.strip_prefix("#/$defs/").filter(|n| old.iter().any(|o| o == n)) {
+                        if let Some(name) = r
+                            .strip_prefix("#/$defs/")
+                            .filter(|n| old.iter().any(|o| o == n))
+                        {
                             *r = format!("#/$defs/{}", name.trim_start_matches("Raw"));
                         }
                     }

@@ -2,11 +2,12 @@
 //! structures the per-request code uses. Every error names the JSON path of
 //! the bad field and what would be accepted.
 
+mod jsonpath;
 pub mod raw;
 
 use crate::analysis;
 use crate::engine::{
-    Attr, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split, SplitKey, BUCKETS,
+    Attr, CompiledRegex, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split, SplitKey, BUCKETS,
 };
 use hashbrown::{HashMap, HashSet};
 pub use raw::{Incoming, OnMissingKey, RawConfig};
@@ -130,19 +131,21 @@ pub fn parse(text: &[u8]) -> Result<RawConfig, ConfigError> {
             "the plugin configuration is empty; expected a JSON object with at least \"lanes\"",
         );
     }
-    let mut de = serde_json::Deserializer::from_slice(text);
-    let raw: RawConfig = match serde_path_to_error::deserialize(&mut de) {
-        Ok(raw) => raw,
+    match serde_json::from_slice::<RawConfig>(text) {
+        Ok(raw) => Ok(raw),
         Err(e) => {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            return err(&path, e.into_inner().to_string());
+            let offset = jsonpath::offset_of(text, e.line(), e.column());
+            let message = e.to_string();
+            let container = message.starts_with("missing field");
+            let path = jsonpath::path_at(text, offset, container);
+            // serde_json appends " at line L column C"; the path says more.
+            let message = message
+                .rsplit_once(" at line ")
+                .map_or(message.as_str(), |(m, _)| m)
+                .to_string();
+            err(&path, message)
         }
-    };
-    if let Err(e) = de.end() {
-        return err("", format!("trailing characters after the JSON object: {e}"));
     }
-    Ok(raw)
 }
 
 /// A request header name graylane may set or read: a lower-case token.
@@ -156,7 +159,7 @@ fn check_header_name(path: &str, name: &str) -> Result<String, ConfigError> {
     if !ok {
         return err(
             path,
-            format!("{name:?} is not a valid header name; use letters, digits and -_. only"),
+            format!("\"{name}\" is not a valid header name; use letters, digits and -_. only"),
         );
     }
     Ok(lower)
@@ -167,7 +170,9 @@ fn check_settable_header(path: &str, name: &str) -> Result<String, ConfigError> 
     if lower.starts_with(':') || matches!(lower.as_str(), "host" | "baggage" | "cookie") {
         return err(
             path,
-            format!("{name:?} cannot be used here; choose a header of your own such as \"x-graylane\""),
+            format!(
+                "\"{name}\" cannot be used here; choose a header of your own such as \"x-graylane\""
+            ),
         );
     }
     Ok(lower)
@@ -181,7 +186,10 @@ fn check_baggage_key(path: &str, key: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
-        err(path, format!("{key:?} is not a valid baggage key (a token: letters, digits, -_.)"))
+        err(
+            path,
+            format!("\"{key}\" is not a valid baggage key (a token: letters, digits, -_.)"),
+        )
     }
 }
 
@@ -197,11 +205,14 @@ pub fn check_lane_name(path: &str, name: &str) -> Result<(), ConfigError> {
     if name.is_empty() || name.len() > MAX_LANE_NAME || !valid_chars || !starts_ok {
         return err(
             path,
-            format!("{name:?} is not a valid lane name; use 1-63 characters of a-z 0-9 - _ . starting with a letter or digit"),
+            format!("\"{name}\" is not a valid lane name; use 1-63 characters of a-z 0-9 - _ . starting with a letter or digit"),
         );
     }
     if name == BASE {
-        return err(path, "\"base\" is reserved for traffic in no lane; choose another name");
+        return err(
+            path,
+            "\"base\" is reserved for traffic in no lane; choose another name",
+        );
     }
     Ok(())
 }
@@ -222,7 +233,10 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigError> {
                 return err("shadow.baggageKey", "must differ from baggageKey");
             }
             if s.host_suffix.is_empty() {
-                return err("shadow.hostSuffix", "must not be empty; Envoy and Istio use \"-shadow\"");
+                return err(
+                    "shadow.hostSuffix",
+                    "must not be empty; Envoy and Istio use \"-shadow\"",
+                );
             }
             Some(Shadow {
                 host_suffix: s.host_suffix.to_ascii_lowercase(),
@@ -243,7 +257,10 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigError> {
         if let Some(prev) = names.insert(lane.name.clone(), i) {
             return err(
                 &format!("{path}.name"),
-                format!("lane {:?} is already declared at lanes[{prev}]; names must be unique", lane.name),
+                format!(
+                    "lane \"{}\" is already declared at lanes[{prev}]; names must be unique",
+                    lane.name
+                ),
             );
         }
         lanes.push(lane);
@@ -254,10 +271,16 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigError> {
         let path = format!("services.{host}");
         let key = host.to_ascii_lowercase();
         if key.is_empty() || key.contains(':') || key.contains('/') {
-            return err(&path, "the key must be a host name without port or path, as in the request's authority");
+            return err(
+                &path,
+                "the key must be a host name without port or path, as in the request's authority",
+            );
         }
         if rs.base.is_empty() {
-            return err(&format!("{path}.base"), "the base cluster name must not be empty");
+            return err(
+                &format!("{path}.base"),
+                "the base cluster name must not be empty",
+            );
         }
         let mut by_lane = vec![None; lanes.len()];
         for (lane, cluster) in &rs.lanes {
@@ -270,7 +293,9 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigError> {
                 None => warnings.push(Warning {
                     kind: WarningKind::UnknownServiceLane,
                     path: lpath,
-                    message: format!("lane {lane:?} is not declared in \"lanes\"; this entry is never used"),
+                    message: format!(
+                        "lane \"{lane}\" is not declared in \"lanes\"; this entry is never used"
+                    ),
                 }),
             }
         }
@@ -304,7 +329,11 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigError> {
     })
 }
 
-fn compile_lane(path: &str, rl: &RawLane, warnings: &mut Vec<Warning>) -> Result<Lane, ConfigError> {
+fn compile_lane(
+    path: &str,
+    rl: &RawLane,
+    warnings: &mut Vec<Warning>,
+) -> Result<Lane, ConfigError> {
     check_lane_name(&format!("{path}.name"), &rl.name)?;
     let cond = match &rl.match_ {
         None => None,
@@ -319,7 +348,7 @@ fn compile_lane(path: &str, rl: &RawLane, warnings: &mut Vec<Warning>) -> Result
             warnings.push(Warning {
                 kind: WarningKind::ZeroPercent,
                 path: format!("{path}.split"),
-                message: format!("lane {:?} admits no request (0 %)", rl.name),
+                message: format!("lane \"{}\" admits no request (0 %)", rl.name),
             });
         }
     }
@@ -347,17 +376,26 @@ fn compile_cond(path: &str, c: &RawCondition) -> Result<Cond, ConfigError> {
     }
     let mut attrs: Vec<(&str, Attr)> = Vec::new();
     if let Some(h) = &c.header {
-        attrs.push(("header", Attr::Header(check_header_name(&format!("{path}.header"), h)?)));
+        attrs.push((
+            "header",
+            Attr::Header(check_header_name(&format!("{path}.header"), h)?),
+        ));
     }
     if let Some(k) = &c.cookie {
         if k.is_empty() {
-            return err(&format!("{path}.cookie"), "the cookie name must not be empty");
+            return err(
+                &format!("{path}.cookie"),
+                "the cookie name must not be empty",
+            );
         }
         attrs.push(("cookie", Attr::Cookie(k.clone())));
     }
     if let Some(k) = &c.query {
         if k.is_empty() {
-            return err(&format!("{path}.query"), "the query parameter name must not be empty");
+            return err(
+                &format!("{path}.query"),
+                "the query parameter name must not be empty",
+            );
         }
         attrs.push(("query", Attr::Query(k.clone())));
     }
@@ -423,7 +461,10 @@ fn compile_cond(path: &str, c: &RawCondition) -> Result<Cond, ConfigError> {
         }
         if let Some(list) = &c.any {
             if list.is_empty() {
-                return err(&format!("{path}.any"), "an empty \"any\" can never hold; give at least one condition");
+                return err(
+                    &format!("{path}.any"),
+                    "an empty \"any\" can never hold; give at least one condition",
+                );
             }
             let mut out = Vec::with_capacity(list.len());
             for (i, sub) in list.iter().enumerate() {
@@ -432,7 +473,10 @@ fn compile_cond(path: &str, c: &RawCondition) -> Result<Cond, ConfigError> {
             return Ok(Cond::Any(out));
         }
         if let Some(sub) = &c.not {
-            return Ok(Cond::Not(Box::new(compile_cond(&format!("{path}.not"), sub)?)));
+            return Ok(Cond::Not(Box::new(compile_cond(
+                &format!("{path}.not"),
+                sub,
+            )?)));
         }
     }
 
@@ -448,7 +492,11 @@ fn compile_cond(path: &str, c: &RawCondition) -> Result<Cond, ConfigError> {
             let names: Vec<&str> = attrs.iter().map(|(n, _)| *n).collect();
             return err(
                 path,
-                format!("leaf has {} attributes ({}); use exactly one, and all/any to combine", names.len(), names.join(", ")),
+                format!(
+                    "leaf has {} attributes ({}); use exactly one, and all/any to combine",
+                    names.len(),
+                    names.join(", ")
+                ),
             );
         }
     };
@@ -458,12 +506,22 @@ fn compile_cond(path: &str, c: &RawCondition) -> Result<Cond, ConfigError> {
             if ops.is_empty() {
                 format!("leaf has no operator; use exactly one of {OPERATORS}")
             } else {
-                format!("leaf has {} operators ({}); use exactly one", ops.len(), ops.join(", "))
+                format!(
+                    "leaf has {} operators ({}); use exactly one",
+                    ops.len(),
+                    ops.join(", ")
+                )
             },
         );
     }
     let ignore_case = c.ignore_case.unwrap_or(false);
-    let fold = |s: &str| if ignore_case { s.to_ascii_lowercase() } else { s.to_string() };
+    let fold = |s: &str| {
+        if ignore_case {
+            s.to_ascii_lowercase()
+        } else {
+            s.to_string()
+        }
+    };
     let op = if let Some(v) = &c.exact {
         Op::Exact(fold(v))
     } else if let Some(v) = &c.prefix {
@@ -479,37 +537,59 @@ fn compile_cond(path: &str, c: &RawCondition) -> Result<Cond, ConfigError> {
             .nest_limit(64)
             .build();
         match re {
-            Ok(re) => Op::Regex(Box::new(re)),
+            Ok(regex) => Op::Regex(Box::new(CompiledRegex {
+                regex,
+                source: r.clone(),
+            })),
             Err(e) => {
                 return err(
                     &format!("{path}.regex"),
-                    format!("invalid regular expression {r:?}: {e}; the syntax is that of the Rust regex crate (no look-around or backreferences)"),
+                    format!("invalid regular expression \"{r}\": {e}; the syntax is that of the Rust regex crate (no look-around or backreferences)"),
                 )
             }
         }
     } else if let Some(list) = &c.in_ {
         if list.is_empty() {
-            return err(&format!("{path}.in"), "an empty \"in\" list can never match; give at least one value");
+            return err(
+                &format!("{path}.in"),
+                "an empty \"in\" list can never match; give at least one value",
+            );
         }
         Op::In(list.iter().map(|s| fold(s)).collect::<HashSet<_>>())
     } else if let Some(p) = c.present {
         if c.ignore_case.is_some() {
-            return err(&format!("{path}.ignoreCase"), "has no effect with \"present\"; remove it");
+            return err(
+                &format!("{path}.ignoreCase"),
+                "has no effect with \"present\"; remove it",
+            );
         }
         Op::Present(p)
     } else if let Some(r) = &c.range {
         if c.ignore_case.is_some() {
-            return err(&format!("{path}.ignoreCase"), "has no effect with \"range\"; remove it");
+            return err(
+                &format!("{path}.ignoreCase"),
+                "has no effect with \"range\"; remove it",
+            );
         }
         let (min, max) = (r.min.unwrap_or(i64::MIN), r.max.unwrap_or(i64::MAX));
         if min > max {
-            return err(&format!("{path}.range"), format!("min {min} is greater than max {max}"));
+            return err(
+                &format!("{path}.range"),
+                format!("min {min} is greater than max {max}"),
+            );
         }
         Op::Range(min, max)
     } else {
-        return err(path, format!("leaf has no operator; use exactly one of {OPERATORS}"));
+        return err(
+            path,
+            format!("leaf has no operator; use exactly one of {OPERATORS}"),
+        );
     };
-    Ok(Cond::Leaf(Leaf { attr, op, ignore_case }))
+    Ok(Cond::Leaf(Leaf {
+        attr,
+        op,
+        ignore_case,
+    }))
 }
 
 fn compile_split(path: &str, s: &RawSplit, lane: &str) -> Result<Split, ConfigError> {
@@ -519,17 +599,26 @@ fn compile_split(path: &str, s: &RawSplit, lane: &str) -> Result<Split, ConfigEr
             let kpath = format!("{path}.key");
             let mut sources = Vec::new();
             if let Some(h) = &k.header {
-                sources.push(KeySource::Header(check_header_name(&format!("{kpath}.header"), h)?));
+                sources.push(KeySource::Header(check_header_name(
+                    &format!("{kpath}.header"),
+                    h,
+                )?));
             }
             if let Some(c) = &k.cookie {
                 if c.is_empty() {
-                    return err(&format!("{kpath}.cookie"), "the cookie name must not be empty");
+                    return err(
+                        &format!("{kpath}.cookie"),
+                        "the cookie name must not be empty",
+                    );
                 }
                 sources.push(KeySource::Cookie(c.clone()));
             }
             if let Some(q) = &k.query {
                 if q.is_empty() {
-                    return err(&format!("{kpath}.query"), "the query parameter name must not be empty");
+                    return err(
+                        &format!("{kpath}.query"),
+                        "the query parameter name must not be empty",
+                    );
                 }
                 sources.push(KeySource::Query(q.clone()));
             }
@@ -540,20 +629,29 @@ fn compile_split(path: &str, s: &RawSplit, lane: &str) -> Result<Split, ConfigEr
             let assign = match (k.assign, &source) {
                 (false, _) => {
                     if k.max_age.is_some() {
-                        return err(&format!("{kpath}.maxAge"), "only applies with \"assign\": true");
+                        return err(
+                            &format!("{kpath}.maxAge"),
+                            "only applies with \"assign\": true",
+                        );
                     }
                     None
                 }
                 (true, KeySource::Cookie(name)) => {
-                    let cookie_ok = name.bytes().all(|b| {
-                        b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-                    });
+                    let cookie_ok = name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
                     if !cookie_ok {
-                        return err(&format!("{kpath}.cookie"), format!("{name:?} is not a valid cookie name to set"));
+                        return err(
+                            &format!("{kpath}.cookie"),
+                            format!("\"{name}\" is not a valid cookie name to set"),
+                        );
                     }
                     Some(k.max_age.unwrap_or(DEFAULT_ASSIGN_MAX_AGE))
                 }
-                (true, _) => return err(&format!("{kpath}.assign"), "only a cookie key can be assigned; use {\"cookie\": NAME, \"assign\": true}"),
+                (true, _) => return err(
+                    &format!("{kpath}.assign"),
+                    "only a cookie key can be assigned; use {\"cookie\": NAME, \"assign\": true}",
+                ),
             };
             Some(SplitKey { source, assign })
         }
@@ -565,7 +663,10 @@ fn compile_split(path: &str, s: &RawSplit, lane: &str) -> Result<Split, ConfigEr
         (Some(p), None) => {
             let hundredths = p * 100.0;
             if !(0.0..=100.0).contains(&p) || (hundredths - hundredths.round()).abs() > 1e-6 {
-                return err(&format!("{path}.percent"), format!("{p} is not a share from 0 to 100 in steps of 0.01"));
+                return err(
+                    &format!("{path}.percent"),
+                    "must be a share from 0 to 100 in steps of 0.01, such as 12.5",
+                );
             }
             // In range and integral, checked above.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -578,7 +679,10 @@ fn compile_split(path: &str, s: &RawSplit, lane: &str) -> Result<Split, ConfigEr
         }
         (None, Some(list)) => {
             if list.is_empty() {
-                return err(&format!("{path}.buckets"), "give at least one range such as \"0-999\"");
+                return err(
+                    &format!("{path}.buckets"),
+                    "give at least one range such as \"0-999\"",
+                );
             }
             let mut out = Vec::with_capacity(list.len());
             for (i, r) in list.iter().enumerate() {
@@ -599,10 +703,15 @@ fn parse_bucket_range(path: &str, text: &str) -> Result<(u16, u16), ConfigError>
     let bad = || {
         err(
             path,
-            format!("{text:?} is not a bucket range; write \"LOW-HIGH\" or \"N\" with 0 <= LOW <= HIGH <= {}", BUCKETS - 1),
+            format!("\"{text}\" is not a bucket range; write \"LOW-HIGH\" or \"N\" with 0 <= LOW <= HIGH <= {}", BUCKETS - 1),
         )
     };
-    let num = |s: &str| s.trim().parse::<u16>().ok().filter(|n| u64::from(*n) < BUCKETS);
+    let num = |s: &str| {
+        s.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|n| u64::from(*n) < BUCKETS)
+    };
     let (lo, hi) = match text.split_once('-') {
         Some((a, b)) => (num(a), num(b)),
         None => (num(text), num(text)),

@@ -25,30 +25,102 @@ fn errors_name_the_json_path() {
     let cases: &[(&str, &str)] = &[
         (r#"{"lanes": []}"#, "lanes: at least one"),
         (r#"{}"#, "missing field `lanes`"),
-        (r#"{"lanes": [{"name": "g"}], "typo": 1}"#, "unknown field `typo`, expected one of"),
-        (r#"{"lanes": [{"name": "g", "match": {"header": "a", "exact": "b", "prefx": "c"}}]}"#, "lanes[0].match.prefx: unknown field `prefx`, expected one of"),
-        (r#"{"lanes": [{"name": "g"}, {"name": "h", "match": {"any": [{"header": "a", "regex": "("}]}}]}"#, "lanes[1].match.any[0].regex: invalid regular expression"),
-        (r#"{"lanes": [{"name": "g", "match": {"all": [{"header": "a", "exact": "b", "prefix": "c"}]}}]}"#, "lanes[0].match.all[0]: leaf has 2 operators (exact, prefix); use exactly one"),
-        (r#"{"lanes": [{"name": "g", "match": {"header": "a", "cookie": "b", "exact": "c"}}]}"#, "lanes[0].match: leaf has 2 attributes (header, cookie)"),
-        (r#"{"lanes": [{"name": "g", "match": {"header": "a"}}]}"#, "lanes[0].match: leaf has no operator"),
-        (r#"{"lanes": [{"name": "g", "match": {"any": []}}]}"#, "lanes[0].match.any: an empty \"any\""),
-        (r#"{"lanes": [{"name": "g", "match": {"all": [], "header": "a"}}]}"#, "lanes[0].match: a condition is exactly one of"),
-        (r#"{"lanes": [{"name": "Gray"}]}"#, "lanes[0].name: \"Gray\" is not a valid lane name"),
-        (r#"{"lanes": [{"name": "base"}]}"#, "lanes[0].name: \"base\" is reserved"),
-        (r#"{"lanes": [{"name": "g"}, {"name": "g"}]}"#, "lanes[1].name: lane \"g\" is already declared at lanes[0]"),
-        (r#"{"lanes": [{"name": "g", "split": {"percent": 12.345}}]}"#, "lanes[0].split.percent: 12.345 is not a share"),
-        (r#"{"lanes": [{"name": "g", "split": {"percent": 101}}]}"#, "lanes[0].split.percent"),
-        (r#"{"lanes": [{"name": "g", "split": {"percent": 1, "buckets": ["1"]}}]}"#, "lanes[0].split: give exactly one of"),
-        (r#"{"lanes": [{"name": "g", "split": {"buckets": ["5-2"]}}]}"#, "lanes[0].split.buckets[0]: \"5-2\" is not a bucket range"),
-        (r#"{"lanes": [{"name": "g", "split": {"buckets": ["10000"]}}]}"#, "lanes[0].split.buckets[0]"),
-        (r#"{"lanes": [{"name": "g", "split": {"percent": 1, "key": {"header": "a", "assign": true}}}]}"#, "lanes[0].split.key.assign: only a cookie key"),
-        (r#"{"lanes": [{"name": "g", "split": {"percent": 1, "onMissingKey": "drop"}}]}"#, "lanes[0].split.onMissingKey: unknown variant `drop`, expected `random` or `exclude`"),
-        (r#"{"lanes": [{"name": "g", "match": {"header": "a", "range": {"min": 5, "max": 1}}}]}"#, "lanes[0].match.range: min 5 is greater than max 1"),
-        (r#"{"lanes": [{"name": "g", "match": {"path": false, "exact": "/"}}]}"#, "lanes[0].match.path: write \"path\": true"),
-        (r#"{"incoming": "maybe", "lanes": [{"name": "g"}]}"#, "incoming: unknown variant `maybe`, expected `ignore` or `trust`"),
-        (r#"{"laneHeader": "bad header", "lanes": [{"name": "g"}]}"#, "laneHeader: \"bad header\" is not a valid header name"),
-        (r#"{"services": {"svc:80": {"base": "b"}}, "lanes": [{"name": "g"}]}"#, "services.svc:80: the key must be a host name"),
-        (r#"{"lanes": [{"name": "g", "priority": "high"}]}"#, "lanes[0].priority: invalid type"),
+        (
+            r#"{"lanes": [{"name": "g"}], "typo": 1}"#,
+            "unknown field `typo`, expected one of",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "match": {"header": "a", "exact": "b", "prefx": "c"}}]}"#,
+            "lanes[0].match.prefx: unknown field `prefx`, expected one of",
+        ),
+        (
+            r#"{"lanes": [{"name": "g"}, {"name": "h", "match": {"any": [{"header": "a", "regex": "("}]}}]}"#,
+            "lanes[1].match.any[0].regex: invalid regular expression",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "match": {"all": [{"header": "a", "exact": "b", "prefix": "c"}]}}]}"#,
+            "lanes[0].match.all[0]: leaf has 2 operators (exact, prefix); use exactly one",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "match": {"header": "a", "cookie": "b", "exact": "c"}}]}"#,
+            "lanes[0].match: leaf has 2 attributes (header, cookie)",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "match": {"header": "a"}}]}"#,
+            "lanes[0].match: leaf has no operator",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "match": {"any": []}}]}"#,
+            "lanes[0].match.any: an empty \"any\"",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "match": {"all": [], "header": "a"}}]}"#,
+            "lanes[0].match: a condition is exactly one of",
+        ),
+        (
+            r#"{"lanes": [{"name": "Gray"}]}"#,
+            "lanes[0].name: \"Gray\" is not a valid lane name",
+        ),
+        (
+            r#"{"lanes": [{"name": "base"}]}"#,
+            "lanes[0].name: \"base\" is reserved",
+        ),
+        (
+            r#"{"lanes": [{"name": "g"}, {"name": "g"}]}"#,
+            "lanes[1].name: lane \"g\" is already declared at lanes[0]",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "split": {"percent": 12.345}}]}"#,
+            "lanes[0].split.percent: must be a share from 0 to 100",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "split": {"percent": 101}}]}"#,
+            "lanes[0].split.percent",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "split": {"percent": 1, "buckets": ["1"]}}]}"#,
+            "lanes[0].split: give exactly one of",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "split": {"buckets": ["5-2"]}}]}"#,
+            "lanes[0].split.buckets[0]: \"5-2\" is not a bucket range",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "split": {"buckets": ["10000"]}}]}"#,
+            "lanes[0].split.buckets[0]",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "split": {"percent": 1, "key": {"header": "a", "assign": true}}}]}"#,
+            "lanes[0].split.key.assign: only a cookie key",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "split": {"percent": 1, "onMissingKey": "drop"}}]}"#,
+            "lanes[0].split.onMissingKey: unknown variant `drop`, expected `random` or `exclude`",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "match": {"header": "a", "range": {"min": 5, "max": 1}}}]}"#,
+            "lanes[0].match.range: min 5 is greater than max 1",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "match": {"path": false, "exact": "/"}}]}"#,
+            "lanes[0].match.path: write \"path\": true",
+        ),
+        (
+            r#"{"incoming": "maybe", "lanes": [{"name": "g"}]}"#,
+            "incoming: unknown variant `maybe`, expected `ignore` or `trust`",
+        ),
+        (
+            r#"{"laneHeader": "bad header", "lanes": [{"name": "g"}]}"#,
+            "laneHeader: \"bad header\" is not a valid header name",
+        ),
+        (
+            r#"{"services": {"svc:80": {"base": "b"}}, "lanes": [{"name": "g"}]}"#,
+            "services.svc:80: the key must be a host name",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "priority": "high"}]}"#,
+            "lanes[0].priority: invalid type",
+        ),
         ("", "the plugin configuration is empty"),
         ("{\"lanes\": [{\"name\": \"g\"}]} x", "trailing characters"),
     ];
@@ -60,7 +132,9 @@ fn errors_name_the_json_path() {
 
 #[test]
 fn warnings_do_not_reject() {
-    let w = warnings(r#"{"services": {"s": {"base": "b", "lanes": {"nope": "c"}}}, "lanes": [{"name": "g", "split": {"percent": 0}}]}"#);
+    let w = warnings(
+        r#"{"services": {"s": {"base": "b", "lanes": {"nope": "c"}}}, "lanes": [{"name": "g", "split": {"percent": 0}}]}"#,
+    );
     let kinds: Vec<WarningKind> = w.iter().map(|w| w.kind).collect();
     assert!(kinds.contains(&WarningKind::ZeroPercent));
     assert!(kinds.contains(&WarningKind::UnknownServiceLane));
@@ -89,7 +163,10 @@ fn shadowed_lane_is_reported_only_when_proved() {
         {"name": "b", "priority": 2, "match": {"header": "x", "present": true}, "split": {"key": {"header": "u"}, "buckets": ["100-200"], "salt": "s", "onMissingKey": "exclude"}}]}"#;
     let kinds: Vec<WarningKind> = warnings(covered).iter().map(|w| w.kind).collect();
     assert!(kinds.contains(&WarningKind::Shadowed), "{kinds:?}");
-    assert!(kinds.contains(&WarningKind::OverlappingBuckets), "{kinds:?}");
+    assert!(
+        kinds.contains(&WarningKind::OverlappingBuckets),
+        "{kinds:?}"
+    );
     // A catch-all lane at the top shadows everything below.
     let all = r#"{"lanes": [{"name": "a", "priority": 1}, {"name": "b", "match": {"header": "x", "exact": "1"}}]}"#;
     assert_eq!(warnings(all).len(), 1);
@@ -97,8 +174,10 @@ fn shadowed_lane_is_reported_only_when_proved() {
 
 #[test]
 fn disjoint_buckets_do_not_warn() {
-    let w = warnings(r#"{"lanes": [
+    let w = warnings(
+        r#"{"lanes": [
         {"name": "a", "split": {"key": {"header": "u"}, "buckets": ["0-2999"], "salt": "s"}},
-        {"name": "b", "split": {"key": {"header": "u"}, "buckets": ["3000-5999"], "salt": "s"}}]}"#);
+        {"name": "b", "split": {"key": {"header": "u"}, "buckets": ["3000-5999"], "salt": "s"}}]}"#,
+    );
     assert!(w.is_empty(), "{w:?}");
 }

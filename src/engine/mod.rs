@@ -6,7 +6,7 @@ mod rules;
 pub mod split;
 mod view;
 
-pub use rules::{Attr, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split, SplitKey};
+pub use rules::{Attr, CompiledRegex, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split, SplitKey};
 pub use split::{bucket, AssignedCookie, SplitResult, BUCKETS};
 pub use view::{View, MAX_VALUE_LEN};
 
@@ -143,7 +143,10 @@ pub fn process<'c, R: Request + ?Sized>(
 }
 
 /// SPEC §4 step 1: a valid incoming tag at a trusting hop.
-fn incoming_tag<R: Request + ?Sized>(config: &Config, view: &View<'_, R>) -> Result<Option<LaneId>, ()> {
+fn incoming_tag<R: Request + ?Sized>(
+    config: &Config,
+    view: &View<'_, R>,
+) -> Result<Option<LaneId>, ()> {
     if config.incoming != Incoming::Trust {
         return Ok(None);
     }
@@ -213,7 +216,9 @@ pub fn decide<R: Request + ?Sized>(
     let mut candidates = rules.unindexed.clone();
     for group in &rules.index {
         for_values(view, &group.attr, &mut |v| {
-            if let Some(ranks) = value_str(v).and_then(|s| lookup(&group.lanes, s, group.ignore_case)) {
+            if let Some(ranks) =
+                value_str(v).and_then(|s| lookup(&group.lanes, s, group.ignore_case))
+            {
                 candidates.extend_from_slice(ranks);
             }
             false
@@ -243,7 +248,11 @@ fn lookup<'m>(
 
 /// The same decision as [`decide`], evaluating every rule in order and
 /// recording why each one before the winner did not win.
-pub fn explain<R: Request + ?Sized>(config: &Config, req: &R, rng: &mut dyn FnMut() -> u64) -> Explanation {
+pub fn explain<R: Request + ?Sized>(
+    config: &Config,
+    req: &R,
+    rng: &mut dyn FnMut() -> u64,
+) -> Explanation {
     let view = View::new(req);
     let mut tried = Vec::new();
     let mut d = Decision {
@@ -311,7 +320,12 @@ fn failure<R: Request + ?Sized>(cond: &Cond, view: &View<'_, R>) -> Option<Strin
         Cond::Leaf(leaf) => (!leaf_holds(leaf, view)).then(|| {
             let mut got = Vec::new();
             for_values(view, &leaf.attr, &mut |v| {
-                got.push(String::from_utf8_lossy(v).chars().take(80).collect::<String>());
+                got.push(
+                    String::from_utf8_lossy(v)
+                        .chars()
+                        .take(80)
+                        .collect::<String>(),
+                );
                 false
             });
             let got = if got.is_empty() {
@@ -327,29 +341,35 @@ fn failure<R: Request + ?Sized>(cond: &Cond, view: &View<'_, R>) -> Option<Strin
 /// A condition as text, for explanations and warnings.
 pub fn describe(cond: &Cond) -> String {
     match cond {
-        Cond::All(list) => format!("all[{}]", list.iter().map(describe).collect::<Vec<_>>().join("; ")),
-        Cond::Any(list) => format!("any[{}]", list.iter().map(describe).collect::<Vec<_>>().join("; ")),
+        Cond::All(list) => format!(
+            "all[{}]",
+            list.iter().map(describe).collect::<Vec<_>>().join("; ")
+        ),
+        Cond::Any(list) => format!(
+            "any[{}]",
+            list.iter().map(describe).collect::<Vec<_>>().join("; ")
+        ),
         Cond::Not(c) => format!("not({})", describe(c)),
         Cond::Leaf(leaf) => {
             let attr = match &leaf.attr {
-                Attr::Header(h) => format!("header {h:?}"),
-                Attr::Cookie(c) => format!("cookie {c:?}"),
-                Attr::Query(q) => format!("query {q:?}"),
+                Attr::Header(h) => format!("header \"{h}\""),
+                Attr::Cookie(c) => format!("cookie \"{c}\""),
+                Attr::Query(q) => format!("query \"{q}\""),
                 Attr::Path => "path".into(),
                 Attr::Method => "method".into(),
                 Attr::Host => "host".into(),
-                Attr::Baggage(k) => format!("baggage {k:?}"),
+                Attr::Baggage(k) => format!("baggage \"{k}\""),
             };
             let op = match &leaf.op {
-                Op::Exact(v) => format!("exact {v:?}"),
-                Op::Prefix(v) => format!("prefix {v:?}"),
-                Op::Suffix(v) => format!("suffix {v:?}"),
-                Op::Contains(v) => format!("contains {v:?}"),
-                Op::Regex(r) => format!("regex {:?}", r.as_str()),
+                Op::Exact(v) => format!("exact \"{v}\""),
+                Op::Prefix(v) => format!("prefix \"{v}\""),
+                Op::Suffix(v) => format!("suffix \"{v}\""),
+                Op::Contains(v) => format!("contains \"{v}\""),
+                Op::Regex(r) => format!("regex \"{}\"", r.source),
                 Op::In(set) => {
                     let mut v: Vec<&String> = set.iter().collect();
                     v.sort();
-                    format!("in {v:?}")
+                    format!("in [{}]", v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", "))
                 }
                 Op::Present(p) => format!("present {p}"),
                 Op::Range(lo, hi) => format!("range [{lo}, {hi}]"),
@@ -384,7 +404,11 @@ fn value_str(v: &[u8]) -> Option<&str> {
 
 /// Calls `f` on each value of the attribute until it returns true; returns
 /// whether it did.
-fn for_values<R: Request + ?Sized>(view: &View<'_, R>, attr: &Attr, f: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+fn for_values<R: Request + ?Sized>(
+    view: &View<'_, R>,
+    attr: &Attr,
+    f: &mut dyn FnMut(&[u8]) -> bool,
+) -> bool {
     match attr {
         Attr::Header(h) => view.header(h).any(f),
         Attr::Cookie(c) => view.cookie(c).any(f),
@@ -416,7 +440,10 @@ fn ends_with_ci(s: &str, p: &str) -> bool {
 }
 
 fn contains_ci(s: &str, p: &str) -> bool {
-    p.is_empty() || s.as_bytes().windows(p.len()).any(|w| w.eq_ignore_ascii_case(p.as_bytes()))
+    p.is_empty()
+        || s.as_bytes()
+            .windows(p.len())
+            .any(|w| w.eq_ignore_ascii_case(p.as_bytes()))
 }
 
 fn op_matches(op: &Op, ignore_case: bool, s: &str) -> bool {
@@ -429,7 +456,7 @@ fn op_matches(op: &Op, ignore_case: bool, s: &str) -> bool {
         Op::Suffix(v) => s.ends_with(v.as_str()),
         Op::Contains(v) if ignore_case => contains_ci(s, v),
         Op::Contains(v) => s.contains(v.as_str()),
-        Op::Regex(re) => re.is_match(s),
+        Op::Regex(re) => re.regex.is_match(s),
         Op::In(set) if ignore_case && s.bytes().any(|b| b.is_ascii_uppercase()) => {
             set.contains(s.to_ascii_lowercase().as_str())
         }
@@ -461,7 +488,10 @@ fn set_if_changed<'c, R: Request + ?Sized>(
     }
 }
 
-fn service_for<'c, R: Request + ?Sized>(config: &'c Config, view: &View<'_, R>) -> Option<&'c Service> {
+fn service_for<'c, R: Request + ?Sized>(
+    config: &'c Config,
+    view: &View<'_, R>,
+) -> Option<&'c Service> {
     if config.services.is_empty() {
         return None;
     }
@@ -474,7 +504,11 @@ fn service_for<'c, R: Request + ?Sized>(config: &'c Config, view: &View<'_, R>) 
 }
 
 /// SPEC §5 and §6: the header changes for a request in `lane`.
-pub fn effects<'c, R: Request + ?Sized>(config: &'c Config, view: &View<'_, R>, lane: Option<LaneId>) -> Effects<'c> {
+pub fn effects<'c, R: Request + ?Sized>(
+    config: &'c Config,
+    view: &View<'_, R>,
+    lane: Option<LaneId>,
+) -> Effects<'c> {
     let mut e = Effects::default();
     let name = lane.map(|id| config.lane_name(Some(id)));
     set_if_changed(&mut e.set, view, &config.lane_header, name);
@@ -497,7 +531,10 @@ pub fn effects<'c, R: Request + ?Sized>(config: &'c Config, view: &View<'_, R>, 
     set_if_changed(&mut e.set, view, "baggage", new_baggage.as_deref());
 
     let cluster = service_for(config, view).map(|svc| {
-        match lane.and_then(|id| svc.lanes.get(id)).and_then(Option::as_ref) {
+        match lane
+            .and_then(|id| svc.lanes.get(id))
+            .and_then(Option::as_ref)
+        {
             Some(c) => c.as_str(),
             None => {
                 if lane.is_some() {

@@ -19,7 +19,7 @@ pub struct Lane {
 }
 
 /// A condition tree.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Cond {
     All(Vec<Cond>),
     Any(Vec<Cond>),
@@ -28,7 +28,7 @@ pub enum Cond {
 }
 
 /// One attribute tested by one operator.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Leaf {
     pub attr: Attr,
     pub op: Op,
@@ -57,11 +57,34 @@ pub enum Op {
     Suffix(String),
     Contains(String),
     /// Anchored at compile time (`^(?:R)$`): matches the whole value.
-    Regex(Box<regex_lite::Regex>),
+    Regex(Box<CompiledRegex>),
     In(HashSet<String>),
     Present(bool),
     /// Inclusive bounds.
     Range(i64, i64),
+}
+
+/// A regex and the text the operator wrote.
+#[derive(Debug, Clone)]
+pub struct CompiledRegex {
+    pub regex: regex_lite::Regex,
+    pub source: String,
+}
+
+impl PartialEq for Op {
+    fn eq(&self, other: &Op) -> bool {
+        match (self, other) {
+            (Op::Exact(a), Op::Exact(b))
+            | (Op::Prefix(a), Op::Prefix(b))
+            | (Op::Suffix(a), Op::Suffix(b))
+            | (Op::Contains(a), Op::Contains(b)) => a == b,
+            (Op::Regex(a), Op::Regex(b)) => a.source == b.source,
+            (Op::In(a), Op::In(b)) => a == b,
+            (Op::Present(a), Op::Present(b)) => a == b,
+            (Op::Range(a0, a1), Op::Range(b0, b1)) => a0 == b0 && a1 == b1,
+            _ => false,
+        }
+    }
 }
 
 /// A traffic split, compiled.
@@ -94,7 +117,9 @@ pub struct SplitKey {
 impl Split {
     /// Whether `bucket` is admitted.
     pub fn admits(&self, bucket: u16) -> bool {
-        self.ranges.iter().any(|&(lo, hi)| lo <= bucket && bucket <= hi)
+        self.ranges
+            .iter()
+            .any(|&(lo, hi)| lo <= bucket && bucket <= hi)
     }
 }
 
@@ -134,7 +159,10 @@ impl Rules {
         let mut index: Vec<IndexGroup> = Vec::new();
         for (rank, &id) in order.iter().enumerate() {
             let rank = u32::try_from(rank).unwrap_or(u32::MAX);
-            let anchor = lanes.get(id).and_then(|l| l.cond.as_ref()).and_then(anchor_of);
+            let anchor = lanes
+                .get(id)
+                .and_then(|l| l.cond.as_ref())
+                .and_then(anchor_of);
             let Some((leaf, values)) = anchor else {
                 unindexed.push(rank);
                 continue;

@@ -75,7 +75,10 @@ impl AssignedCookie {
 }
 
 /// The key value of a split: first value of its source; empty counts as absent.
-fn key_value<'v, R: Request + ?Sized>(view: &'v View<'_, R>, source: &KeySource) -> Option<&'v [u8]> {
+fn key_value<'v, R: Request + ?Sized>(
+    view: &'v View<'_, R>,
+    source: &KeySource,
+) -> Option<&'v [u8]> {
     let v = match source {
         KeySource::Header(h) => view.first_header(h),
         KeySource::Cookie(c) => view.cookie(c).next(),

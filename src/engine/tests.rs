@@ -28,7 +28,10 @@ fn lane_of(c: &Config, pairs: &[(&str, &str)]) -> String {
 }
 
 fn set_of<'a>(e: &'a Effects<'_>, name: &str) -> Option<Option<&'a str>> {
-    e.set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_deref())
+    e.set
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_deref())
 }
 
 #[test]
@@ -75,7 +78,9 @@ fn index_and_linear_scan_agree_on_many_lanes() {
             i % 50
         ));
     }
-    lanes.push(r#"{"name": "rest", "priority": 3, "match": {"header": "x-r", "present": true}}"#.into());
+    lanes.push(
+        r#"{"name": "rest", "priority": 3, "match": {"header": "x-r", "present": true}}"#.into(),
+    );
     lanes.push(r#"{"name": "ci", "priority": 2, "match": {"header": "x-k", "in": ["V7", "v8"], "ignoreCase": true}}"#.into());
     let c = config(&format!(r#"{{"lanes": [{}]}}"#, lanes.join(",")));
     assert!(!c.rules.index.is_empty());
@@ -98,7 +103,9 @@ fn index_and_linear_scan_agree_on_many_lanes() {
 
 #[test]
 fn split_share_and_stickiness() {
-    let c = config(r#"{"lanes": [{"name": "g", "split": {"key": {"header": "uid"}, "percent": 12.5}}]}"#);
+    let c = config(
+        r#"{"lanes": [{"name": "g", "split": {"key": {"header": "uid"}, "percent": 12.5}}]}"#,
+    );
     let mut admitted = 0;
     for i in 0..10_000 {
         let uid = format!("user-{i}");
@@ -114,13 +121,16 @@ fn split_share_and_stickiness() {
 
 #[test]
 fn split_random_for_anonymous_and_exclude() {
-    let c = config(r#"{"lanes": [{"name": "g", "split": {"key": {"header": "uid"}, "percent": 30}}]}"#);
+    let c =
+        config(r#"{"lanes": [{"name": "g", "split": {"key": {"header": "uid"}, "percent": 30}}]}"#);
     let mut r = rng(11);
     let n = (0..10_000)
         .filter(|_| process(&c, &req(&[]), &mut r).decision.lane.is_some())
         .count();
     assert!((2800..=3200).contains(&n), "{n}");
-    let c = config(r#"{"lanes": [{"name": "g", "split": {"key": {"header": "uid"}, "percent": 100, "onMissingKey": "exclude"}}]}"#);
+    let c = config(
+        r#"{"lanes": [{"name": "g", "split": {"key": {"header": "uid"}, "percent": 100, "onMissingKey": "exclude"}}]}"#,
+    );
     assert_eq!(lane_of(&c, &[]), "base");
     assert_eq!(lane_of(&c, &[("uid", "")]), "base");
     assert_eq!(lane_of(&c, &[("uid", "x")]), "g");
@@ -151,13 +161,20 @@ fn disjoint_buckets_split_one_population() {
             b += 1;
         }
     }
-    assert!((2800..=3200).contains(&a) && (2800..=3200).contains(&b), "{a} {b}");
+    assert!(
+        (2800..=3200).contains(&a) && (2800..=3200).contains(&b),
+        "{a} {b}"
+    );
 }
 
 #[test]
 fn new_salt_picks_a_different_population() {
-    let c1 = config(r#"{"lanes": [{"name": "g", "split": {"key": {"header": "uid"}, "percent": 10, "salt": "r1"}}]}"#);
-    let c2 = config(r#"{"lanes": [{"name": "g", "split": {"key": {"header": "uid"}, "percent": 10, "salt": "r2"}}]}"#);
+    let c1 = config(
+        r#"{"lanes": [{"name": "g", "split": {"key": {"header": "uid"}, "percent": 10, "salt": "r1"}}]}"#,
+    );
+    let c2 = config(
+        r#"{"lanes": [{"name": "g", "split": {"key": {"header": "uid"}, "percent": 10, "salt": "r2"}}]}"#,
+    );
     let mut both = 0;
     let mut first = 0;
     for i in 0..10_000 {
@@ -173,11 +190,16 @@ fn new_salt_picks_a_different_population() {
 
 #[test]
 fn assign_cookie_draws_once_and_is_sticky() {
-    let c = config(r#"{"lanes": [{"name": "g", "split": {"key": {"cookie": "gl", "assign": true, "maxAge": 60}, "percent": 50}}]}"#);
+    let c = config(
+        r#"{"lanes": [{"name": "g", "split": {"key": {"cookie": "gl", "assign": true, "maxAge": 60}, "percent": 50}}]}"#,
+    );
     let out = process(&c, &req(&[]), &mut rng(2));
     assert_eq!(out.decision.assigned.len(), 1);
     let a = &out.decision.assigned[0];
-    assert_eq!(a.set_cookie(), format!("gl={}; Path=/; Max-Age=60; HttpOnly; SameSite=Lax", a.value));
+    assert_eq!(
+        a.set_cookie(),
+        format!("gl={}; Path=/; Max-Age=60; HttpOnly; SameSite=Lax", a.value)
+    );
     // The next request, carrying the cookie, gets the same lane and no new cookie.
     let cookie = format!("gl={}", a.value);
     let again = process(&c, &req(&[("cookie", &cookie)]), &mut rng(99));
@@ -187,17 +209,38 @@ fn assign_cookie_draws_once_and_is_sticky() {
 
 #[test]
 fn trust_mode_keeps_valid_tags_and_drops_invalid() {
-    let c = config(r#"{"incoming": "trust", "lanes": [{"name": "gray", "match": {"header": "location", "exact": "sz"}}, {"name": "blue", "match": {"header": "never", "present": true}}]}"#);
+    let c = config(
+        r#"{"incoming": "trust", "lanes": [{"name": "gray", "match": {"header": "location", "exact": "sz"}}, {"name": "blue", "match": {"header": "never", "present": true}}]}"#,
+    );
     let d = process(&c, &req(&[("baggage", "a=1,lane=blue")]), &mut rng(1)).decision;
-    assert_eq!((c.lane_name(d.lane), d.source), ("blue", Source::Propagated));
+    assert_eq!(
+        (c.lane_name(d.lane), d.source),
+        ("blue", Source::Propagated)
+    );
     let d = process(&c, &req(&[("x-graylane", "blue")]), &mut rng(1)).decision;
-    assert_eq!((c.lane_name(d.lane), d.source), ("blue", Source::Propagated));
+    assert_eq!(
+        (c.lane_name(d.lane), d.source),
+        ("blue", Source::Propagated)
+    );
     // Baggage wins over the header.
-    let d = process(&c, &req(&[("x-graylane", "gray"), ("baggage", "lane=blue")]), &mut rng(1)).decision;
+    let d = process(
+        &c,
+        &req(&[("x-graylane", "gray"), ("baggage", "lane=blue")]),
+        &mut rng(1),
+    )
+    .decision;
     assert_eq!(c.lane_name(d.lane), "blue");
     // Undeclared: dropped, counted, rules decide.
-    let d = process(&c, &req(&[("baggage", "lane=pink"), ("location", "sz")]), &mut rng(1)).decision;
-    assert_eq!((c.lane_name(d.lane), d.source, d.invalid_tag), ("gray", Source::Rule, true));
+    let d = process(
+        &c,
+        &req(&[("baggage", "lane=pink"), ("location", "sz")]),
+        &mut rng(1),
+    )
+    .decision;
+    assert_eq!(
+        (c.lane_name(d.lane), d.source, d.invalid_tag),
+        ("gray", Source::Rule, true)
+    );
     // Percent-encoded tag is decoded.
     let d = process(&c, &req(&[("baggage", "lane=bl%75e")]), &mut rng(1)).decision;
     assert_eq!(c.lane_name(d.lane), "blue");
@@ -206,31 +249,76 @@ fn trust_mode_keeps_valid_tags_and_drops_invalid() {
 #[test]
 fn edge_ignores_every_form_of_client_tag() {
     let c = config(TABLE_CONFIG);
-    for baggage in ["lane=gray", "LANE=gray", "x=1;lane=gray", "lane=gr%61y", "lane=gray,lane=gray"] {
-        let out = process(&c, &req(&[("baggage", baggage), ("x-graylane", "gray"), ("x-graylane-cluster", "b-gray"), (":authority", "svc-b")]), &mut rng(1));
+    for baggage in [
+        "lane=gray",
+        "LANE=gray",
+        "x=1;lane=gray",
+        "lane=gr%61y",
+        "lane=gray,lane=gray",
+    ] {
+        let out = process(
+            &c,
+            &req(&[
+                ("baggage", baggage),
+                ("x-graylane", "gray"),
+                ("x-graylane-cluster", "b-gray"),
+                (":authority", "svc-b"),
+            ]),
+            &mut rng(1),
+        );
         assert_eq!(out.decision.lane, None, "{baggage}");
         assert_eq!(set_of(&out.effects, "x-graylane"), Some(None));
-        assert_eq!(set_of(&out.effects, "x-graylane-cluster"), Some(Some("b-base")));
+        assert_eq!(
+            set_of(&out.effects, "x-graylane-cluster"),
+            Some(Some("b-base"))
+        );
     }
 }
 
 #[test]
 fn effects_lane_header_baggage_and_cluster() {
     let c = config(TABLE_CONFIG);
-    let out = process(&c, &req(&[("location", "cn-shenzhen"), (":authority", "svc-b:8080"), ("baggage", "userId=alice;prop=1, lane=old")]), &mut rng(1));
+    let out = process(
+        &c,
+        &req(&[
+            ("location", "cn-shenzhen"),
+            (":authority", "svc-b:8080"),
+            ("baggage", "userId=alice;prop=1, lane=old"),
+        ]),
+        &mut rng(1),
+    );
     let e = &out.effects;
     assert_eq!(set_of(e, "x-graylane"), Some(Some("gray")));
-    assert_eq!(set_of(e, "baggage"), Some(Some("userId=alice;prop=1,lane=gray")));
+    assert_eq!(
+        set_of(e, "baggage"),
+        Some(Some("userId=alice;prop=1,lane=gray"))
+    );
     assert_eq!(set_of(e, "x-graylane-cluster"), Some(Some("b-gray")));
     assert_eq!(e.fallback, None);
 
     // A lane without a version of the service falls back to base.
-    let out = process(&c, &req(&[("cookie", "beta=1"), (":authority", "SVC-B")]), &mut rng(1));
-    assert_eq!(set_of(&out.effects, "x-graylane-cluster"), Some(Some("b-base")));
+    let out = process(
+        &c,
+        &req(&[("cookie", "beta=1"), (":authority", "SVC-B")]),
+        &mut rng(1),
+    );
+    assert_eq!(
+        set_of(&out.effects, "x-graylane-cluster"),
+        Some(Some("b-base"))
+    );
     assert_eq!(out.effects.fallback, Some("svc-b"));
 
     // Base: lane header and member removed, other baggage kept, no service: header removed.
-    let out = process(&c, &req(&[("x-graylane", "x"), ("baggage", "lane=gray,k=v"), ("x-graylane-cluster", "evil"), (":authority", "other")]), &mut rng(1));
+    let out = process(
+        &c,
+        &req(&[
+            ("x-graylane", "x"),
+            ("baggage", "lane=gray,k=v"),
+            ("x-graylane-cluster", "evil"),
+            (":authority", "other"),
+        ]),
+        &mut rng(1),
+    );
     assert_eq!(set_of(&out.effects, "x-graylane"), Some(None));
     assert_eq!(set_of(&out.effects, "baggage"), Some(Some("k=v")));
     assert_eq!(set_of(&out.effects, "x-graylane-cluster"), Some(None));
@@ -239,31 +327,57 @@ fn effects_lane_header_baggage_and_cluster() {
     let out = process(&c, &req(&[(":path", "/"), ("baggage", "k=v")]), &mut rng(1));
     assert!(out.effects.set.is_empty(), "{:?}", out.effects.set);
     // Already right: no change either.
-    let out = process(&c, &req(&[("location", "cn-shenzhen"), ("x-graylane", "gray"), ("baggage", "lane=gray")]), &mut rng(1));
+    let out = process(
+        &c,
+        &req(&[
+            ("location", "cn-shenzhen"),
+            ("x-graylane", "gray"),
+            ("baggage", "lane=gray"),
+        ]),
+        &mut rng(1),
+    );
     assert!(out.effects.set.is_empty(), "{:?}", out.effects.set);
 }
 
 #[test]
 fn malformed_baggage_is_repaired_and_counted() {
     let c = config(TABLE_CONFIG);
-    let out = process(&c, &req(&[("baggage", "ok=1,bad key=2,also=3")]), &mut rng(1));
+    let out = process(
+        &c,
+        &req(&[("baggage", "ok=1,bad key=2,also=3")]),
+        &mut rng(1),
+    );
     assert_eq!(out.effects.baggage_dropped, 1);
     assert_eq!(set_of(&out.effects, "baggage"), Some(Some("ok=1,also=3")));
 }
 
 #[test]
 fn shadow_marks_mirrored_requests_only() {
-    let c = config(r#"{"shadow": {}, "lanes": [{"name": "g", "match": {"header": "x", "present": true}}]}"#);
-    let out = process(&c, &req(&[(":authority", "svc-a-shadow:80"), ("baggage", "k=v")]), &mut rng(1));
+    let c = config(
+        r#"{"shadow": {}, "lanes": [{"name": "g", "match": {"header": "x", "present": true}}]}"#,
+    );
+    let out = process(
+        &c,
+        &req(&[(":authority", "svc-a-shadow:80"), ("baggage", "k=v")]),
+        &mut rng(1),
+    );
     assert!(out.effects.shadow);
     assert_eq!(set_of(&out.effects, "baggage"), Some(Some("k=v,shadow=1")));
-    let out = process(&c, &req(&[(":authority", "svc-a:80"), ("baggage", "shadow=1")]), &mut rng(1));
+    let out = process(
+        &c,
+        &req(&[(":authority", "svc-a:80"), ("baggage", "shadow=1")]),
+        &mut rng(1),
+    );
     assert!(!out.effects.shadow);
     // At the edge a client cannot mark itself as shadow traffic.
     assert_eq!(set_of(&out.effects, "baggage"), Some(None));
     // A trusting hop keeps the mark on the way down the chain.
     let c = config(r#"{"incoming": "trust", "shadow": {}, "lanes": [{"name": "g"}]}"#);
-    let out = process(&c, &req(&[(":authority", "svc-b"), ("baggage", "shadow=1,lane=g")]), &mut rng(1));
+    let out = process(
+        &c,
+        &req(&[(":authority", "svc-b"), ("baggage", "shadow=1,lane=g")]),
+        &mut rng(1),
+    );
     assert!(set_of(&out.effects, "baggage").is_none());
 }
 
@@ -272,7 +386,11 @@ fn hostile_values_do_not_match_and_do_not_panic() {
     let c = config(TABLE_CONFIG);
     let big = "cn-shenzhen".repeat(10_000);
     assert_eq!(lane_of(&c, &[("location", &big)]), "base");
-    let bad = HeaderList(vec![("location".into(), b"cn-\xffshenzhen".to_vec()), ("cookie".into(), b"\xff=\xfe; beta=1".to_vec()), (":path".into(), b"/?beta=%ff&beta=on".to_vec())]);
+    let bad = HeaderList(vec![
+        ("location".into(), b"cn-\xffshenzhen".to_vec()),
+        ("cookie".into(), b"\xff=\xfe; beta=1".to_vec()),
+        (":path".into(), b"/?beta=%ff&beta=on".to_vec()),
+    ]);
     let out = process(&c, &bad, &mut rng(1));
     assert_eq!(c.lane_name(out.decision.lane), "beta");
     let many: Vec<(&str, &str)> = std::iter::repeat_n(("cookie", "a=1"), 100).collect();

@@ -43,7 +43,10 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
     /// The path without query string or fragment.
     pub fn path(&self) -> Option<&'a [u8]> {
         let p = self.first_header(":path")?;
-        let end = p.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(p.len());
+        let end = p
+            .iter()
+            .position(|&b| b == b'?' || b == b'#')
+            .unwrap_or(p.len());
         p.get(..end)
     }
 
@@ -99,7 +102,11 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
             let Some(p) = self.first_header(":path") else {
                 return Vec::new();
             };
-            let Some(q) = p.iter().position(|&b| b == b'?').and_then(|i| p.get(i + 1..)) else {
+            let Some(q) = p
+                .iter()
+                .position(|&b| b == b'?')
+                .and_then(|i| p.get(i + 1..))
+            else {
                 return Vec::new();
             };
             let q = q.split(|&b| b == b'#').next().unwrap_or_default();
@@ -138,7 +145,13 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     s.get(start..end).unwrap_or_default()
 }

@@ -91,7 +91,10 @@ impl Metrics {
             .iter()
             .filter(|w| w.kind == crate::config::WarningKind::Shadowed)
             .count();
-        inc(self.config_warnings, i64::try_from(config.warnings.len()).unwrap_or(0));
+        inc(
+            self.config_warnings,
+            i64::try_from(config.warnings.len()).unwrap_or(0),
+        );
         inc(self.shadowed_rules, i64::try_from(shadowed).unwrap_or(0));
     }
 
@@ -103,7 +106,14 @@ impl Metrics {
         let d = &out.decision;
         let source = Source::ALL.iter().position(|s| *s == d.source).unwrap_or(0);
         let lane = d.lane.map_or(0, |id| id + 1);
-        inc(self.requests.get(source).and_then(|v| v.get(lane)).copied().flatten(), 1);
+        inc(
+            self.requests
+                .get(source)
+                .and_then(|v| v.get(lane))
+                .copied()
+                .flatten(),
+            1,
+        );
         if let Some(svc) = out.effects.fallback {
             inc(self.fallbacks.get(svc).copied().flatten(), 1);
         }

@@ -37,7 +37,11 @@ impl RootContext for Root {
         if let Ok(level) = hostcalls::get_log_level() {
             proxy_wasm::set_log_level(level);
         }
-        let text = match hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX) {
+        let text = match hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        ) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => Vec::new(),
             Err(status) => {
@@ -129,10 +133,12 @@ impl Stream {
             log::debug!("#{} cannot set filter state: {status:?}", self.context_id);
         }
         if config.response_header {
-            self.response.push((config.lane_header.clone(), lane.to_string()));
+            self.response
+                .push((config.lane_header.clone(), lane.to_string()));
         }
         for cookie in &out.decision.assigned {
-            self.response.push(("set-cookie".to_string(), cookie.set_cookie()));
+            self.response
+                .push(("set-cookie".to_string(), cookie.set_cookie()));
         }
     }
 }
@@ -145,7 +151,10 @@ impl HttpContext for Stream {
         let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
             Ok(h) => HeaderList(h),
             Err(status) => {
-                log::warn!("#{} cannot read request headers: {status:?}", self.context_id);
+                log::warn!(
+                    "#{} cannot read request headers: {status:?}",
+                    self.context_id
+                );
                 return Action::Continue;
             }
         };
@@ -183,7 +192,10 @@ impl HttpContext for Stream {
                 hostcalls::set_map_value(MapType::HttpResponseHeaders, &name, Some(&value))
             };
             if let Err(status) = result {
-                log::debug!("#{} cannot set response header {name}: {status:?}", self.context_id);
+                log::debug!(
+                    "#{} cannot set response header {name}: {status:?}",
+                    self.context_id
+                );
             }
         }
         Action::Continue

@@ -71,6 +71,12 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Removes a test's scratch directory once the test has passed (a failed
+/// test leaves it for a look).
+fn cleanup(dir: &Path) {
+    let _ = fs::remove_dir_all(dir);
+}
+
 /// A copy of the built filter in `dir`, for tests that run the script several
 /// times and need the same input each time, whatever rebuilds the original.
 fn wasm_snapshot(dir: &Path) -> String {
@@ -354,6 +360,7 @@ fn layout_is_a_wasm_image_istio_accepts() {
         stdout.contains(&format!("crane push {shown} REGISTRY/graylane:{version}")),
         "{stdout}"
     );
+    cleanup(&out);
 }
 
 #[test]
@@ -405,6 +412,7 @@ fn tarball_holds_the_same_layout() {
             "{name} differs between the tarball and the layout"
         );
     }
+    cleanup(&out);
 }
 
 #[test]
@@ -446,6 +454,9 @@ fn output_is_deterministic_and_the_tag_is_only_in_the_index() {
         tagged_index["manifests"][0]["digest"], default_index["manifests"][0]["digest"],
         "the tag must not change the manifest digest"
     );
+    for dir in [first, second, tagged] {
+        cleanup(&dir);
+    }
 }
 
 #[test]
@@ -460,4 +471,5 @@ fn rejects_a_tag_that_is_not_an_oci_tag() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    cleanup(&out);
 }

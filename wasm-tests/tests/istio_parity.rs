@@ -1,0 +1,582 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! The Istio manifests of `envoy/istio/` against the real filter: the
+//! `pluginConfig` of every `WasmPlugin` is turned into JSON text the way
+//! Istio does it and delivered to a real Envoy running graylane, and the
+//! lanes the `VirtualService`s route on must be lanes the `WasmPlugin`s
+//! declare.
+
+use graylane::config::{Config, Incoming};
+use graylane_wasm_tests::configs::{cluster, lane_routes, listener, Gateway};
+use graylane_wasm_tests::harness::{free_port, json_string_value, repo_root, Envoy, Server};
+use serde::Deserialize;
+use serde_norway::Value as Yaml;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// One Kubernetes object of `envoy/istio/`.
+struct Object {
+    file: String,
+    doc: Yaml,
+}
+
+impl Object {
+    fn kind(&self) -> &str {
+        self.doc["kind"].as_str().unwrap_or_default()
+    }
+
+    fn name(&self) -> String {
+        let meta = &self.doc["metadata"];
+        format!(
+            "{}/{} ({})",
+            meta["namespace"].as_str().unwrap_or("default"),
+            meta["name"].as_str().unwrap_or("?"),
+            self.file
+        )
+    }
+
+    fn spec(&self) -> &Yaml {
+        &self.doc["spec"]
+    }
+}
+
+/// Every object in every `*.yaml` file of `envoy/istio/` (what
+/// `kubectl apply -f envoy/istio/` applies).
+fn manifests() -> Vec<Object> {
+    let dir = repo_root().join("envoy/istio");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut objects = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        for de in serde_norway::Deserializer::from_str(&text) {
+            let doc = Yaml::deserialize(de).unwrap_or_else(|e| panic!("{file}: {e}"));
+            if !doc.is_null() {
+                objects.push(Object { file: file.clone(), doc });
+            }
+        }
+    }
+    objects
+}
+
+fn of_kind<'a>(objects: &'a [Object], kind: &str) -> Vec<&'a Object> {
+    objects.iter().filter(|o| o.kind() == kind).collect()
+}
+
+/// The JSON text Istio gives the filter for a `WasmPlugin.spec.pluginConfig`.
+///
+/// istio/istio, `pilot/pkg/model/extensions.go` (`WasmPluginWrapper.buildPluginConfig`
+/// in 1.27 to 1.29; from 1.30 on a WasmPlugin is translated into a
+/// TrafficExtension, `pilot/pkg/config/kube/extensions/translate.go`, and
+/// `TrafficExtensionWrapper.buildWasmConfig` does the same):
+///
+/// ```go
+/// if plugin.PluginConfig != nil && len(plugin.PluginConfig.Fields) > 0 {
+///     cfgJSON, err := protomarshal.ToJSON(plugin.PluginConfig)
+///     ...
+///     cfg = protoconv.MessageToAny(&wrapperspb.StringValue{Value: cfgJSON})
+/// }
+/// ... &wasmextensions.PluginConfig{Name: ns + "." + name, RootId: plugin.PluginName, Configuration: cfg, ...}
+/// ```
+///
+/// `pluginConfig` is a `google.protobuf.Struct`, so every number in it is a
+/// double; `protomarshal.ToJSON` (`pkg/util/protomarshal`) is the legacy
+/// `github.com/golang/protobuf/jsonpb` Marshaler with no indent, which
+/// writes a Struct as compact JSON with its keys sorted (jsonpb/encode.go,
+/// `marshalValue`, map case) and its numbers and strings through Go's
+/// `encoding/json` (`marshalSingularValue`). [`go_json`] writes the same
+/// bytes.
+fn istio_plugin_json(plugin: &Object) -> String {
+    let config = &plugin.spec()["pluginConfig"];
+    assert!(
+        config.as_mapping().is_some_and(|m| !m.is_empty()),
+        "{}: no pluginConfig (Istio would then give the filter no configuration)",
+        plugin.name()
+    );
+    let mut out = String::new();
+    go_json(config, &mut out, "pluginConfig");
+    out
+}
+
+/// Writes a YAML value as Go's jsonpb writes the `google.protobuf.Value`
+/// the Kubernetes API server and Istio make of it.
+fn go_json(value: &Yaml, out: &mut String, path: &str) {
+    match value {
+        Yaml::Null => out.push_str("null"),
+        Yaml::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Yaml::Number(n) => {
+            // A Struct number is a double: integers past 2^53 lose precision
+            // on the way, as they do in Istio.
+            let f = n.as_f64().unwrap_or_else(|| panic!("{path}: number {n}"));
+            go_float(f, out, path);
+        }
+        Yaml::String(s) => {
+            // kubectl reads YAML with sigs.k8s.io/yaml, which follows YAML 1.1
+            // here: a plain `yes`, `no`, `on`, `off`, `y` or `n` (key or
+            // value) is a boolean there but a string in serde_norway (YAML
+            // 1.2), so the test and Istio would disagree. The manifests avoid
+            // these words.
+            assert_not_yaml11_bool(s, path);
+            go_string(s, out);
+        }
+        Yaml::Sequence(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                go_json(item, out, &format!("{path}[{i}]"));
+            }
+            out.push(']');
+        }
+        Yaml::Mapping(map) => {
+            let mut entries: Vec<(&str, &Yaml)> = map
+                .iter()
+                .map(|(k, v)| {
+                    let key = k.as_str().unwrap_or_else(|| panic!("{path}: a key that is not a string: {k:?}"));
+                    assert_not_yaml11_bool(key, path);
+                    (key, v)
+                })
+                .collect();
+            // Go compares strings byte by byte, as Rust does.
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, v)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                go_string(key, out);
+                out.push(':');
+                go_json(v, out, &format!("{path}.{key}"));
+            }
+            out.push('}');
+        }
+        Yaml::Tagged(t) => panic!("{path}: YAML tag {} has no JSON form", t.tag),
+    }
+}
+
+fn assert_not_yaml11_bool(s: &str, path: &str) {
+    const YAML11_BOOLS: &[&str] = &["y", "yes", "n", "no", "on", "off"];
+    assert!(
+        !YAML11_BOOLS.contains(&s.to_ascii_lowercase().as_str()),
+        "{path}: `{s}` is a boolean for kubectl (YAML 1.1) and a string here; avoid it"
+    );
+}
+
+/// Go's `encoding/json` for a float64: the shortest text that reads back
+/// the same, in exponent form below 1e-6 and from 1e21 on (`1e-7`, `1e+21`).
+fn go_float(f: f64, out: &mut String, path: &str) {
+    assert!(f.is_finite(), "{path}: {f} has no JSON form");
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        // Rust writes `1e21` and `1e-7`; Go `1e+21` and (after its cleanup
+        // of `e-07`) `1e-7`.
+        let text = format!("{f:e}");
+        let (mantissa, exp) = text.split_once('e').unwrap();
+        if exp.starts_with('-') {
+            write!(out, "{mantissa}e{exp}").unwrap();
+        } else {
+            write!(out, "{mantissa}e+{exp}").unwrap();
+        }
+    } else {
+        // Display is the shortest round-trip text without an exponent, and
+        // no `.0` on integers: what Go's 'f' format with precision -1 gives.
+        write!(out, "{f}").unwrap();
+    }
+}
+
+/// Go's `json.Marshal` for a string: HTML-safe (`<`, `>`, `&` escaped) and
+/// with U+2028 and U+2029 escaped.
+fn go_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => write!(out, "\\u{:04x}", u32::from(c)).unwrap(),
+            c if u32::from(c) < 0x20 => write!(out, "\\u{:04x}", u32::from(c)).unwrap(),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn yaml(text: &str) -> Yaml {
+    serde_norway::from_str(text).unwrap()
+}
+
+fn go_json_of(text: &str) -> String {
+    let mut out = String::new();
+    go_json(&yaml(text), &mut out, "test");
+    out
+}
+
+#[test]
+fn plugin_config_is_written_as_istio_writes_it() {
+    // Sorted keys, compact, integers without `.0` (they are doubles).
+    assert_eq!(
+        go_json_of("{name: gray, priority: 10, match: {header: location, exact: cn-shenzhen}}"),
+        r#"{"match":{"exact":"cn-shenzhen","header":"location"},"name":"gray","priority":10}"#
+    );
+    assert_eq!(
+        go_json_of("{percent: 12.5, list: [true, null, 0, -3, 1.0]}"),
+        r#"{"list":[true,null,0,-3,1],"percent":12.5}"#
+    );
+    // Go's float format: exponent below 1e-6 and from 1e21 on.
+    assert_eq!(go_json_of("[0.000001, 0.0000001, 1e20, 1e21, 2.5e-9]"), "[0.000001,1e-7,100000000000000000000,1e+21,2.5e-9]");
+    // A double cannot hold every 64-bit integer: past 2^53 it rounds, in
+    // Istio too. (A `range` bound that large does not survive a WasmPlugin.)
+    assert_eq!(go_json_of("[9007199254740993, 123456789012345678]"), "[9007199254740992,123456789012345680]");
+    // Go's HTML-safe string escaping.
+    assert_eq!(
+        go_json_of(r#"{"a<b": "x & \"y\" > z\t\u2028"}"#),
+        r#"{"a\u003cb":"x \u0026 \"y\" \u003e z\t\u2028"}"#
+    );
+}
+
+/// A WasmPlugin's lanes, as the filter compiles them.
+struct Plugin<'a> {
+    object: &'a Object,
+    json: String,
+    config: Config,
+}
+
+fn plugins(objects: &[Object]) -> Vec<Plugin<'_>> {
+    of_kind(objects, "WasmPlugin")
+        .into_iter()
+        .map(|object| {
+            let json = istio_plugin_json(object);
+            let config = Config::from_json(json.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: pluginConfig rejected: {e}\n{json}", object.name()));
+            Plugin { object, json, config }
+        })
+        .collect()
+}
+
+fn lane_names(config: &Config) -> BTreeSet<String> {
+    config.rules.lanes.iter().map(|l| l.name.clone()).collect()
+}
+
+fn edge_and_hop<'a, 'b>(plugins: &'b [Plugin<'a>]) -> (&'b Plugin<'a>, &'b Plugin<'a>) {
+    let edge: Vec<_> = plugins.iter().filter(|p| p.config.incoming == Incoming::Ignore).collect();
+    let hop: Vec<_> = plugins.iter().filter(|p| p.config.incoming == Incoming::Trust).collect();
+    assert_eq!((edge.len(), hop.len()), (1, 1), "one edge (incoming: ignore) and one hop (incoming: trust) WasmPlugin");
+    (edge[0], hop[0])
+}
+
+/// `(service host, lanes routed on, subsets routed to)` of each VirtualService,
+/// checking its shape: lane routes match the lane header exactly, and the
+/// last route matches everything and goes to `base`.
+fn virtual_service_lanes(vs: &Object, lane_header: &str) -> (String, BTreeSet<String>, BTreeSet<String>) {
+    let http = vs.spec()["http"].as_sequence().unwrap_or_else(|| panic!("{}: no http routes", vs.name()));
+    let mut lanes = BTreeSet::new();
+    let mut subsets = BTreeSet::new();
+    let mut hosts = BTreeSet::new();
+    for (i, route) in http.iter().enumerate() {
+        for dest in route["route"].as_sequence().into_iter().flatten() {
+            hosts.insert(dest["destination"]["host"].as_str().unwrap().to_string());
+            subsets.insert(dest["destination"]["subset"].as_str().unwrap().to_string());
+        }
+        let matches = route["match"].as_sequence();
+        if i + 1 == http.len() {
+            assert!(matches.is_none(), "{}: the last route must match every request (the default)", vs.name());
+            let to: Vec<_> = route["route"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .map(|d| d["destination"]["subset"].as_str().unwrap_or_default())
+                .collect();
+            assert_eq!(to, ["base"], "{}: the default route must go to base (the fallback)", vs.name());
+            continue;
+        }
+        let matches = matches.unwrap_or_else(|| panic!("{}: route {i} before the default matches everything", vs.name()));
+        for m in matches {
+            let headers = m["headers"].as_mapping().unwrap_or_else(|| panic!("{}: route {i} matches no header", vs.name()));
+            let lane = headers
+                .get(lane_header)
+                .unwrap_or_else(|| panic!("{}: route {i} does not match the lane header {lane_header}", vs.name()));
+            let exact = lane["exact"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: route {i}: match {lane_header} with `exact: <lane>`", vs.name()));
+            let to: Vec<_> = route["route"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .map(|d| d["destination"]["subset"].as_str().unwrap_or_default())
+                .collect();
+            assert_eq!(to, [exact], "{}: the {exact} route must go to the {exact} subset", vs.name());
+            lanes.insert(exact.to_string());
+        }
+    }
+    assert_eq!(hosts.len(), 1, "{}: routes to one service", vs.name());
+    (hosts.into_iter().next().unwrap(), lanes, subsets)
+}
+
+#[test]
+fn manifests_are_consistent() {
+    let objects = manifests();
+    let plugins = plugins(&objects);
+    let (edge, hop) = edge_and_hop(&plugins);
+
+    for p in &plugins {
+        let spec = p.object.spec();
+        let name = p.object.name();
+        assert_eq!(p.object.doc["apiVersion"].as_str(), Some("extensions.istio.io/v1alpha1"), "{name}");
+        let url = spec["url"].as_str().unwrap_or_default();
+        assert!(url.starts_with("oci://") && url.contains("/graylane:"), "{name}: url {url}");
+        assert_eq!(spec["pluginName"].as_str(), Some("graylane"), "{name}");
+        assert_eq!(spec["type"].as_str(), Some("HTTP"), "{name}");
+        // After authentication, so that rules can read what it wrote.
+        assert_eq!(spec["phase"].as_str(), Some("AUTHZ"), "{name}");
+        assert!(["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"].contains(&spec["failStrategy"].as_str().unwrap_or_default()), "{name}");
+        // Nothing the filter warns about (shadowed rules, percent 0, ...).
+        assert!(p.config.warnings.is_empty(), "{name}: {:?}", p.config.warnings);
+    }
+
+    // The edge: client tags removed; never fails open (a client's forged
+    // x-graylane would reach the routes).
+    assert_eq!(edge.object.spec()["selector"]["matchLabels"]["istio"].as_str(), Some("ingressgateway"));
+    assert_ne!(edge.object.spec()["failStrategy"].as_str(), Some("FAIL_OPEN"));
+    // The hops: outbound traffic only, no `services` (routing is the
+    // VirtualServices' job), and every lane the edge decides is declared,
+    // or the hops would drop its tag.
+    let modes: Vec<_> = hop.object.spec()["match"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .map(|m| m["mode"].as_str().unwrap_or("CLIENT_AND_SERVER"))
+        .collect();
+    assert_eq!(modes, ["CLIENT"], "{}", hop.object.name());
+    assert!(hop.config.services.is_empty(), "{}", hop.object.name());
+    assert_eq!(lane_names(&edge.config), lane_names(&hop.config), "the edge and the hops declare the same lanes");
+    assert_eq!(edge.config.lane_header, hop.config.lane_header);
+
+    // Every VirtualService routes on the lane header, only lanes the
+    // WasmPlugins declare, to subsets its DestinationRule defines with
+    // `version: <subset>`; the default route is base.
+    let mut subsets_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for dr in of_kind(&objects, "DestinationRule") {
+        let host = dr.spec()["host"].as_str().unwrap().to_string();
+        for s in dr.spec()["subsets"].as_sequence().into_iter().flatten() {
+            let name = s["name"].as_str().unwrap();
+            assert_eq!(s["labels"]["version"].as_str(), Some(name), "{}: subset {name}", dr.name());
+            subsets_of.entry(host.clone()).or_default().insert(name.to_string());
+        }
+    }
+    let declared = lane_names(&edge.config);
+    let mut routed = BTreeMap::new();
+    for vs in of_kind(&objects, "VirtualService") {
+        let (host, lanes, subsets) = virtual_service_lanes(vs, &edge.config.lane_header);
+        for lane in &lanes {
+            assert!(declared.contains(lane), "{}: routes lane {lane}, which no WasmPlugin declares ({declared:?})", vs.name());
+        }
+        let defined = subsets_of.get(&host).cloned().unwrap_or_default();
+        assert!(subsets.is_subset(&defined), "{}: subsets {subsets:?}, DestinationRule of {host} has {defined:?}", vs.name());
+        assert!(!defined.contains("base") || subsets.contains("base"));
+        routed.insert(host, lanes);
+    }
+    // The example chain of envoy/fulllink/: A and C have a gray version, B
+    // only base (gray requests fall back there).
+    let want: BTreeMap<String, BTreeSet<String>> = [("svc-a", &["gray"][..]), ("svc-b", &[][..]), ("svc-c", &["gray"][..])]
+        .iter()
+        .map(|(h, l)| (h.to_string(), l.iter().map(|s| s.to_string()).collect()))
+        .collect();
+    assert_eq!(routed, want);
+    assert_eq!(subsets_of.get("svc-b").map(|s| s.len()), Some(1));
+}
+
+/// The lanes the VirtualServices route on: the backends a test gateway needs.
+fn routed_lanes(objects: &[Object], lane_header: &str) -> Vec<String> {
+    let mut all = BTreeSet::new();
+    for vs in of_kind(objects, "VirtualService") {
+        all.extend(virtual_service_lanes(vs, lane_header).1);
+    }
+    all.into_iter().collect()
+}
+
+fn plugin_json(incoming: Incoming) -> (String, Vec<String>) {
+    let objects = manifests();
+    let plugins = plugins(&objects);
+    let (edge, hop) = edge_and_hop(&plugins);
+    let p = if incoming == Incoming::Ignore { edge } else { hop };
+    (p.json.clone(), routed_lanes(&objects, &p.config.lane_header))
+}
+
+#[test]
+fn gateway_plugin_config_in_envoy() {
+    let (json, lanes) = plugin_json(Incoming::Ignore);
+    let lanes: Vec<&str> = lanes.iter().map(String::as_str).collect();
+    let gw = Gateway::start(&json, &lanes);
+    // The gray rule (the same as envoy/demo.yaml's).
+    let r = gw.send_str(&[("location", "cn-shenzhen"), ("baggage", "userId=alice")]);
+    let body = r.json();
+    assert_eq!(body["backend"], "gray", "{body}");
+    assert_eq!(body["headers"]["x-graylane"], "gray");
+    assert_eq!(body["headers"]["baggage"], "userId=alice,lane=gray");
+    assert_eq!(gw.lane_of(&[("location", "cn-beijing")]), "base");
+    assert_eq!(gw.lane_of(&[]), "base");
+    // Forged tags are removed before the routes see them.
+    let r = gw.send_str(&[("x-graylane", "gray"), ("baggage", "lane=gray,userId=alice")]);
+    let body = r.json();
+    assert_eq!(body["backend"], "base", "{body}");
+    assert!(body["headers"].get("x-graylane").is_none(), "{body}");
+    assert_eq!(body["headers"]["baggage"], "userId=alice");
+    // A forged tag does not keep a matching request out of its lane either.
+    let r = gw.send_str(&[("x-graylane", "base"), ("location", "cn-shenzhen")]);
+    assert_eq!(r.json()["backend"], "gray");
+    assert_eq!(gw.envoy.counter("wasmcustom.graylane.config_rejected"), 0);
+}
+
+#[test]
+fn sidecar_plugin_config_in_envoy() {
+    let (json, lanes) = plugin_json(Incoming::Trust);
+    let lanes: Vec<&str> = lanes.iter().map(String::as_str).collect();
+    let gw = Gateway::start(&json, &lanes);
+    // The tag the edge decided, forwarded by the app in baggage, is kept and
+    // written into the lane header for the VirtualService.
+    let r = gw.send_str(&[("baggage", "userId=alice,lane=gray")]);
+    let body = r.json();
+    assert_eq!(body["backend"], "gray", "{body}");
+    assert_eq!(body["headers"]["x-graylane"], "gray");
+    assert_eq!(body["headers"]["baggage"], "userId=alice,lane=gray");
+    assert_eq!(gw.lane_of(&[("x-graylane", "gray")]), "gray");
+    // A lane no WasmPlugin declares is dropped (and counted): base.
+    let r = gw.send_str(&[("baggage", "lane=pink,userId=alice")]);
+    let body = r.json();
+    assert_eq!(body["backend"], "base", "{body}");
+    assert!(body["headers"].get("x-graylane").is_none(), "{body}");
+    assert_eq!(body["headers"]["baggage"], "userId=alice");
+    assert_eq!(gw.envoy.counter("wasmcustom.graylane.invalid_tags"), 1);
+    // Hops never decide by rule: an untagged request stays base even when
+    // the app forwarded what the edge's rule looks at.
+    assert_eq!(gw.lane_of(&[("location", "cn-shenzhen")]), "base");
+    assert_eq!(gw.lane_of(&[]), "base");
+}
+
+/// Istio's `failStrategy` as the Envoy `failure_policy` it sets.
+fn failure_policy(strategy: &str) -> &'static str {
+    match strategy {
+        "FAIL_OPEN" => "FAIL_OPEN",
+        "FAIL_RELOAD" => "FAIL_RELOAD",
+        // FAIL_CLOSE, and the default.
+        _ => "FAIL_CLOSED",
+    }
+}
+
+/// The HTTP filter as Istio builds it from a WasmPlugin (delivered by ECDS
+/// in a mesh, inline here): name `<namespace>.<name>`, `root_id` from
+/// `pluginName`, `failure_policy` from `failStrategy`, the resource version
+/// in the VM's environment, the configuration a StringValue of JSON text.
+fn istio_wasm_filter(plugin: &Plugin<'_>) -> String {
+    let meta = &plugin.object.doc["metadata"];
+    let spec = plugin.object.spec();
+    let name = format!("{}.{}", meta["namespace"].as_str().unwrap(), meta["name"].as_str().unwrap());
+    format!(
+        r#"
+          - name: {name}
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: {name}
+                root_id: {root_id}
+                failure_policy: {policy}
+                vm_config:
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{{{{WASM}}}}" }} }}
+                  environment_variables:
+                    key_values: {{ ISTIO_META_WASM_PLUGIN_RESOURCE_VERSION: "1" }}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {value}"#,
+        root_id = spec["pluginName"].as_str().unwrap(),
+        policy = failure_policy(spec["failStrategy"].as_str().unwrap_or_default()),
+        value = json_string_value(&plugin.json),
+    )
+}
+
+/// The `stats_matcher` of Istio's proxy bootstrap
+/// (tools/packaging/common/envoy_bootstrap.json with the inclusions
+/// pkg/bootstrap/config.go always adds): Envoy keeps only these stats.
+const ISTIO_STATS_CONFIG: &str = r#"
+stats_config:
+  use_all_default_tags: false
+  stats_matcher:
+    inclusion_list:
+      patterns:
+      - prefix: "reporter="
+      - prefix: cluster_manager
+      - prefix: listener_manager
+      - prefix: server
+      - prefix: cluster.xds-grpc
+      - prefix: wasm
+      - suffix: rbac.allowed
+      - suffix: rbac.denied
+      - suffix: shadow_allowed
+      - suffix: shadow_denied
+      - safe_regex: { regex: 'vhost\..*\.route\..*' }
+      - prefix: component
+      - prefix: istio
+"#;
+
+#[test]
+fn istio_shaped_filters_and_their_counters() {
+    let objects = manifests();
+    let plugins = plugins(&objects);
+    let (edge, hop) = edge_and_hop(&plugins);
+    let lanes = routed_lanes(&objects, &edge.config.lane_header);
+    let lanes: Vec<&str> = lanes.iter().map(String::as_str).collect();
+    let backends: Vec<(String, Server)> = std::iter::once("base")
+        .chain(lanes.iter().copied())
+        .map(|l| (l.to_string(), Server::echo(l)))
+        .collect();
+    let clusters: String = backends
+        .iter()
+        .map(|(l, s)| cluster(&if l == "base" { l.clone() } else { format!("lane-{l}") }, s.port))
+        .collect();
+    let (edge_port, hop_port) = (free_port(), free_port());
+    let routes = lane_routes("\"*\"", &edge.config.lane_header, &lanes, "base");
+    let yaml = format!(
+        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN}}}} }} }}\n{ISTIO_STATS_CONFIG}\
+         static_resources:\n  listeners:{}{}\n  clusters:{clusters}\n",
+        listener("edge", edge_port, &istio_wasm_filter(edge), &routes),
+        listener("hop", hop_port, &istio_wasm_filter(hop), &routes),
+    );
+    let envoy = Envoy::start(&yaml, &[]);
+    let lane_at = |port: u16, headers: &[(&str, &str)]| {
+        let r = graylane_wasm_tests::harness::request_str(port, "/", headers);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["backend"].as_str().unwrap().to_string()
+    };
+    // client -> edge -> (app forwards baggage) -> hop, twice in gray, once base.
+    for location in ["cn-shenzhen", "cn-shenzhen", "cn-beijing"] {
+        let r = graylane_wasm_tests::harness::request_str(edge_port, "/", &[("location", location)]);
+        let baggage = r.json()["headers"]["baggage"].as_str().unwrap_or_default().to_string();
+        let want = if location == "cn-shenzhen" { "gray" } else { "base" };
+        assert_eq!(r.json()["backend"], want);
+        assert_eq!(lane_at(hop_port, &[("baggage", &baggage)]), want);
+    }
+    // Istio's stats matcher keeps graylane's counters (they start with
+    // `wasm`); without graylane's stats_tags they are flat names in
+    // /stats/prometheus, which is what a mesh's Prometheus scrapes.
+    let prom = envoy.prometheus();
+    for line in [
+        "graylane_requests_source_rule_lane_gray 2",
+        "graylane_requests_source_propagated_lane_gray 2",
+        "graylane_requests_source_default_lane_base 2",
+        "graylane_config_rejected 0",
+        "graylane_config_accepted 2",
+    ] {
+        assert!(prom.lines().any(|l| l == line), "missing {line:?} in:\n{prom}");
+    }
+    // And the matcher is really there: the listeners' own stats are gone.
+    assert!(!prom.contains("downstream_rq_total"), "{prom}");
+}
