@@ -2,7 +2,7 @@
 //! structures the per-request code uses. Every error names the JSON path of
 //! the bad field and what would be accepted.
 
-mod jsonpath;
+pub mod json;
 pub mod raw;
 
 use crate::analysis;
@@ -131,21 +131,10 @@ pub fn parse(text: &[u8]) -> Result<RawConfig, ConfigError> {
             "the plugin configuration is empty; expected a JSON object with at least \"lanes\"",
         );
     }
-    match serde_json::from_slice::<RawConfig>(text) {
-        Ok(raw) => Ok(raw),
-        Err(e) => {
-            let offset = jsonpath::offset_of(text, e.line(), e.column());
-            let message = e.to_string();
-            let container = message.starts_with("missing field");
-            let path = jsonpath::path_at(text, offset, container);
-            // serde_json appends " at line L column C"; the path says more.
-            let message = message
-                .rsplit_once(" at line ")
-                .map_or(message.as_str(), |(m, _)| m)
-                .to_string();
-            err(&path, message)
-        }
-    }
+    json::from_slice::<RawConfig>(text).map_err(|e| ConfigError {
+        path: e.path(),
+        message: e.message,
+    })
 }
 
 /// A request header name graylane may set or read: a lower-case token.

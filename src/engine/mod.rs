@@ -6,7 +6,9 @@ mod rules;
 pub mod split;
 mod view;
 
-pub use rules::{Attr, CompiledRegex, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split, SplitKey};
+pub use rules::{
+    Attr, CompiledRegex, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split, SplitKey,
+};
 pub use split::{bucket, AssignedCookie, SplitResult, BUCKETS};
 pub use view::{View, MAX_VALUE_LEN};
 
@@ -369,7 +371,13 @@ pub fn describe(cond: &Cond) -> String {
                 Op::In(set) => {
                     let mut v: Vec<&String> = set.iter().collect();
                     v.sort();
-                    format!("in [{}]", v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "in [{}]",
+                        v.iter()
+                            .map(|s| format!("\"{s}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 }
                 Op::Present(p) => format!("present {p}"),
                 Op::Range(lo, hi) => format!("range [{lo}, {hi}]"),

@@ -89,10 +89,10 @@ fn index_and_linear_scan_agree_on_many_lanes() {
         let v = format!("v{}", r() % 60);
         let uid = format!("u{}", r() % 1000);
         let mut pairs = vec![(":path", "/"), ("x-k", v.as_str()), ("uid", uid.as_str())];
-        if r() % 4 == 0 {
+        if r().is_multiple_of(4) {
             pairs.push(("x-r", "1"));
         }
-        if r() % 5 == 0 {
+        if r().is_multiple_of(5) {
             pairs.push(("x-k", "V8"));
         }
         let d = process(&c, &req(&pairs), &mut rng(5)).decision;

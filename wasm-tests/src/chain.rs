@@ -28,7 +28,11 @@ pub fn app(name: &str, version: &str, next: Option<(u16, &str)>) -> Server {
                 let body = serde_json::json!({"trace": trace, "baggage": down["baggage"]});
                 (200, vec![], body.to_string().into_bytes())
             }
-            Ok(r) => (502, vec![], format!("{me} -> {} {}", r.status, r.text()).into_bytes()),
+            Ok(r) => (
+                502,
+                vec![],
+                format!("{me} -> {} {}", r.status, r.text()).into_bytes(),
+            ),
             Err(e) => (502, vec![], format!("{me} -> error {e}").into_bytes()),
         }
     }))
@@ -37,9 +41,13 @@ pub fn app(name: &str, version: &str, next: Option<(u16, &str)>) -> Server {
 /// Reads an `envoy/fulllink/` config and moves its ports to the given ones.
 pub fn fulllink_config(file: &str, ports: &BTreeMap<u16, u16>) -> String {
     let path = repo_root().join("envoy/fulllink").join(file);
-    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for (from, to) in ports {
-        text = text.replace(&format!("port_value: {from} "), &format!("port_value: {to} "));
+        text = text.replace(
+            &format!("port_value: {from} "),
+            &format!("port_value: {to} "),
+        );
     }
     text
 }
@@ -82,7 +90,11 @@ impl Chain {
             Envoy::start_with(&yaml, &[], 1)
         };
         let sidecar_b = start("sidecar-b.yaml");
-        let sidecar_a = start(if b_gray { "sidecar-a-b-gray.yaml" } else { "sidecar-a.yaml" });
+        let sidecar_a = start(if b_gray {
+            "sidecar-a-b-gray.yaml"
+        } else {
+            "sidecar-a.yaml"
+        });
         let edge = start("edge.yaml");
         Chain {
             edge,

@@ -149,25 +149,46 @@ impl Gateway {
     }
 
     /// Like [`Gateway::start`], with hosts routed by `x-graylane-cluster`.
-    pub fn start_with_hosts(plugin_json: &str, lanes: &[&str], cluster_header_hosts: &[&str]) -> Gateway {
+    pub fn start_with_hosts(
+        plugin_json: &str,
+        lanes: &[&str],
+        cluster_header_hosts: &[&str],
+    ) -> Gateway {
         let port = free_port();
         let mut backends = BTreeMap::new();
         let mut clusters = String::new();
         for name in std::iter::once("base").chain(lanes.iter().copied()) {
             let server = Server::echo(name);
-            let cluster_name = if name == "base" { "base".to_string() } else { format!("lane-{name}") };
+            let cluster_name = if name == "base" {
+                "base".to_string()
+            } else {
+                format!("lane-{name}")
+            };
             clusters.push_str(&cluster(&cluster_name, server.port));
             backends.insert(name.to_string(), server);
         }
         let mut vhosts = String::new();
         if !cluster_header_hosts.is_empty() {
-            let domains: Vec<String> = cluster_header_hosts.iter().map(|h| format!("\"{h}\", \"{h}:*\"")).collect();
-            vhosts.push_str(&cluster_header_routes(&domains.join(", "), "x-graylane-cluster"));
+            let domains: Vec<String> = cluster_header_hosts
+                .iter()
+                .map(|h| format!("\"{h}\", \"{h}:*\""))
+                .collect();
+            vhosts.push_str(&cluster_header_routes(
+                &domains.join(", "),
+                "x-graylane-cluster",
+            ));
         }
         vhosts.push_str(&lane_routes("\"*\"", "x-graylane", lanes, "base"));
-        let yaml = bootstrap(&listener("gateway", port, &wasm_filter(plugin_json), &vhosts), &clusters);
+        let yaml = bootstrap(
+            &listener("gateway", port, &wasm_filter(plugin_json), &vhosts),
+            &clusters,
+        );
         let envoy = Envoy::start(&yaml, &[]);
-        Gateway { envoy, port, backends }
+        Gateway {
+            envoy,
+            port,
+            backends,
+        }
     }
 
     /// Sends a request; `:path`, `:method` and `:authority` pseudo-header

@@ -4,7 +4,7 @@
 //! failed assertion), and its log is printed when the test failed.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,7 +73,10 @@ pub fn render(template: &str, vars: &[(&str, String)]) -> String {
     for (k, v) in vars {
         out = out.replace(&format!("{{{{{k}}}}}"), v);
     }
-    assert!(!out.contains("{{"), "unfilled placeholder in config:\n{out}");
+    assert!(
+        !out.contains("{{"),
+        "unfilled placeholder in config:\n{out}"
+    );
     out
 }
 
@@ -89,8 +92,15 @@ impl Envoy {
         let mut envoy = Self::spawn(template, vars, workers);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = envoy.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("Envoy exited during start ({status}):\n{}", envoy.log_text());
+            if let Some(status) = envoy
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "Envoy exited during start ({status}):\n{}",
+                    envoy.log_text()
+                );
             }
             if let Ok(r) = get(envoy.admin, "/ready") {
                 if r.status == 200 {
@@ -110,7 +120,10 @@ impl Envoy {
         let mut envoy = Self::spawn(template, vars, 1);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let exited = envoy.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            let exited = envoy
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
                 envoy.child = None;
                 return (status.code(), envoy.log_text());
@@ -200,7 +213,9 @@ impl Envoy {
 
     /// `/stats/prometheus`.
     pub fn prometheus(&self) -> String {
-        get(self.admin, "/stats/prometheus").expect("prometheus").text()
+        get(self.admin, "/stats/prometheus")
+            .expect("prometheus")
+            .text()
     }
 
     /// Writes a file next to the config (for file-based dynamic resources).
@@ -223,7 +238,11 @@ impl Drop for Envoy {
             let _ = c.wait();
         }
         if thread::panicking() {
-            eprintln!("----- Envoy log ({}) -----\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "----- Envoy log ({}) -----\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
     }
 }
@@ -271,7 +290,12 @@ pub fn get(port: u16, path: &str) -> std::io::Result<Response> {
 
 /// One HTTP/1.1 request on a new connection; header values are raw bytes so
 /// tests can send anything a client could.
-pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &[u8])]) -> std::io::Result<Response> {
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> std::io::Result<Response> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(Duration::from_secs(20)))?;
@@ -300,7 +324,10 @@ pub fn request_str(port: u16, path: &str, headers: &[(&str, &str)]) -> Response 
 fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<(String, Vec<(String, String)>)> {
     let mut first = String::new();
     if r.read_line(&mut first)? == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
     }
     let mut headers = Vec::new();
     loop {
@@ -317,14 +344,19 @@ fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<(String, Vec<(String, Str
     Ok((first.trim_end().to_string(), headers))
 }
 
-fn read_body<R: BufRead>(r: &mut R, headers: &[(String, String)], until_eof: bool) -> std::io::Result<Vec<u8>> {
+fn read_body<R: BufRead>(
+    r: &mut R,
+    headers: &[(String, String)],
+    until_eof: bool,
+) -> std::io::Result<Vec<u8>> {
     let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     let mut body = Vec::new();
     if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
             let mut size = String::new();
             r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
             if n == 0 {
                 let mut end = String::new();
                 r.read_line(&mut end)?;
@@ -353,7 +385,11 @@ fn read_response<R: BufRead>(r: &mut R) -> std::io::Result<Response> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let body = read_body(r, &headers, true)?;
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// What a backend received.
@@ -400,7 +436,11 @@ impl Server {
                 thread::spawn(move || serve_conn(conn, &h, &rec));
             }
         });
-        Server { port, stop, received }
+        Server {
+            port,
+            stop,
+            received,
+        }
     }
 
     /// An echo backend: answers 200 with JSON `{"backend": NAME, "headers": {...}}`
@@ -417,7 +457,11 @@ impl Server {
                 headers.insert(k.clone(), serde_json::Value::String(joined));
             }
             let body = serde_json::json!({"backend": name, "path": req.path, "headers": headers});
-            (200, vec![("x-backend".into(), name.clone())], body.to_string().into_bytes())
+            (
+                200,
+                vec![("x-backend".into(), name.clone())],
+                body.to_string().into_bytes(),
+            )
         }))
     }
 
@@ -441,10 +485,14 @@ impl Drop for Server {
 fn serve_conn(conn: TcpStream, handler: &Handler, received: &Mutex<Vec<Received>>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
     let _ = conn.set_nodelay(true);
-    let Ok(mut writer) = conn.try_clone() else { return };
+    let Ok(mut writer) = conn.try_clone() else {
+        return;
+    };
     let mut r = BufReader::new(conn);
     loop {
-        let Ok((line, headers)) = read_head(&mut r) else { return };
+        let Ok((line, headers)) = read_head(&mut r) else {
+            return;
+        };
         let mut parts = line.split_whitespace();
         let method = parts.next().unwrap_or_default().to_string();
         let path = parts.next().unwrap_or_default().to_string();
@@ -454,10 +502,17 @@ fn serve_conn(conn: TcpStream, handler: &Handler, received: &Mutex<Vec<Received>
         let close = headers
             .iter()
             .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
-        let req = Received { method, path, headers };
+        let req = Received {
+            method,
+            path,
+            headers,
+        };
         let (status, extra, body) = handler(&req);
         received.lock().expect("lock").push(req);
-        let mut out = format!("HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", body.len());
+        let mut out = format!(
+            "HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        );
         for (k, v) in extra {
             out.push_str(&format!("{k}: {v}\r\n"));
         }

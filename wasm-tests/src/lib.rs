@@ -1,6 +1,11 @@
 //! Test support for graylane's end-to-end tests: real Envoy processes
 //! running the built filter, echo backends and services, an HTTP client.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod chain;

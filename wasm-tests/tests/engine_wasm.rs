@@ -31,6 +31,8 @@ fn decision_table_in_wasm() {
 
 #[wasm_bindgen_test]
 fn config_errors_in_wasm() {
-    let e = Config::from_json(br#"{"lanes": [{"name": "g", "match": {"header": "a", "regex": "("}}]}"#).unwrap_err();
+    let e =
+        Config::from_json(br#"{"lanes": [{"name": "g", "match": {"header": "a", "regex": "("}}]}"#)
+            .unwrap_err();
     assert_eq!(e.path, "lanes[0].match.regex");
 }

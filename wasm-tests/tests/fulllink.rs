@@ -13,10 +13,25 @@ fn gray_falls_back_at_b_and_stays_gray_at_c() {
     let (trace, _) = chain.call(&[]);
     assert_eq!(trace, "A[base] -> B[base] -> C[base]");
     // The fallback at B is counted by A's sidecar, per service.
-    assert_eq!(chain.sidecar_a.counter("wasmcustom.graylane.fallbacks.service.svc-b"), 1);
-    assert_eq!(chain.sidecar_b.counter("wasmcustom.graylane.fallbacks.service.svc-c"), 0);
+    assert_eq!(
+        chain
+            .sidecar_a
+            .counter("wasmcustom.graylane.fallbacks.service.svc-b"),
+        1
+    );
+    assert_eq!(
+        chain
+            .sidecar_b
+            .counter("wasmcustom.graylane.fallbacks.service.svc-c"),
+        0
+    );
     // Hops keep the propagated tag.
-    assert_eq!(chain.sidecar_b.counter("wasmcustom.graylane.requests.source.propagated.lane.gray"), 1);
+    assert_eq!(
+        chain
+            .sidecar_b
+            .counter("wasmcustom.graylane.requests.source.propagated.lane.gray"),
+        1
+    );
 }
 
 #[test]
@@ -38,7 +53,10 @@ fn forged_tags_at_the_edge_stay_base_and_foreign_baggage_travels() {
     let (trace, _) = chain.call(&[("x-graylane", "gray"), ("baggage", "lane=gray,shadow=1")]);
     assert_eq!(trace, "A[base] -> B[base] -> C[base]");
     // An unrelated member reaches C unchanged, next to the lane member.
-    let (trace, baggage) = chain.call(&[("baggage", "userId=alice;prop=1"), ("location", "cn-shenzhen")]);
+    let (trace, baggage) = chain.call(&[
+        ("baggage", "userId=alice;prop=1"),
+        ("location", "cn-shenzhen"),
+    ]);
     assert_eq!(trace, "A[gray] -> B[base] -> C[gray]");
     assert_eq!(baggage.as_deref(), Some("userId=alice;prop=1,lane=gray"));
     let (_, baggage) = chain.call(&[("baggage", "userId=alice;prop=1")]);

@@ -8,7 +8,9 @@ use graylane_wasm_tests::configs::{bootstrap, listener, wasm_filter, Gateway};
 use graylane_wasm_tests::harness::{free_port, Envoy};
 use std::collections::BTreeSet;
 
-const TABLE_LANES: &[&str] = &["gray", "beta", "android", "api-v2", "vip", "writes", "tenant", "sticky"];
+const TABLE_LANES: &[&str] = &[
+    "gray", "beta", "android", "api-v2", "vip", "writes", "tenant", "sticky",
+];
 
 #[test]
 fn decision_table_in_envoy() {
@@ -23,11 +25,17 @@ fn decision_table_in_envoy() {
         if *want == "base" {
             assert!(got.get("x-graylane").is_none(), "{pairs:?}: {got}");
             let baggage = got.get("baggage").and_then(|b| b.as_str()).unwrap_or("");
-            assert!(!baggage.split(',').any(|m| m.starts_with("lane=")), "{pairs:?}: {got}");
+            assert!(
+                !baggage.split(',').any(|m| m.starts_with("lane=")),
+                "{pairs:?}: {got}"
+            );
         } else {
             assert_eq!(got["x-graylane"], *want, "{pairs:?}");
             let baggage = got["baggage"].as_str().unwrap();
-            assert!(baggage.split(',').any(|m| m == format!("lane={want}")), "{baggage}");
+            assert!(
+                baggage.split(',').any(|m| m == format!("lane={want}")),
+                "{baggage}"
+            );
         }
     }
 }
@@ -49,7 +57,11 @@ fn edge_strips_client_tags_and_cluster() {
     assert!(body["headers"].get("x-graylane-cluster").is_none());
     assert_eq!(body["headers"]["baggage"], "userId=alice;prop=1");
     // A forged cluster header cannot pick the cluster of a service either.
-    let r = gw.send_str(&[(":authority", "svc-b"), ("x-graylane-cluster", "lane-gray"), ("x-graylane", "gray")]);
+    let r = gw.send_str(&[
+        (":authority", "svc-b"),
+        ("x-graylane-cluster", "lane-gray"),
+        ("x-graylane", "gray"),
+    ]);
     let body = r.json();
     assert_eq!(body["backend"], "base", "{body}");
     assert_eq!(body["headers"]["x-graylane-cluster"], "base");
@@ -77,7 +89,11 @@ fn split_share_stickiness_and_salt() {
     let gw = Gateway::start(&split_plugin("release-1"), &["canary"]);
     let first = admitted_ids(&gw, 1000);
     // 20 % of 1,000 ids, within ±4 points.
-    assert!((160..=240).contains(&first.len()), "{} admitted", first.len());
+    assert!(
+        (160..=240).contains(&first.len()),
+        "{} admitted",
+        first.len()
+    );
     // Sticky: the same ids again give the same answers.
     assert_eq!(admitted_ids(&gw, 1000), first);
     // Anonymous requests are excluded by this config.
@@ -86,7 +102,11 @@ fn split_share_stickiness_and_salt() {
 
     let gw = Gateway::start(&split_plugin("release-2"), &["canary"]);
     let second = admitted_ids(&gw, 1000);
-    assert!((160..=240).contains(&second.len()), "{} admitted", second.len());
+    assert!(
+        (160..=240).contains(&second.len()),
+        "{} admitted",
+        second.len()
+    );
     let overlap = first.intersection(&second).count();
     // A new salt picks an independent population: about 20 % of 20 % overlap.
     assert!(overlap < 90, "overlap {overlap} of {}", first.len());
@@ -97,22 +117,49 @@ fn random_split_for_anonymous_users() {
     let plugin = r#"{"lanes": [{"name": "canary", "split": {"key": {"header": "x-user-id"}, "percent": 30}}]}"#;
     let gw = Gateway::start(plugin, &["canary"]);
     let n = (0..1000).filter(|_| gw.lane_of(&[]) == "canary").count();
-    assert!((260..=340).contains(&n), "{n} of 1000 anonymous requests admitted at 30 %");
+    assert!(
+        (260..=340).contains(&n),
+        "{n} of 1000 anonymous requests admitted at 30 %"
+    );
 }
 
 #[test]
 fn bad_config_is_refused_with_its_json_path() {
     let plugin = r#"{"lanes": [{"name": "gray"}, {"name": "blue", "match": {"any": [{"header": "a", "regex": "(unclosed"}]}}]}"#;
-    let yaml = bootstrap(&listener("gateway", free_port(), &wasm_filter(plugin), &graylane_wasm_tests::configs::lane_routes("\"*\"", "x-graylane", &[], "base")), &graylane_wasm_tests::configs::cluster("base", free_port()));
+    let yaml = bootstrap(
+        &listener(
+            "gateway",
+            free_port(),
+            &wasm_filter(plugin),
+            &graylane_wasm_tests::configs::lane_routes("\"*\"", "x-graylane", &[], "base"),
+        ),
+        &graylane_wasm_tests::configs::cluster("base", free_port()),
+    );
     let (code, log) = Envoy::start_expect_exit(&yaml, &[]);
     assert_ne!(code, Some(0), "Envoy must refuse the config");
-    assert!(log.contains("configuration rejected: lanes[1].match.any[0].regex: invalid regular expression"), "{log}");
+    assert!(
+        log.contains(
+            "configuration rejected: lanes[1].match.any[0].regex: invalid regular expression"
+        ),
+        "{log}"
+    );
 
     let plugin = r#"{"lanes": [{"name": "gray", "priorty": 1}]}"#;
-    let yaml = bootstrap(&listener("gateway", free_port(), &wasm_filter(plugin), &graylane_wasm_tests::configs::lane_routes("\"*\"", "x-graylane", &[], "base")), &graylane_wasm_tests::configs::cluster("base", free_port()));
+    let yaml = bootstrap(
+        &listener(
+            "gateway",
+            free_port(),
+            &wasm_filter(plugin),
+            &graylane_wasm_tests::configs::lane_routes("\"*\"", "x-graylane", &[], "base"),
+        ),
+        &graylane_wasm_tests::configs::cluster("base", free_port()),
+    );
     let (code, log) = Envoy::start_expect_exit(&yaml, &[]);
     assert_ne!(code, Some(0));
-    assert!(log.contains("lanes[0].priorty: unknown field `priorty`, expected one of"), "{log}");
+    assert!(
+        log.contains("lanes[0].priorty: unknown field `priorty`, expected one of"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -139,9 +186,16 @@ fn counters_in_prometheus_and_lane_in_access_log() {
         "graylane_fallbacks{service=\"svc-b\"} 1",
         "graylane_config_rejected{} 0",
     ] {
-        assert!(prom.lines().any(|l| l == line), "missing {line:?} in:\n{prom}");
+        assert!(
+            prom.lines().any(|l| l == line),
+            "missing {line:?} in:\n{prom}"
+        );
     }
-    assert!(prom.lines().any(|l| l.starts_with("graylane_config_accepted{} ") && !l.ends_with(" 0")), "{prom}");
+    assert!(
+        prom.lines()
+            .any(|l| l.starts_with("graylane_config_accepted{} ") && !l.ends_with(" 0")),
+        "{prom}"
+    );
     // Access logs are flushed about once a second.
     let log = gw.envoy.wait_log("lane=blue cluster=lane-blue");
     assert!(log.contains("lane=gray cluster=lane-gray"), "{log}");

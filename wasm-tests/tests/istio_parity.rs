@@ -7,7 +7,9 @@
 
 use graylane::config::{Config, Incoming};
 use graylane_wasm_tests::configs::{cluster, lane_routes, listener, Gateway};
-use graylane_wasm_tests::harness::{free_port, json_string_value, repo_root, Envoy, Server};
+use graylane_wasm_tests::harness::{
+    free_port, json_string_value, repo_root, request_str, Envoy, Server,
+};
 use serde::Deserialize;
 use serde_norway::Value as Yaml;
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,14 +55,42 @@ fn manifests() -> Vec<Object> {
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert_no_yaml11_booleans(&file, &text);
         for de in serde_norway::Deserializer::from_str(&text) {
             let doc = Yaml::deserialize(de).unwrap_or_else(|e| panic!("{file}: {e}"));
             if !doc.is_null() {
-                objects.push(Object { file: file.clone(), doc });
+                objects.push(Object {
+                    file: file.clone(),
+                    doc,
+                });
             }
         }
     }
     objects
+}
+
+/// kubectl reads YAML with sigs.k8s.io/yaml, which follows YAML 1.1 there:
+/// a plain (unquoted) `yes`, `no`, `on`, `off`, `y` or `n`, key or value, is
+/// a boolean for it but a string for `serde_norway` (YAML 1.2), so Istio and
+/// this test would read the manifest differently. Quoted, they are strings
+/// for both.
+fn assert_no_yaml11_booleans(file: &str, text: &str) {
+    const YAML11_BOOLS: &[&str] = &["y", "yes", "n", "no", "on", "off"];
+    for (n, line) in text.lines().enumerate() {
+        let code = match line.find(" #") {
+            _ if line.trim_start().starts_with('#') => "",
+            Some(i) => &line[..i],
+            None => line,
+        };
+        for token in code.split(|c: char| c.is_whitespace() || ",:[]{}".contains(c)) {
+            assert!(
+                !YAML11_BOOLS.contains(&token.to_ascii_lowercase().as_str()),
+                "{file}:{}: plain `{token}` is a boolean for kubectl (YAML 1.1) and a string \
+                 for the test (YAML 1.2): quote it",
+                n + 1
+            );
+        }
+    }
 }
 
 fn of_kind<'a>(objects: &'a [Object], kind: &str) -> Vec<&'a Object> {
@@ -70,8 +100,8 @@ fn of_kind<'a>(objects: &'a [Object], kind: &str) -> Vec<&'a Object> {
 /// The JSON text Istio gives the filter for a `WasmPlugin.spec.pluginConfig`.
 ///
 /// istio/istio, `pilot/pkg/model/extensions.go` (`WasmPluginWrapper.buildPluginConfig`
-/// in 1.27 to 1.29; from 1.30 on a WasmPlugin is translated into a
-/// TrafficExtension, `pilot/pkg/config/kube/extensions/translate.go`, and
+/// in 1.27 to 1.29; from 1.30 on a `WasmPlugin` is translated into a
+/// `TrafficExtension`, `pilot/pkg/config/kube/extensions/translate.go`, and
 /// `TrafficExtensionWrapper.buildWasmConfig` does the same):
 ///
 /// ```go
@@ -114,15 +144,7 @@ fn go_json(value: &Yaml, out: &mut String, path: &str) {
             let f = n.as_f64().unwrap_or_else(|| panic!("{path}: number {n}"));
             go_float(f, out, path);
         }
-        Yaml::String(s) => {
-            // kubectl reads YAML with sigs.k8s.io/yaml, which follows YAML 1.1
-            // here: a plain `yes`, `no`, `on`, `off`, `y` or `n` (key or
-            // value) is a boolean there but a string in serde_norway (YAML
-            // 1.2), so the test and Istio would disagree. The manifests avoid
-            // these words.
-            assert_not_yaml11_bool(s, path);
-            go_string(s, out);
-        }
+        Yaml::String(s) => go_string(s, out),
         Yaml::Sequence(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -137,8 +159,9 @@ fn go_json(value: &Yaml, out: &mut String, path: &str) {
             let mut entries: Vec<(&str, &Yaml)> = map
                 .iter()
                 .map(|(k, v)| {
-                    let key = k.as_str().unwrap_or_else(|| panic!("{path}: a key that is not a string: {k:?}"));
-                    assert_not_yaml11_bool(key, path);
+                    let key = k
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{path}: a key that is not a string: {k:?}"));
                     (key, v)
                 })
                 .collect();
@@ -157,14 +180,6 @@ fn go_json(value: &Yaml, out: &mut String, path: &str) {
         }
         Yaml::Tagged(t) => panic!("{path}: YAML tag {} has no JSON form", t.tag),
     }
-}
-
-fn assert_not_yaml11_bool(s: &str, path: &str) {
-    const YAML11_BOOLS: &[&str] = &["y", "yes", "n", "no", "on", "off"];
-    assert!(
-        !YAML11_BOOLS.contains(&s.to_ascii_lowercase().as_str()),
-        "{path}: `{s}` is a boolean for kubectl (YAML 1.1) and a string here; avoid it"
-    );
 }
 
 /// Go's `encoding/json` for a float64: the shortest text that reads back
@@ -202,7 +217,9 @@ fn go_string(s: &str, out: &mut String) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => write!(out, "\\u{:04x}", u32::from(c)).unwrap(),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                write!(out, "\\u{:04x}", u32::from(c)).unwrap();
+            }
             c if u32::from(c) < 0x20 => write!(out, "\\u{:04x}", u32::from(c)).unwrap(),
             c => out.push(c),
         }
@@ -232,10 +249,16 @@ fn plugin_config_is_written_as_istio_writes_it() {
         r#"{"list":[true,null,0,-3,1],"percent":12.5}"#
     );
     // Go's float format: exponent below 1e-6 and from 1e21 on.
-    assert_eq!(go_json_of("[0.000001, 0.0000001, 1e20, 1e21, 2.5e-9]"), "[0.000001,1e-7,100000000000000000000,1e+21,2.5e-9]");
+    assert_eq!(
+        go_json_of("[0.000001, 0.0000001, 1e20, 1e21, 2.5e-9]"),
+        "[0.000001,1e-7,100000000000000000000,1e+21,2.5e-9]"
+    );
     // A double cannot hold every 64-bit integer: past 2^53 it rounds, in
     // Istio too. (A `range` bound that large does not survive a WasmPlugin.)
-    assert_eq!(go_json_of("[9007199254740993, 123456789012345678]"), "[9007199254740992,123456789012345680]");
+    assert_eq!(
+        go_json_of("[9007199254740993, 123456789012345678]"),
+        "[9007199254740992,123456789012345680]"
+    );
     // Go's HTML-safe string escaping.
     assert_eq!(
         go_json_of(r#"{"a<b": "x & \"y\" > z\t\u2028"}"#),
@@ -243,7 +266,7 @@ fn plugin_config_is_written_as_istio_writes_it() {
     );
 }
 
-/// A WasmPlugin's lanes, as the filter compiles them.
+/// A `WasmPlugin`'s lanes, as the filter compiles them.
 struct Plugin<'a> {
     object: &'a Object,
     json: String,
@@ -255,9 +278,14 @@ fn plugins(objects: &[Object]) -> Vec<Plugin<'_>> {
         .into_iter()
         .map(|object| {
             let json = istio_plugin_json(object);
-            let config = Config::from_json(json.as_bytes())
-                .unwrap_or_else(|e| panic!("{}: pluginConfig rejected: {e}\n{json}", object.name()));
-            Plugin { object, json, config }
+            let config = Config::from_json(json.as_bytes()).unwrap_or_else(|e| {
+                panic!("{}: pluginConfig rejected: {e}\n{json}", object.name())
+            });
+            Plugin {
+                object,
+                json,
+                config,
+            }
         })
         .collect()
 }
@@ -267,17 +295,32 @@ fn lane_names(config: &Config) -> BTreeSet<String> {
 }
 
 fn edge_and_hop<'a, 'b>(plugins: &'b [Plugin<'a>]) -> (&'b Plugin<'a>, &'b Plugin<'a>) {
-    let edge: Vec<_> = plugins.iter().filter(|p| p.config.incoming == Incoming::Ignore).collect();
-    let hop: Vec<_> = plugins.iter().filter(|p| p.config.incoming == Incoming::Trust).collect();
-    assert_eq!((edge.len(), hop.len()), (1, 1), "one edge (incoming: ignore) and one hop (incoming: trust) WasmPlugin");
+    let edge: Vec<_> = plugins
+        .iter()
+        .filter(|p| p.config.incoming == Incoming::Ignore)
+        .collect();
+    let hop: Vec<_> = plugins
+        .iter()
+        .filter(|p| p.config.incoming == Incoming::Trust)
+        .collect();
+    assert_eq!(
+        (edge.len(), hop.len()),
+        (1, 1),
+        "one edge (incoming: ignore) and one hop (incoming: trust) WasmPlugin"
+    );
     (edge[0], hop[0])
 }
 
-/// `(service host, lanes routed on, subsets routed to)` of each VirtualService,
+/// `(service host, lanes routed on, subsets routed to)` of each `VirtualService`,
 /// checking its shape: lane routes match the lane header exactly, and the
 /// last route matches everything and goes to `base`.
-fn virtual_service_lanes(vs: &Object, lane_header: &str) -> (String, BTreeSet<String>, BTreeSet<String>) {
-    let http = vs.spec()["http"].as_sequence().unwrap_or_else(|| panic!("{}: no http routes", vs.name()));
+fn virtual_service_lanes(
+    vs: &Object,
+    lane_header: &str,
+) -> (String, BTreeSet<String>, BTreeSet<String>) {
+    let http = vs.spec()["http"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{}: no http routes", vs.name()));
     let mut lanes = BTreeSet::new();
     let mut subsets = BTreeSet::new();
     let mut hosts = BTreeSet::new();
@@ -288,32 +331,59 @@ fn virtual_service_lanes(vs: &Object, lane_header: &str) -> (String, BTreeSet<St
         }
         let matches = route["match"].as_sequence();
         if i + 1 == http.len() {
-            assert!(matches.is_none(), "{}: the last route must match every request (the default)", vs.name());
+            assert!(
+                matches.is_none(),
+                "{}: the last route must match every request (the default)",
+                vs.name()
+            );
             let to: Vec<_> = route["route"]
                 .as_sequence()
                 .into_iter()
                 .flatten()
                 .map(|d| d["destination"]["subset"].as_str().unwrap_or_default())
                 .collect();
-            assert_eq!(to, ["base"], "{}: the default route must go to base (the fallback)", vs.name());
+            assert_eq!(
+                to,
+                ["base"],
+                "{}: the default route must go to base (the fallback)",
+                vs.name()
+            );
             continue;
         }
-        let matches = matches.unwrap_or_else(|| panic!("{}: route {i} before the default matches everything", vs.name()));
+        let matches = matches.unwrap_or_else(|| {
+            panic!(
+                "{}: route {i} before the default matches everything",
+                vs.name()
+            )
+        });
         for m in matches {
-            let headers = m["headers"].as_mapping().unwrap_or_else(|| panic!("{}: route {i} matches no header", vs.name()));
-            let lane = headers
-                .get(lane_header)
-                .unwrap_or_else(|| panic!("{}: route {i} does not match the lane header {lane_header}", vs.name()));
-            let exact = lane["exact"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{}: route {i}: match {lane_header} with `exact: <lane>`", vs.name()));
+            let headers = m["headers"]
+                .as_mapping()
+                .unwrap_or_else(|| panic!("{}: route {i} matches no header", vs.name()));
+            let lane = headers.get(lane_header).unwrap_or_else(|| {
+                panic!(
+                    "{}: route {i} does not match the lane header {lane_header}",
+                    vs.name()
+                )
+            });
+            let exact = lane["exact"].as_str().unwrap_or_else(|| {
+                panic!(
+                    "{}: route {i}: match {lane_header} with `exact: <lane>`",
+                    vs.name()
+                )
+            });
             let to: Vec<_> = route["route"]
                 .as_sequence()
                 .into_iter()
                 .flatten()
                 .map(|d| d["destination"]["subset"].as_str().unwrap_or_default())
                 .collect();
-            assert_eq!(to, [exact], "{}: the {exact} route must go to the {exact} subset", vs.name());
+            assert_eq!(
+                to,
+                [exact],
+                "{}: the {exact} route must go to the {exact} subset",
+                vs.name()
+            );
             lanes.insert(exact.to_string());
         }
     }
@@ -330,22 +400,43 @@ fn manifests_are_consistent() {
     for p in &plugins {
         let spec = p.object.spec();
         let name = p.object.name();
-        assert_eq!(p.object.doc["apiVersion"].as_str(), Some("extensions.istio.io/v1alpha1"), "{name}");
+        assert_eq!(
+            p.object.doc["apiVersion"].as_str(),
+            Some("extensions.istio.io/v1alpha1"),
+            "{name}"
+        );
         let url = spec["url"].as_str().unwrap_or_default();
-        assert!(url.starts_with("oci://") && url.contains("/graylane:"), "{name}: url {url}");
+        assert!(
+            url.starts_with("oci://") && url.contains("/graylane:"),
+            "{name}: url {url}"
+        );
         assert_eq!(spec["pluginName"].as_str(), Some("graylane"), "{name}");
         assert_eq!(spec["type"].as_str(), Some("HTTP"), "{name}");
         // After authentication, so that rules can read what it wrote.
         assert_eq!(spec["phase"].as_str(), Some("AUTHZ"), "{name}");
-        assert!(["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"].contains(&spec["failStrategy"].as_str().unwrap_or_default()), "{name}");
+        assert!(
+            ["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"]
+                .contains(&spec["failStrategy"].as_str().unwrap_or_default()),
+            "{name}"
+        );
         // Nothing the filter warns about (shadowed rules, percent 0, ...).
-        assert!(p.config.warnings.is_empty(), "{name}: {:?}", p.config.warnings);
+        assert!(
+            p.config.warnings.is_empty(),
+            "{name}: {:?}",
+            p.config.warnings
+        );
     }
 
     // The edge: client tags removed; never fails open (a client's forged
     // x-graylane would reach the routes).
-    assert_eq!(edge.object.spec()["selector"]["matchLabels"]["istio"].as_str(), Some("ingressgateway"));
-    assert_ne!(edge.object.spec()["failStrategy"].as_str(), Some("FAIL_OPEN"));
+    assert_eq!(
+        edge.object.spec()["selector"]["matchLabels"]["istio"].as_str(),
+        Some("ingressgateway")
+    );
+    assert_ne!(
+        edge.object.spec()["failStrategy"].as_str(),
+        Some("FAIL_OPEN")
+    );
     // The hops: outbound traffic only, no `services` (routing is the
     // VirtualServices' job), and every lane the edge decides is declared,
     // or the hops would drop its tag.
@@ -357,7 +448,11 @@ fn manifests_are_consistent() {
         .collect();
     assert_eq!(modes, ["CLIENT"], "{}", hop.object.name());
     assert!(hop.config.services.is_empty(), "{}", hop.object.name());
-    assert_eq!(lane_names(&edge.config), lane_names(&hop.config), "the edge and the hops declare the same lanes");
+    assert_eq!(
+        lane_names(&edge.config),
+        lane_names(&hop.config),
+        "the edge and the hops declare the same lanes"
+    );
     assert_eq!(edge.config.lane_header, hop.config.lane_header);
 
     // Every VirtualService routes on the lane header, only lanes the
@@ -368,8 +463,16 @@ fn manifests_are_consistent() {
         let host = dr.spec()["host"].as_str().unwrap().to_string();
         for s in dr.spec()["subsets"].as_sequence().into_iter().flatten() {
             let name = s["name"].as_str().unwrap();
-            assert_eq!(s["labels"]["version"].as_str(), Some(name), "{}: subset {name}", dr.name());
-            subsets_of.entry(host.clone()).or_default().insert(name.to_string());
+            assert_eq!(
+                s["labels"]["version"].as_str(),
+                Some(name),
+                "{}: subset {name}",
+                dr.name()
+            );
+            subsets_of
+                .entry(host.clone())
+                .or_default()
+                .insert(name.to_string());
         }
     }
     let declared = lane_names(&edge.config);
@@ -377,24 +480,35 @@ fn manifests_are_consistent() {
     for vs in of_kind(&objects, "VirtualService") {
         let (host, lanes, subsets) = virtual_service_lanes(vs, &edge.config.lane_header);
         for lane in &lanes {
-            assert!(declared.contains(lane), "{}: routes lane {lane}, which no WasmPlugin declares ({declared:?})", vs.name());
+            assert!(
+                declared.contains(lane),
+                "{}: routes lane {lane}, which no WasmPlugin declares ({declared:?})",
+                vs.name()
+            );
         }
         let defined = subsets_of.get(&host).cloned().unwrap_or_default();
-        assert!(subsets.is_subset(&defined), "{}: subsets {subsets:?}, DestinationRule of {host} has {defined:?}", vs.name());
-        assert!(!defined.contains("base") || subsets.contains("base"));
+        assert!(
+            subsets.is_subset(&defined),
+            "{}: subsets {subsets:?}, DestinationRule of {host} has {defined:?}",
+            vs.name()
+        );
         routed.insert(host, lanes);
     }
     // The example chain of envoy/fulllink/: A and C have a gray version, B
     // only base (gray requests fall back there).
-    let want: BTreeMap<String, BTreeSet<String>> = [("svc-a", &["gray"][..]), ("svc-b", &[][..]), ("svc-c", &["gray"][..])]
-        .iter()
-        .map(|(h, l)| (h.to_string(), l.iter().map(|s| s.to_string()).collect()))
-        .collect();
+    let want: BTreeMap<String, BTreeSet<String>> = [
+        ("svc-a", &["gray"][..]),
+        ("svc-b", &[][..]),
+        ("svc-c", &["gray"][..]),
+    ]
+    .iter()
+    .map(|(h, l)| (h.to_string(), l.iter().map(ToString::to_string).collect()))
+    .collect();
     assert_eq!(routed, want);
-    assert_eq!(subsets_of.get("svc-b").map(|s| s.len()), Some(1));
+    assert_eq!(subsets_of.get("svc-b").map(BTreeSet::len), Some(1));
 }
 
-/// The lanes the VirtualServices route on: the backends a test gateway needs.
+/// The lanes the `VirtualService`s route on: the backends a test gateway needs.
 fn routed_lanes(objects: &[Object], lane_header: &str) -> Vec<String> {
     let mut all = BTreeSet::new();
     for vs in of_kind(objects, "VirtualService") {
@@ -407,8 +521,15 @@ fn plugin_json(incoming: Incoming) -> (String, Vec<String>) {
     let objects = manifests();
     let plugins = plugins(&objects);
     let (edge, hop) = edge_and_hop(&plugins);
-    let p = if incoming == Incoming::Ignore { edge } else { hop };
-    (p.json.clone(), routed_lanes(&objects, &p.config.lane_header))
+    let p = if incoming == Incoming::Ignore {
+        edge
+    } else {
+        hop
+    };
+    (
+        p.json.clone(),
+        routed_lanes(&objects, &p.config.lane_header),
+    )
 }
 
 #[test]
@@ -425,7 +546,10 @@ fn gateway_plugin_config_in_envoy() {
     assert_eq!(gw.lane_of(&[("location", "cn-beijing")]), "base");
     assert_eq!(gw.lane_of(&[]), "base");
     // Forged tags are removed before the routes see them.
-    let r = gw.send_str(&[("x-graylane", "gray"), ("baggage", "lane=gray,userId=alice")]);
+    let r = gw.send_str(&[
+        ("x-graylane", "gray"),
+        ("baggage", "lane=gray,userId=alice"),
+    ]);
     let body = r.json();
     assert_eq!(body["backend"], "base", "{body}");
     assert!(body["headers"].get("x-graylane").is_none(), "{body}");
@@ -472,14 +596,18 @@ fn failure_policy(strategy: &str) -> &'static str {
     }
 }
 
-/// The HTTP filter as Istio builds it from a WasmPlugin (delivered by ECDS
+/// The HTTP filter as Istio builds it from a `WasmPlugin` (delivered by ECDS
 /// in a mesh, inline here): name `<namespace>.<name>`, `root_id` from
 /// `pluginName`, `failure_policy` from `failStrategy`, the resource version
-/// in the VM's environment, the configuration a StringValue of JSON text.
+/// in the VM's environment, the configuration a `StringValue` of JSON text.
 fn istio_wasm_filter(plugin: &Plugin<'_>) -> String {
     let meta = &plugin.object.doc["metadata"];
     let spec = plugin.object.spec();
-    let name = format!("{}.{}", meta["namespace"].as_str().unwrap(), meta["name"].as_str().unwrap());
+    let name = format!(
+        "{}.{}",
+        meta["namespace"].as_str().unwrap(),
+        meta["name"].as_str().unwrap()
+    );
     format!(
         r#"
           - name: {name}
@@ -504,8 +632,9 @@ fn istio_wasm_filter(plugin: &Plugin<'_>) -> String {
 }
 
 /// The `stats_matcher` of Istio's proxy bootstrap
-/// (tools/packaging/common/envoy_bootstrap.json with the inclusions
-/// pkg/bootstrap/config.go always adds): Envoy keeps only these stats.
+/// (istio/istio `tools/packaging/common/envoy_bootstrap.json`, with the
+/// inclusions `pkg/bootstrap/config.go` always adds): Envoy keeps only these
+/// stats.
 const ISTIO_STATS_CONFIG: &str = r#"
 stats_config:
   use_all_default_tags: false
@@ -540,7 +669,16 @@ fn istio_shaped_filters_and_their_counters() {
         .collect();
     let clusters: String = backends
         .iter()
-        .map(|(l, s)| cluster(&if l == "base" { l.clone() } else { format!("lane-{l}") }, s.port))
+        .map(|(l, s)| {
+            cluster(
+                &if l == "base" {
+                    l.clone()
+                } else {
+                    format!("lane-{l}")
+                },
+                s.port,
+            )
+        })
         .collect();
     let (edge_port, hop_port) = (free_port(), free_port());
     let routes = lane_routes("\"*\"", &edge.config.lane_header, &lanes, "base");
@@ -552,15 +690,22 @@ fn istio_shaped_filters_and_their_counters() {
     );
     let envoy = Envoy::start(&yaml, &[]);
     let lane_at = |port: u16, headers: &[(&str, &str)]| {
-        let r = graylane_wasm_tests::harness::request_str(port, "/", headers);
+        let r = request_str(port, "/", headers);
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()["backend"].as_str().unwrap().to_string()
     };
     // client -> edge -> (app forwards baggage) -> hop, twice in gray, once base.
     for location in ["cn-shenzhen", "cn-shenzhen", "cn-beijing"] {
-        let r = graylane_wasm_tests::harness::request_str(edge_port, "/", &[("location", location)]);
-        let baggage = r.json()["headers"]["baggage"].as_str().unwrap_or_default().to_string();
-        let want = if location == "cn-shenzhen" { "gray" } else { "base" };
+        let r = request_str(edge_port, "/", &[("location", location)]);
+        let baggage = r.json()["headers"]["baggage"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let want = if location == "cn-shenzhen" {
+            "gray"
+        } else {
+            "base"
+        };
         assert_eq!(r.json()["backend"], want);
         assert_eq!(lane_at(hop_port, &[("baggage", &baggage)]), want);
     }
@@ -569,14 +714,24 @@ fn istio_shaped_filters_and_their_counters() {
     // /stats/prometheus, which is what a mesh's Prometheus scrapes.
     let prom = envoy.prometheus();
     for line in [
-        "graylane_requests_source_rule_lane_gray 2",
-        "graylane_requests_source_propagated_lane_gray 2",
-        "graylane_requests_source_default_lane_base 2",
-        "graylane_config_rejected 0",
-        "graylane_config_accepted 2",
+        "graylane_requests_source_rule_lane_gray{} 2",
+        "graylane_requests_source_propagated_lane_gray{} 2",
+        "graylane_requests_source_default_lane_base{} 2",
+        "graylane_invalid_tags{} 0",
+        "graylane_config_rejected{} 0",
+        "graylane_config_warnings{} 0",
     ] {
-        assert!(prom.lines().any(|l| l == line), "missing {line:?} in:\n{prom}");
+        assert!(
+            prom.lines().any(|l| l == line),
+            "missing {line:?} in:\n{prom}"
+        );
     }
+    // Accepted once per VM (main thread and each worker, both plugins).
+    assert!(
+        prom.lines()
+            .any(|l| l.starts_with("graylane_config_accepted{} ") && !l.ends_with(" 0")),
+        "{prom}"
+    );
     // And the matcher is really there: the listeners' own stats are gone.
     assert!(!prom.contains("downstream_rq_total"), "{prom}");
 }
