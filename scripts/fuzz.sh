@@ -25,8 +25,11 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo +nightly install --quiet --locked cargo-fuzz --root "$TOOLS/cargo"
 fi
 
+# Built once, then run directly: the binaries stay the same for the whole
+# session even when src/ changes meanwhile.
 log "building the fuzz targets"
 nice -n 19 cargo +nightly fuzz build
+BIN_DIR="$ROOT/fuzz/target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
 
 declare -A max_len=([config]=8192 [baggage]=32768 [decision]=8192)
 SUMMARY=()
@@ -46,8 +49,8 @@ for t in "${TARGETS[@]}"; do
         runs=$(( runs + 1 ))
         log "fuzzing $t for ${left}s (run $runs)"
         out="$(mktemp)"
-        nice -n 19 cargo +nightly fuzz run "$t" "${corpora[@]}" -- \
-            "${flags[@]}" -max_total_time="$left" >"$out" 2>&1 && status=0 || status=$?
+        nice -n 19 "$BIN_DIR/$t" -artifact_prefix="artifacts/$t/" "${flags[@]}" \
+            -max_total_time="$left" "${corpora[@]}" >"$out" 2>&1 && status=0 || status=$?
         # Executions: the final stats, else the last status line.
         n=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$out" | tail -1 || true)
         [ -n "$n" ] || n=$(grep -oE '^#[0-9]+' "$out" | tail -1 | tr -d '#' || true)

@@ -79,3 +79,65 @@ fn two_lanes_at_once_each_request_in_its_own_lane() {
         assert_eq!(none, "A[base] -> B[base] -> C[base]");
     }
 }
+
+use graylane_wasm_tests::configs::{bootstrap, cluster, listener, wasm_filter};
+use graylane_wasm_tests::harness::{free_port, request, Envoy, Server};
+
+/// The edge mirrors every request (Envoy's `request_mirror_policies`, which
+/// appends `-shadow` to the host); the mirrored copy reaches a hop running
+/// graylane, which marks it `shadow=1` in baggage. The primary is not marked.
+#[test]
+fn mirrored_requests_are_marked_shadow_by_the_next_hop() {
+    let lanes = r#""lanes": [{"name": "gray", "match": {"header": "location", "exact": "cn-shenzhen"}}]"#;
+    let edge_plugin = format!(r#"{{"incoming": "ignore", "shadow": {{}}, {lanes}}}"#);
+    let hop_plugin = format!(r#"{{"incoming": "trust", "shadow": {{}}, {lanes}}}"#);
+    let primary = Server::echo("primary");
+    let shadow = Server::echo("shadow");
+    let (edge_port, hop_port) = (free_port(), free_port());
+    let edge_routes = r#"
+            - name: edge
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route:
+                  cluster: primary
+                  request_mirror_policies:
+                  - cluster: shadow-hop
+                    runtime_fraction: { default_value: { numerator: 100, denominator: HUNDRED } }"#;
+    let hop_routes = r#"
+            - name: hop
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: shadow-app }"#;
+    let listeners = listener("edge", edge_port, &wasm_filter(&edge_plugin), edge_routes)
+        + &listener("hop", hop_port, &wasm_filter(&hop_plugin), hop_routes);
+    let clusters = cluster("primary", primary.port) + &cluster("shadow-hop", hop_port) + &cluster("shadow-app", shadow.port);
+    let envoy = Envoy::start(&bootstrap(&listeners, &clusters), &[]);
+
+    let r = request(edge_port, "GET", "/", &[("host", b"svc-a"), ("location", b"cn-shenzhen"), ("baggage", b"userId=alice")]).unwrap();
+    assert_eq!(r.status, 200);
+    let r = request(edge_port, "GET", "/", &[("host", b"svc-a"), ("baggage", b"shadow=1")]).unwrap();
+    assert_eq!(r.status, 200);
+    // Mirrored requests are sent in the background: wait for them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while shadow.count() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let primary_got = primary.take();
+    let shadow_got = shadow.take();
+    assert_eq!(primary_got.len(), 2);
+    assert_eq!(shadow_got.len(), 2, "{shadow_got:?}");
+    // Primary: lane carried, never marked shadow (a client-sent mark is removed at the edge).
+    assert_eq!(primary_got[0].header("baggage"), Some("userId=alice,lane=gray"));
+    assert_eq!(primary_got[1].header("baggage"), None);
+    // Mirrored copy: host ends in -shadow, marked by the hop, lane kept.
+    let mut marked: Vec<(String, String)> = shadow_got
+        .iter()
+        .map(|r| (r.header("host").unwrap_or("").to_string(), r.header("baggage").unwrap_or("").to_string()))
+        .collect();
+    marked.sort();
+    assert_eq!(marked[0], ("svc-a-shadow".to_string(), "shadow=1".to_string()));
+    assert_eq!(marked[1], ("svc-a-shadow".to_string(), "userId=alice,lane=gray,shadow=1".to_string()));
+    assert_eq!(envoy.counter("wasmcustom.graylane.shadow_requests"), 2);
+}

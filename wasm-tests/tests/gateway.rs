@@ -211,3 +211,31 @@ fn response_header_when_enabled() {
     let r = gw.send_str(&[]);
     assert_eq!(r.header("x-graylane"), Some("base"));
 }
+
+#[test]
+fn anonymous_browsers_get_a_sticky_assigned_cookie() {
+    let plugin = r#"{"lanes": [{"name": "canary", "split": {"key": {"cookie": "gl-id", "assign": true, "maxAge": 3600}, "percent": 50}}]}"#;
+    let gw = Gateway::start(plugin, &["canary"]);
+    let mut canary = 0;
+    for _ in 0..200 {
+        // A new browser: no cookie. The filter draws an id and sets it.
+        let first = gw.send_str(&[]);
+        let set = first.headers_named("set-cookie");
+        assert_eq!(set.len(), 1, "{:?}", first.headers);
+        let cookie = set[0];
+        assert!(cookie.starts_with("gl-id="), "{cookie}");
+        assert!(cookie.ends_with("; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax"), "{cookie}");
+        let id = cookie.split(';').next().unwrap();
+        let lane = first.json()["backend"].as_str().unwrap().to_string();
+        canary += usize::from(lane == "canary");
+        // The same browser comes back with the cookie: same lane, no new cookie.
+        for _ in 0..2 {
+            let again = gw.send_str(&[("cookie", &format!("other=1; {id}"))]);
+            assert_eq!(again.json()["backend"], lane.as_str(), "{id}");
+            assert!(again.headers_named("set-cookie").is_empty());
+        }
+    }
+    assert!((70..=130).contains(&canary), "{canary} of 200 browsers in canary at 50 %");
+    let prom = gw.envoy.prometheus();
+    assert!(prom.lines().any(|l| l == "graylane_cookies_assigned{} 200"), "{prom}");
+}
