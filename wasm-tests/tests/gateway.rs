@@ -224,7 +224,10 @@ fn anonymous_browsers_get_a_sticky_assigned_cookie() {
         assert_eq!(set.len(), 1, "{:?}", first.headers);
         let cookie = set[0];
         assert!(cookie.starts_with("gl-id="), "{cookie}");
-        assert!(cookie.ends_with("; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax"), "{cookie}");
+        assert!(
+            cookie.ends_with("; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax"),
+            "{cookie}"
+        );
         let id = cookie.split(';').next().unwrap();
         let lane = first.json()["backend"].as_str().unwrap().to_string();
         canary += usize::from(lane == "canary");
@@ -235,7 +238,13 @@ fn anonymous_browsers_get_a_sticky_assigned_cookie() {
             assert!(again.headers_named("set-cookie").is_empty());
         }
     }
-    assert!((70..=130).contains(&canary), "{canary} of 200 browsers in canary at 50 %");
+    assert!(
+        (70..=130).contains(&canary),
+        "{canary} of 200 browsers in canary at 50 %"
+    );
     let prom = gw.envoy.prometheus();
-    assert!(prom.lines().any(|l| l == "graylane_cookies_assigned{} 200"), "{prom}");
+    assert!(
+        prom.lines().any(|l| l == "graylane_cookies_assigned{} 200"),
+        "{prom}"
+    );
 }
