@@ -1,6 +1,11 @@
 //! Inputs and checks of graylane's fuzz targets. The checks live in
 //! `checks.rs`, which the native test `tests/fuzz_regressions.rs` shares.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod checks;
 
@@ -9,23 +14,104 @@ use graylane::engine::HeaderList;
 
 /// Values the fixed configs look for, and tags a client might forge.
 const WORDS: &[&str] = &[
-    "gray", "beta", "android", "api-v2", "vip", "writes", "tenant", "sticky", "canary", "anon", "idx", "base",
-    "GRAY", "gr%61y", "pink", "cn-shenzhen", "CN-SHENZHEN", "cn-beijing", "1", "yes", "on", "o%6E", "true", "off",
-    "Mozilla/5.0 (Linux; Android 14)", "android", "api", "v2", "users", "3", "4", "5", "6", "-1", "four",
-    "9223372036854775808", "POST", "PUT", "GET", "acme", "acme-eu", "ACME", "globex", "alice", "user-1",
-    "svc-b", "svc-c", "svc-b-shadow", "SVC-B", "db.internal", "gateway.test", "[::1]", "a", "b", "C", "",
-    "b-gray", "b-base", "lane-gray", "%", "%zz", "%ff", "\u{4e2d}", " ", ";", ",", "=", "\"",
+    "gray",
+    "beta",
+    "android",
+    "api-v2",
+    "vip",
+    "writes",
+    "tenant",
+    "sticky",
+    "canary",
+    "anon",
+    "idx",
+    "base",
+    "GRAY",
+    "gr%61y",
+    "pink",
+    "cn-shenzhen",
+    "CN-SHENZHEN",
+    "cn-beijing",
+    "1",
+    "yes",
+    "on",
+    "o%6E",
+    "true",
+    "off",
+    "Mozilla/5.0 (Linux; Android 14)",
+    "android",
+    "api",
+    "v2",
+    "users",
+    "3",
+    "4",
+    "5",
+    "6",
+    "-1",
+    "four",
+    "9223372036854775808",
+    "POST",
+    "PUT",
+    "GET",
+    "acme",
+    "acme-eu",
+    "ACME",
+    "globex",
+    "alice",
+    "user-1",
+    "svc-b",
+    "svc-c",
+    "svc-b-shadow",
+    "SVC-B",
+    "db.internal",
+    "gateway.test",
+    "[::1]",
+    "a",
+    "b",
+    "C",
+    "",
+    "b-gray",
+    "b-base",
+    "lane-gray",
+    "%",
+    "%zz",
+    "%ff",
+    "\u{4e2d}",
+    " ",
+    ";",
+    ",",
+    "=",
+    "\"",
 ];
 
 /// Header names the fixed configs read or graylane writes, in several cases.
 const NAMES: &[&str] = &[
-    "location", "user-agent", "x-no-canary", "x-tier", "x-sticky", "x-user-id", "x-graylane", "X-Graylane",
-    "X-GRAYLANE", "x-graylane-cluster", "X-Graylane-Cluster", "baggage", "Baggage", "cookie", ":authority",
-    ":path", ":method", "x-idx", "host", "x-app-id",
+    "location",
+    "user-agent",
+    "x-no-canary",
+    "x-tier",
+    "x-sticky",
+    "x-user-id",
+    "x-graylane",
+    "X-Graylane",
+    "X-GRAYLANE",
+    "x-graylane-cluster",
+    "X-Graylane-Cluster",
+    "baggage",
+    "Baggage",
+    "cookie",
+    ":authority",
+    ":path",
+    ":method",
+    "x-idx",
+    "host",
+    "x-app-id",
 ];
 
 /// Baggage keys: the lane and shadow keys, in several cases, and others.
-const BAG_KEYS: &[&str] = &["lane", "LANE", "Lane", "tenant", "shadow", "lane2", "x", "userId", "l%61ne"];
+const BAG_KEYS: &[&str] = &[
+    "lane", "LANE", "Lane", "tenant", "shadow", "lane2", "x", "userId", "l%61ne",
+];
 
 /// A value: a known word, any text, any bytes, or a word repeated up to
 /// 16 KiB (past the 8 KiB attribute limit).
@@ -87,10 +173,18 @@ pub struct BagMember {
 
 impl BagMember {
     fn write(&self, out: &mut Vec<u8>) {
-        let sp = |bit: u8| if self.ows & bit != 0 { &b" "[..] } else { &b""[..] };
+        let sp = |bit: u8| {
+            if self.ows & bit != 0 {
+                &b" "[..]
+            } else {
+                &b""[..]
+            }
+        };
         out.extend_from_slice(sp(1));
         match &self.key {
-            BagKey::Known(i) => out.extend_from_slice(BAG_KEYS[usize::from(*i) % BAG_KEYS.len()].as_bytes()),
+            BagKey::Known(i) => {
+                out.extend_from_slice(BAG_KEYS[usize::from(*i) % BAG_KEYS.len()].as_bytes())
+            }
             BagKey::Raw(s) => out.extend_from_slice(s.as_bytes()),
         }
         out.extend_from_slice(sp(2));
@@ -216,5 +310,6 @@ pub fn regression_json(req: &HeaderList, seed: u64) -> String {
             serde_json::json!([k, value])
         })
         .collect();
-    serde_json::to_string_pretty(&serde_json::json!({ "seed": seed, "headers": headers })).unwrap_or_default()
+    serde_json::to_string_pretty(&serde_json::json!({ "seed": seed, "headers": headers }))
+        .unwrap_or_default()
 }

@@ -45,10 +45,9 @@ impl HeaderList {
 
 impl Request for HeaderList {
     fn header<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s [u8]> {
-        let name = name.to_string();
         self.0
             .iter()
-            .filter(move |(k, _)| *k == name)
+            .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_slice())
     }
 }

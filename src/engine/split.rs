@@ -77,7 +77,7 @@ impl AssignedCookie {
 /// The key value of a split: first value of its source; empty counts as absent.
 fn key_value<'v, R: Request + ?Sized>(
     view: &'v View<'_, R>,
-    source: &KeySource,
+    source: &'v KeySource,
 ) -> Option<&'v [u8]> {
     let v = match source {
         KeySource::Header(h) => view.first_header(h),

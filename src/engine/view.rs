@@ -87,11 +87,10 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
     }
 
     /// Values of a cookie, in order.
-    pub fn cookie(&self, name: &str) -> impl Iterator<Item = &'a [u8]> + '_ {
-        let name = name.as_bytes().to_vec();
+    pub fn cookie<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
         self.cookies()
             .iter()
-            .filter(move |(n, _)| *n == name.as_slice())
+            .filter(move |(n, _)| *n == name.as_bytes())
             .map(|(_, v)| *v)
     }
 
@@ -124,11 +123,10 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
     }
 
     /// Values of a query parameter, in order.
-    pub fn query(&self, name: &str) -> impl Iterator<Item = &[u8]> + '_ {
-        let name = name.to_string();
+    pub fn query<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
         self.query_pairs()
             .iter()
-            .filter(move |(k, _)| *k == name)
+            .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_bytes())
     }
 

@@ -5,7 +5,7 @@
 
 mod metrics;
 
-use crate::config::{Config, BASE};
+use crate::config::Config;
 use crate::engine::{self, HeaderList, Outcome};
 use metrics::Metrics;
 use proxy_wasm::hostcalls;
@@ -170,7 +170,7 @@ impl HttpContext for Stream {
             log::debug!(
                 "#{} lane={} source={} rule={} bucket={:?} cluster={} fallback={} invalid_tag={} baggage_dropped={} shadow={}",
                 self.context_id,
-                if d.lane.is_some() { config.lane_name(d.lane) } else { BASE },
+                config.lane_name(d.lane),
                 d.source.as_str(),
                 rule,
                 d.split.as_ref().and_then(engine::SplitResult::bucket),
