@@ -34,7 +34,7 @@ BIN_DIR="$ROOT/fuzz/target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
 # libFuzzer's own output, live: target/fuzz-logs/<target>.log.
 LOG_DIR="$ROOT/target/fuzz-logs"
 mkdir -p "$LOG_DIR"
-declare -A max_len=([config]=8192 [baggage]=32768 [decision]=8192)
+declare -A max_len=([config]=16384 [baggage]=32768 [decision]=8192)
 SUMMARY=()
 TOTAL_CRASHES=0
 for t in "${TARGETS[@]}"; do

@@ -29,3 +29,8 @@ pub fn requests(source: Source, lane: Option<&str>) -> String {
 pub fn fallbacks(service: &str) -> String {
     format!("graylane.fallbacks.service.{service}")
 }
+
+/// Requests a lane's rule won (the rule is named after its lane).
+pub fn rule_wins(lane: &str) -> String {
+    format!("graylane.rule_wins.rule.{lane}")
+}

@@ -32,6 +32,8 @@ pub struct Metrics {
     /// `requests[source][lane + 1]`; index 0 is base.
     requests: Vec<Vec<Option<u32>>>,
     fallbacks: HashMap<String, Option<u32>>,
+    /// By lane id.
+    rule_wins: Vec<Option<u32>>,
     invalid_tags: Option<u32>,
     malformed_baggage: Option<u32>,
     shadow_requests: Option<u32>,
@@ -48,6 +50,7 @@ impl Metrics {
         Metrics {
             requests: Vec::new(),
             fallbacks: HashMap::new(),
+            rule_wins: Vec::new(),
             invalid_tags: counter(names::INVALID_TAGS),
             malformed_baggage: counter(names::MALFORMED_BAGGAGE),
             shadow_requests: counter(names::SHADOW_REQUESTS),
@@ -75,6 +78,12 @@ impl Metrics {
                     })
                     .collect()
             })
+            .collect();
+        m.rule_wins = config
+            .rules
+            .lanes
+            .iter()
+            .map(|l| counter(&names::rule_wins(&l.name)))
             .collect();
         m.fallbacks = config
             .services
@@ -114,6 +123,9 @@ impl Metrics {
                 .flatten(),
             1,
         );
+        if let (Source::Rule, Some(id)) = (d.source, d.lane) {
+            inc(self.rule_wins.get(id).copied().flatten(), 1);
+        }
         if let Some(svc) = out.effects.fallback {
             inc(self.fallbacks.get(svc).copied().flatten(), 1);
         }

@@ -34,6 +34,8 @@ stats_config:
     regex: '^wasmcustom\.graylane\.requests\.source\.[a-z]+(\.lane\.(.+))$'
   - tag_name: service
     regex: '^wasmcustom\.graylane\.fallbacks(\.service\.(.+))$'
+  - tag_name: rule
+    regex: '^wasmcustom\.graylane\.rule_wins(\.rule\.(.+))$'
 "#;
 
 /// A static cluster to one 127.0.0.1 port.

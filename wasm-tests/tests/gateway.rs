@@ -184,6 +184,8 @@ fn counters_in_prometheus_and_lane_in_access_log() {
         "graylane_invalid_tags{} 1",
         "graylane_malformed_baggage{} 1",
         "graylane_fallbacks{service=\"svc-b\"} 1",
+        "graylane_rule_wins{rule=\"gray\"} 4",
+        "graylane_rule_wins{rule=\"blue\"} 2",
         "graylane_config_rejected{} 0",
     ] {
         assert!(
