@@ -449,17 +449,17 @@ cpu_busy() { # busy ticks of one CPU (all processes), from /proc/stat
     awk -v cpu="cpu$1" '$1 == cpu { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
 }
 kv() { sed -n "s/.* $1=\([0-9][0-9]*\).*/\1/p" <<<" $2"; } # key line -> value in wrk's BENCH line
-run_wrk() { # port seconds -> the BENCH line of wrk's output
-    local p="$1" secs="$2" line
+run_wrk() { # port seconds -> WRK_LINE, the BENCH line of wrk's output
+    local p="$1" secs="$2"
+    # Not in a subshell, so that the EXIT trap knows WRK_PID.
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 5s --latency -s "$OUT/load.lua" \
         "http://127.0.0.1:$p/api/v1/orders" >"$OUT/wrk.last" 2>&1 &
     WRK_PID=$!
     wait "$WRK_PID" || { cat "$OUT/wrk.last" >&2; echo "bench: wrk failed" >&2; exit 1; }
     WRK_PID=""
     cat "$OUT/wrk.last" >>"$OUT/wrk.log"
-    line="$(grep '^BENCH ' "$OUT/wrk.last" || true)"
-    [ -n "$line" ] || { cat "$OUT/wrk.last" >&2; echo "bench: no result from wrk" >&2; exit 1; }
-    echo "$line"
+    WRK_LINE="$(grep '^BENCH ' "$OUT/wrk.last" || true)"
+    [ -n "$WRK_LINE" ] || { cat "$OUT/wrk.last" >&2; echo "bench: no result from wrk" >&2; exit 1; }
 }
 
 : >"$OUT/wrk.log"
@@ -469,14 +469,15 @@ START=$(date +%s)
 for mode in $MODES; do
     log "$mode: warm-up, ${WARMUP}s per variant"
     if [ "$WARMUP" -gt 0 ]; then
-        for i in 0 1 2 3 4; do run_wrk "$(port "$mode" "$i")" "$WARMUP" >/dev/null; done
+        for i in 0 1 2 3 4; do run_wrk "$(port "$mode" "$i")" "$WARMUP"; done
     fi
     for r in $(seq 1 "$ROUNDS"); do
         log "$mode: round $r/$ROUNDS (${DURATION}s per variant)"
         for i in 0 1 2 3 4; do
             v="${VARIANTS[$i]}"
             g0=$(proc_ticks "$GW_PID") b0=$(proc_ticks "$BE_PID") c0=$(cpu_busy "$GW_CPU")
-            line="$(run_wrk "$(port "$mode" "$i")" "$DURATION")"
+            run_wrk "$(port "$mode" "$i")" "$DURATION"
+            line="$WRK_LINE"
             g1=$(proc_ticks "$GW_PID") b1=$(proc_ticks "$BE_PID") c1=$(cpu_busy "$GW_CPU")
             requests=$(kv requests "$line") duration_us=$(kv duration_us "$line")
             p50_us=$(kv p50_us "$line") p99_us=$(kv p99_us "$line")

@@ -14,6 +14,8 @@ pub use raw::{Incoming, OnMissingKey, RawConfig};
 use raw::{RawCondition, RawLane, RawSplit};
 use std::fmt;
 
+/// Longest accepted baggage key (`baggageKey`, `shadow.baggageKey`).
+pub const MAX_BAGGAGE_KEY: usize = 256;
 /// Longest accepted lane name.
 pub const MAX_LANE_NAME: usize = 63;
 /// Default `Max-Age` of an assigned split cookie: 30 days.
@@ -168,7 +170,9 @@ fn check_settable_header(path: &str, name: &str) -> Result<String, ConfigError> 
 }
 
 fn check_baggage_key(path: &str, key: &str) -> Result<(), ConfigError> {
+    // Bounded so that an edited baggage header always fits W3C limits.
     let ok = !key.is_empty()
+        && key.len() <= MAX_BAGGAGE_KEY
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$&'*+-.^_`|~".contains(&b));
@@ -177,7 +181,7 @@ fn check_baggage_key(path: &str, key: &str) -> Result<(), ConfigError> {
     } else {
         err(
             path,
-            format!("\"{key}\" is not a valid baggage key (a token: letters, digits, -_.)"),
+            format!("\"{key}\" is not a valid baggage key (a token of at most 256 letters, digits, -_.)"),
         )
     }
 }

@@ -3,10 +3,12 @@
 //! bulk read of the request headers, the engine, then only the header
 //! changes the engine asks for.
 
+mod headers;
 mod metrics;
 
 use crate::config::Config;
-use crate::engine::{self, HeaderList, Outcome};
+use crate::engine::{self, Outcome};
+use headers::HostHeaders;
 use metrics::Metrics;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -148,8 +150,8 @@ impl HttpContext for Stream {
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
-        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            Ok(h) => HeaderList(h),
+        let headers = match HostHeaders::read_request() {
+            Ok(h) => h,
             Err(status) => {
                 log::warn!(
                     "#{} cannot read request headers: {status:?}",

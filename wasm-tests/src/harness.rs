@@ -35,12 +35,23 @@ pub fn wasm_path() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target/graylane.wasm"))
 }
 
-/// A port that is free now on 127.0.0.1.
+static NEXT_PORT: AtomicU64 = AtomicU64::new(0);
+
+/// A port that is free now on 127.0.0.1. Taken from a range below the
+/// kernel's ephemeral ports (each test process its own slice, by PID), so a
+/// port handed to Envoy is not meanwhile given to a `bind(0)` or an
+/// outgoing connection of a parallel test.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    let base = 12_000 + u64::from(std::process::id() % 180) * 100;
+    for _ in 0..20_000 {
+        let n = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        let port = u16::try_from(base + n % 18_000).unwrap_or(0);
+        let port = if port >= 30_000 { port - 18_000 } else { port };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port")
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
