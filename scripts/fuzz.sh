@@ -19,7 +19,8 @@ TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(config baggage decision)
 MAX_CRASHES=5
 
-rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+toolchains="$(rustup toolchain list)"
+[[ "$toolchains" == *nightly* ]] || rustup toolchain install nightly --profile minimal
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     log "installing cargo-fuzz into .tools/cargo"
     cargo +nightly install --quiet --locked cargo-fuzz --root "$TOOLS/cargo"

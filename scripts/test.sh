@@ -50,6 +50,14 @@ step "engine tests compiled to wasm32-unknown-unknown (wasm-bindgen-test under N
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     cargo test -p graylane-wasm-tests --target wasm32-unknown-unknown --test engine_wasm
 
+toolchains="$(rustup toolchain list)"
+if [[ "$toolchains" == *nightly* ]]; then
+    step "fuzzing smoke: each cargo-fuzz target for 20 s (nightly)"
+    bash scripts/fuzz.sh 20
+else
+    step "fuzzing smoke skipped: no nightly toolchain"
+fi
+
 step "end-to-end tests in real Envoy"
 cargo test --quiet -p graylane-wasm-tests -- --test-threads 2
 
