@@ -143,24 +143,37 @@ pub fn process<'c, R: Request + ?Sized>(
     Outcome { decision, effects }
 }
 
-/// SPEC §4 step 1: a valid incoming tag at a trusting hop.
-fn incoming_tag<R: Request + ?Sized>(
-    config: &Config,
-    view: &View<'_, R>,
-) -> Result<Option<LaneId>, ()> {
+/// SPEC §4 step 1: the decision so far. `Err` holds a finished decision
+/// (a valid incoming tag at a trusting hop); `Ok` one for the rules to
+/// complete, noting a dropped invalid tag.
+fn start<R: Request + ?Sized>(config: &Config, view: &View<'_, R>) -> Result<Decision, Decision> {
+    let mut d = Decision {
+        lane: None,
+        source: Source::Default,
+        split: None,
+        invalid_tag: false,
+        assigned: Vec::new(),
+    };
     if config.incoming != Incoming::Trust {
-        return Ok(None);
+        return Ok(d);
     }
     let tag = match view.baggage().get(&config.baggage_key) {
         Some(m) => m.decoded_value(),
         None => match view.first_header(&config.lane_header) {
             Some(v) => std::str::from_utf8(v).ok().map(str::to_owned),
-            None => return Ok(None),
+            None => return Ok(d),
         },
     };
     match tag.and_then(|t| config.lane_id(&t)) {
-        Some(id) => Ok(Some(id)),
-        None => Err(()),
+        Some(id) => {
+            d.lane = Some(id);
+            d.source = Source::Propagated;
+            Err(d)
+        }
+        None => {
+            d.invalid_tag = true;
+            Ok(d)
+        }
     }
 }
 
@@ -170,22 +183,10 @@ pub fn decide<R: Request + ?Sized>(
     view: &View<'_, R>,
     rng: &mut dyn FnMut() -> u64,
 ) -> Decision {
-    let mut d = Decision {
-        lane: None,
-        source: Source::Default,
-        split: None,
-        invalid_tag: false,
-        assigned: Vec::new(),
+    let mut d = match start(config, view) {
+        Ok(d) => d,
+        Err(done) => return done,
     };
-    match incoming_tag(config, view) {
-        Ok(Some(id)) => {
-            d.lane = Some(id);
-            d.source = Source::Propagated;
-            return d;
-        }
-        Ok(None) => {}
-        Err(()) => d.invalid_tag = true,
-    }
     let rules = &config.rules;
     let mut try_rank = |rank: u32, d: &mut Decision| -> bool {
         let Some((id, lane)) = rules.at_rank(rank) else {
@@ -256,22 +257,15 @@ pub fn explain<R: Request + ?Sized>(
 ) -> Explanation {
     let view = View::new(req);
     let mut tried = Vec::new();
-    let mut d = Decision {
-        lane: None,
-        source: Source::Default,
-        split: None,
-        invalid_tag: false,
-        assigned: Vec::new(),
-    };
-    match incoming_tag(config, &view) {
-        Ok(Some(id)) => {
-            d.lane = Some(id);
-            d.source = Source::Propagated;
-            return Explanation { decision: d, tried };
+    let mut d = match start(config, &view) {
+        Ok(d) => d,
+        Err(done) => {
+            return Explanation {
+                decision: done,
+                tried,
+            }
         }
-        Ok(None) => {}
-        Err(()) => d.invalid_tag = true,
-    }
+    };
     for &id in &config.rules.order {
         let Some(lane) = config.rules.lanes.get(id) else {
             continue;

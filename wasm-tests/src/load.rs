@@ -7,7 +7,7 @@
 //! with `#[path]` as well as through the library.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -393,7 +393,12 @@ fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<(String, Vec<(String, Str
 }
 
 fn read_body<R: BufRead>(r: &mut R, headers: &[(String, String)]) -> std::io::Result<Vec<u8>> {
-    let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    let find = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
     let mut body = Vec::new();
     if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
@@ -437,7 +442,8 @@ impl AppRequest {
 }
 
 /// An [`App`]'s answer to a request: status, extra headers, body.
-pub type AppHandler = Arc<dyn Fn(&AppRequest) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync>;
+pub type AppHandler =
+    Arc<dyn Fn(&AppRequest) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync>;
 
 /// A small keep-alive HTTP/1.1 app on 127.0.0.1 that keeps nothing of what
 /// it serves (so it can run a soak) and can be killed like a crashed
