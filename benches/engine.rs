@@ -4,6 +4,12 @@
 //!   cargo bench --bench engine -- --measurement-time 2 --warm-up-time 1
 //!   cargo bench --bench engine -- decide/exact                   # one group
 //!
+//! If cargo warns "output filename collision at .../libgraylane.rlib" and
+//! then fails with "requires panic strategy `abort`": the release profile's
+//! `panic = "abort"` applies to the `graylane` binary that `cargo bench`
+//! builds too, so the library is built twice under one name. Prefix the
+//! command with `CARGO_PROFILE_BENCH_PANIC=unwind` (cargo then builds it once).
+//!
 //! Groups:
 //! - `decide/{exact,mixed}-{miss,hit}/N`: `engine::process` (decision plus
 //!   header effects, baggage edit included) for a typical request against N

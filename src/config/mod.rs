@@ -7,7 +7,8 @@ pub mod raw;
 
 use crate::analysis;
 use crate::engine::{
-    Attr, CompiledRegex, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split, SplitKey, BUCKETS,
+    literal_prefix, Attr, CompiledRegex, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split,
+    SplitKey, BUCKETS,
 };
 use hashbrown::{HashMap, HashSet};
 pub use raw::{Incoming, OnMissingKey, RawConfig};
@@ -530,10 +531,16 @@ fn compile_cond(path: &str, c: &RawCondition) -> Result<Cond, ConfigError> {
             .nest_limit(64)
             .build();
         match re {
-            Ok(regex) => Op::Regex(Box::new(CompiledRegex {
-                regex,
-                source: r.clone(),
-            })),
+            Ok(regex) => {
+                let prefix = literal_prefix(r);
+                // ASCII case folding only: with ignoreCase a non-ASCII prefix is not used.
+                let usable = !ignore_case || prefix.is_ascii();
+                Op::Regex(Box::new(CompiledRegex {
+                    regex,
+                    source: r.clone(),
+                    prefix: if usable { prefix } else { String::new() },
+                }))
+            }
             Err(e) => {
                 return err(
                     &format!("{path}.regex"),

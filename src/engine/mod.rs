@@ -7,7 +7,8 @@ pub mod split;
 mod view;
 
 pub use rules::{
-    Attr, CompiledRegex, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split, SplitKey,
+    literal_prefix, Attr, CompiledRegex, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split,
+    SplitKey,
 };
 pub use split::{bucket, AssignedCookie, SplitResult, BUCKETS};
 pub use view::{View, MAX_VALUE_LEN};
@@ -457,7 +458,14 @@ fn op_matches(op: &Op, ignore_case: bool, s: &str) -> bool {
         Op::Suffix(v) => s.ends_with(v.as_str()),
         Op::Contains(v) if ignore_case => contains_ci(s, v),
         Op::Contains(v) => s.contains(v.as_str()),
-        Op::Regex(re) => re.regex.is_match(s),
+        Op::Regex(re) => {
+            let prefix_ok = if ignore_case {
+                starts_with_ci(s, &re.prefix)
+            } else {
+                s.starts_with(re.prefix.as_str())
+            };
+            prefix_ok && re.regex.is_match(s)
+        }
         Op::In(set) if ignore_case && s.bytes().any(|b| b.is_ascii_uppercase()) => {
             set.contains(s.to_ascii_lowercase().as_str())
         }

@@ -69,6 +69,53 @@ pub enum Op {
 pub struct CompiledRegex {
     pub regex: regex_lite::Regex,
     pub source: String,
+    /// Text every match starts with (checked before running the regex,
+    /// which costs far more than a prefix comparison).
+    pub prefix: String,
+}
+
+/// The literal text every whole-value match of `pattern` must start with:
+/// the leading run of plain characters (and escaped punctuation), minus a
+/// last character made optional by `?`, `*` or `{`. Empty when the pattern
+/// has a top-level alternation or starts with anything else.
+pub fn literal_prefix(pattern: &str) -> String {
+    let bytes = pattern.as_bytes();
+    // A top-level `|` means the prefix of one branch proves nothing.
+    let (mut depth, mut class, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        match (escaped, class, b) {
+            (true, _, _) => escaped = false,
+            (_, _, b'\\') => escaped = true,
+            (_, true, b']') => class = false,
+            (_, true, _) => {}
+            (_, false, b'[') => class = true,
+            (_, false, b'(') => depth += 1,
+            (_, false, b')') => depth = depth.saturating_sub(1),
+            (_, false, b'|') if depth == 0 => return String::new(),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    let mut chars = pattern
+        .strip_prefix('^')
+        .unwrap_or(pattern)
+        .chars()
+        .peekable();
+    while let Some(c) = chars.next() {
+        let lit = match c {
+            '\\' => match chars.next() {
+                Some(e) if e.is_ascii_punctuation() => e,
+                _ => break,
+            },
+            '.' | '*' | '+' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^' | '$' => break,
+            c => c,
+        };
+        if matches!(chars.peek(), Some('?' | '*' | '{')) {
+            break;
+        }
+        out.push(lit);
+    }
+    out
 }
 
 impl PartialEq for Op {

@@ -404,3 +404,35 @@ fn host_without_port_including_ipv6() {
     assert_eq!(lane_of(&c, &[(":authority", "[::1]")]), "g");
     assert_eq!(lane_of(&c, &[(":authority", "::1")]), "base");
 }
+
+#[test]
+fn regex_literal_prefix_is_sound() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r"Mozilla/5\.0 \(iPhone; CPU iPhone OS 10_.*",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 10_",
+        ),
+        ("^/api/v2/[a-z]+", "/api/v2/"),
+        ("abc?d", "ab"),
+        ("ab*", "a"),
+        ("ab{2}", "a"),
+        ("a|b", ""),
+        ("(a|b)c", ""),
+        ("[x|y]z", ""),
+        (r"\d+abc", ""),
+        (r"ab\.c(d|e)", "ab.c"),
+        ("x+", "x"),
+        ("", ""),
+    ];
+    for (re, want) in cases {
+        assert_eq!(literal_prefix(re), *want, "{re}");
+    }
+    // Every value a regex matches starts with its prefix.
+    let c = config(
+        r#"{"lanes": [{"name": "a", "match": {"header": "ua", "regex": "Mo(z|Z)illa.*"}},
+        {"name": "b", "match": {"header": "ua", "regex": "mozilla/5\\.0 x", "ignoreCase": true}}]}"#,
+    );
+    assert_eq!(lane_of(&c, &[("ua", "MoZilla")]), "a");
+    assert_eq!(lane_of(&c, &[("ua", "MOZILLA/5.0 X")]), "b");
+    assert_eq!(lane_of(&c, &[("ua", "MOZILLA/5.0 Y")]), "base");
+}

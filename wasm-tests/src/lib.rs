@@ -13,3 +13,5 @@ pub mod chain;
 pub mod configs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod harness;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod load;

@@ -1,0 +1,363 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! Live configuration reload under load: the gateway listener of
+//! `envoy/reload/` comes from a file (file-based LDS); the test replaces the
+//! file (write a new one, rename it over the old: Envoy reloads on a move)
+//! with new graylane configurations, some invalid, while a load runs. No
+//! request may fail; a valid configuration must be in effect within 2 s; an
+//! invalid one must be rejected (Envoy counts the rejected listener update,
+//! graylane its rejected configuration and logs the JSON path) while the
+//! previous configuration keeps serving.
+//!
+//! Sizes: `GRAYLANE_RELOAD_SWAPS` (default 10, every third one invalid) and
+//! `GRAYLANE_RELOAD_RATE` (requests per second on 4 connections, default
+//! 500, for as long as the swaps take); `scripts/soak.sh` runs more swaps.
+
+use graylane_wasm_tests::load;
+
+use graylane_wasm_tests::harness::{
+    free_port, json_string_value, repo_root, request, scratch_dir, wasm_path, Envoy,
+};
+use load::{Plan, Reply, Target};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The committed example (`envoy/reload/`), moved to free ports, with its
+/// listener file in a scratch directory.
+struct ReloadGateway {
+    envoy: Envoy,
+    port: u16,
+    lds: PathBuf,
+    /// listeners.yaml with `{{PLUGIN}}` in place of the plugin configuration.
+    template: String,
+}
+
+fn read_example(file: &str) -> String {
+    let p = repo_root().join("envoy/reload").join(file);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The plugin configuration (JSON) of the committed listeners.yaml, and the
+/// file with a placeholder in its place.
+fn split_listeners(listeners: &str) -> (String, String) {
+    let line = listeners
+        .lines()
+        .find(|l| l.trim_start().starts_with("value: '{"))
+        .expect("listeners.yaml: a `value: '{...}'` line holding the plugin configuration");
+    let json = line
+        .trim()
+        .trim_start_matches("value: '")
+        .trim_end_matches('\'')
+        .to_string();
+    let indent = &line[..line.len() - line.trim_start().len()];
+    (
+        json,
+        listeners.replace(line, &format!("{indent}value: {{{{PLUGIN}}}}")),
+    )
+}
+
+impl ReloadGateway {
+    fn start() -> ReloadGateway {
+        let (port, backends) = (free_port(), free_port());
+        let lds = scratch_dir("reload").join("listeners.yaml");
+        let (initial, template) = split_listeners(
+            &read_example("listeners.yaml")
+                .replace("port_value: 10200 ", &format!("port_value: {port} "))
+                .replace(
+                    "filename: target/graylane.wasm",
+                    &format!("filename: {}", wasm_path().display()),
+                ),
+        );
+        let bootstrap = read_example("bootstrap.yaml")
+            .replace("port_value: 10201 ", &format!("port_value: {backends} "))
+            .replace("port_value: 9902 ", "port_value: {{ADMIN}} ")
+            .replace(
+                "path: envoy/reload/listeners.yaml",
+                &format!("path: {}", lds.display()),
+            );
+        assert!(
+            bootstrap.contains(&lds.display().to_string()),
+            "bootstrap.yaml: no `path: envoy/reload/listeners.yaml`"
+        );
+        // The listener file must exist when Envoy starts.
+        std::fs::write(&lds, fill(&template, &initial)).expect("write listeners");
+        let gw = ReloadGateway {
+            envoy: Envoy::start_with(&bootstrap, &[], 2),
+            port,
+            lds,
+            template,
+        };
+        gw.wait_serving();
+        gw
+    }
+
+    /// Waits until the gateway listener answers.
+    fn wait_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while backend_of(self.port, &[]).is_none() {
+            assert!(Instant::now() < deadline, "the LDS listener never served");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Replaces the listener file as an operator should: a new file next to
+    /// it, renamed over it (Envoy reloads on a move into the path).
+    fn swap(&self, plugin_json: &str) {
+        let tmp = self.lds.with_file_name(".listeners.yaml.new");
+        std::fs::write(&tmp, fill(&self.template, plugin_json)).expect("write listeners");
+        std::fs::rename(&tmp, &self.lds).expect("rename listeners");
+    }
+}
+
+fn fill(template: &str, plugin_json: &str) -> String {
+    template.replace("{{PLUGIN}}", &json_string_value(plugin_json))
+}
+
+/// Which backend answered a request on a new connection (the example's
+/// backends answer `backend=<name> ...`); `None` when it failed.
+fn backend_of(port: u16, headers: &[(&str, &str)]) -> Option<String> {
+    let raw: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    let r = request(port, "GET", "/", &raw).ok()?;
+    (r.status == 200).then(|| backend_in(&r.text()))
+}
+
+fn backend_in(body: &str) -> String {
+    body.strip_prefix("backend=")
+        .and_then(|b| b.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Valid configuration `k`: gray on `location`, blue on `x-release: r<k>`.
+fn valid(k: usize) -> String {
+    format!(
+        r#"{{"incoming": "ignore", "responseHeader": true, "lanes": [{{"name": "gray", "priority": 10, "match": {{"header": "location", "exact": "cn-shenzhen"}}}}, {{"name": "blue", "priority": 20, "match": {{"header": "x-release", "exact": "r{k}"}}}}]}}"#
+    )
+}
+
+/// Invalid configuration `n`, and the JSON path graylane must log. Each `n`
+/// gives a different text: Envoy does not hand graylane a configuration
+/// identical to one it already failed to load (see the end of the test).
+fn invalid(n: usize) -> (String, &'static str) {
+    let gray = r#"{"name": "gray", "priority": 10, "match": {"header": "location", "exact": "cn-shenzhen"}}"#;
+    match n % 3 {
+        0 => (
+            format!(
+                r#"{{"lanes": [{gray}, {{"name": "blue", "priority": 20, "match": {{"header": "x-release", "regex": "(r{n}"}}}}]}}"#
+            ),
+            "lanes[1].match.regex",
+        ),
+        1 => (
+            format!(r#"{{"lanes": [{gray}, {{"name": "blue", "priorty": {n}}}]}}"#),
+            "lanes[1].priorty",
+        ),
+        _ => (
+            format!(
+                r#"{{"lanes": [{gray}, {{"name": "blue", "split": {{"percent": {}}}}}]}}"#,
+                150 + n
+            ),
+            "lanes[1].split.percent",
+        ),
+    }
+}
+
+/// The load: lane decisions that hold under every configuration of the
+/// test, so each answer can be checked; and one request in five matching
+/// only the first configuration's blue rule (`x-release: r0`), which shows
+/// which configuration served it.
+fn load_target(i: usize) -> (Target, &'static str) {
+    if i % 5 == 4 {
+        return (Target::new("/", &[("x-release", "r0")]), "blue or base");
+    }
+    match i % 4 {
+        0 => (
+            Target::new("/", &[("location", "cn-shenzhen"), ("x-user-id", "u1")]),
+            "gray",
+        ),
+        1 => (Target::new("/", &[]), "base"),
+        2 => (Target::new("/", &[("x-release", "none")]), "base"),
+        _ => (
+            Target::new("/", &[("baggage", "lane=blue"), ("x-graylane", "blue")]),
+            "base",
+        ),
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        thread::sleep(Duration::from_millis(10));
+    }
+    t0.elapsed()
+}
+
+#[test]
+fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
+    let swaps = load::env_usize("GRAYLANE_RELOAD_SWAPS", 10);
+    let rate = load::env_usize("GRAYLANE_RELOAD_RATE", 500) as f64;
+    let gw = ReloadGateway::start();
+    // The committed example: blue is reached with x-release: r0.
+    assert_eq!(
+        backend_of(gw.port, &[("x-release", "r0")]).as_deref(),
+        Some("blue")
+    );
+    assert_eq!(
+        backend_of(gw.port, &[("location", "cn-shenzhen")]).as_deref(),
+        Some("gray")
+    );
+    assert_eq!(backend_of(gw.port, &[]).as_deref(), Some("base"));
+
+    let plan = Plan {
+        port: gw.port,
+        connections: 4,
+        // Bounded; in practice the load is stopped when the swaps are done.
+        requests: (rate * 120.0) as usize,
+        rate: Some(rate),
+        keep_samples: false,
+    };
+    let load = load::start(
+        &plan,
+        Arc::new(|i| load_target(i).0),
+        Arc::new(|i, r: &Reply| {
+            let want = load_target(i).1;
+            let got = backend_in(&r.text());
+            if r.status == 200 && want == "blue or base" && (got == "blue" || got == "base") {
+                format!("r0 -> {got}")
+            } else if r.status == 200 && got == want {
+                format!("ok {want}")
+            } else {
+                format!("WRONG {} {got} (want {want})", r.status)
+            }
+        }),
+    );
+    // Some load on the first configuration.
+    load.wait_done(200);
+
+    let counter = |n: &str| gw.envoy.counter(n);
+    let mut current = 0usize; // the valid configuration in effect
+    let mut applied = Vec::new();
+    let mut rejected = Vec::new();
+    for n in 1..=swaps {
+        let before_success = counter("listener_manager.lds.update_success");
+        let before_rejected = counter("listener_manager.lds.update_rejected");
+        let before_config_rejected = counter("wasmcustom.graylane.config_rejected");
+        let log_before = gw.envoy.log_text().len();
+        if n % 3 == 0 {
+            let (json, path) = invalid(n / 3 - 1);
+            gw.swap(&json);
+            let took = wait_for(
+                &format!("swap {n}: listener update rejected"),
+                Duration::from_secs(5),
+                || counter("listener_manager.lds.update_rejected") > before_rejected,
+            );
+            assert!(
+                counter("wasmcustom.graylane.config_rejected") > before_config_rejected,
+                "swap {n}: graylane did not count the rejected configuration"
+            );
+            let needle = format!("configuration rejected: {path}");
+            wait_for(
+                &format!("swap {n}: `{needle}` in the log"),
+                Duration::from_secs(5),
+                || {
+                    gw.envoy
+                        .log_text()
+                        .get(log_before..)
+                        .is_some_and(|l| l.contains(&needle))
+                },
+            );
+            assert_eq!(
+                counter("listener_manager.lds.update_success"),
+                before_success
+            );
+            // The previous configuration keeps serving.
+            assert_eq!(
+                backend_of(gw.port, &[("x-release", &format!("r{current}"))]).as_deref(),
+                Some("blue"),
+                "swap {n}: the previous configuration no longer serves"
+            );
+            rejected.push((path, took));
+        } else {
+            let k = current + 1;
+            gw.swap(&valid(k));
+            let took = wait_for(
+                &format!("swap {n}: configuration {k} in effect"),
+                Duration::from_secs(2),
+                || {
+                    backend_of(gw.port, &[("x-release", &format!("r{k}"))]).as_deref()
+                        == Some("blue")
+                },
+            );
+            assert_eq!(
+                backend_of(gw.port, &[("x-release", &format!("r{current}"))]).as_deref(),
+                Some("base"),
+                "swap {n}: the old rule still applies to new connections"
+            );
+            assert!(counter("listener_manager.lds.update_success") > before_success);
+            current = k;
+            applied.push(took);
+        }
+        // Let the load run on each configuration for a moment.
+        thread::sleep(Duration::from_millis(500));
+    }
+    // An invalid configuration identical to one already rejected: Envoy
+    // rejects the listener update again, without asking graylane (so only
+    // Envoy's update_rejected counts it; graylane_config_rejected does not).
+    let before_rejected = counter("listener_manager.lds.update_rejected");
+    let before_config_rejected = counter("wasmcustom.graylane.config_rejected");
+    gw.swap(&invalid(0).0);
+    wait_for(
+        "repeated invalid configuration rejected",
+        Duration::from_secs(5),
+        || counter("listener_manager.lds.update_rejected") > before_rejected,
+    );
+    let repeat_counted_by_graylane =
+        counter("wasmcustom.graylane.config_rejected") > before_config_rejected;
+    assert_eq!(
+        backend_of(gw.port, &[("x-release", &format!("r{current}"))]).as_deref(),
+        Some("blue"),
+        "after a repeated invalid swap, the previous configuration no longer serves"
+    );
+    assert!(!load.finished(), "the load ended before the last swap");
+    thread::sleep(Duration::from_millis(300));
+    load.stop();
+    let report = load.join();
+
+    let ms = |d: &Duration| format!("{:.0}", d.as_secs_f64() * 1000.0);
+    let summary = format!(
+        "reload: {} requests on 4 connections in {:.1} s ({:.0}/s), statuses {:?}, answers {:?}, \
+         reconnects {}; {} valid swaps in effect after {} ms; {} invalid swaps rejected after {} ms; \
+         lds update_success {} update_rejected {}, graylane config_accepted {} config_rejected {}; \
+         a repeat of the first invalid configuration rejected too (graylane consulted: {})",
+        report.requests,
+        report.elapsed.as_secs_f64(),
+        report.per_second(),
+        report.statuses,
+        report.labels,
+        report.reconnects,
+        applied.len(),
+        applied.iter().map(ms).collect::<Vec<_>>().join("/"),
+        rejected.len(),
+        rejected
+            .iter()
+            .map(|(_, d)| ms(d))
+            .collect::<Vec<_>>()
+            .join("/"),
+        counter("listener_manager.lds.update_success"),
+        counter("listener_manager.lds.update_rejected"),
+        counter("wasmcustom.graylane.config_accepted"),
+        counter("wasmcustom.graylane.config_rejected"),
+        repeat_counted_by_graylane,
+    );
+    println!("{summary}");
+    assert_eq!(report.failed(), 0, "{:?}\n{summary}", report.errors);
+    assert!(
+        report
+            .labels
+            .keys()
+            .all(|l| l.starts_with("ok ") || l.starts_with("r0 -> ")),
+        "{summary}"
+    );
+    assert!(report.requests >= 1000, "{summary}");
+}
