@@ -111,7 +111,7 @@ impl Metrics {
         inc(self.config_rejected, 1);
     }
 
-    pub fn record(&self, _config: &Config, out: &Outcome<'_>) {
+    pub fn record(&self, out: &Outcome<'_>) {
         let d = &out.decision;
         let source = Source::ALL.iter().position(|s| *s == d.source).unwrap_or(0);
         let lane = d.lane.map_or(0, |id| id + 1);

@@ -162,7 +162,7 @@ impl HttpContext for Stream {
         };
         let out = engine::process(&config, &headers, &mut random_u64);
         self.apply(&config, &out);
-        self.metrics.record(&config, &out);
+        self.metrics.record(&out);
         if log::log_enabled!(log::Level::Debug) {
             let d = &out.decision;
             let rule = match d.source {
