@@ -5,13 +5,14 @@
 #
 #   scripts/package.sh [--no-build] [--tag TAG] [--out DIR] [--wasm FILE]
 #
-#   --no-build   do not run `cargo build --release --target wasm32-wasip1 --lib`
+#   --no-build   do not build the filter (scripts/lib.sh build_wasm: release
+#                build, unused exports stripped, wasm-opt)
 #   --tag TAG    the tag in the layout (default: the version in Cargo.toml)
 #   --out DIR    where to write (default: target/oci); writes DIR/graylane/
 #                (the layout directory) and DIR/graylane.tar (the same layout
 #                as a tarball, as `oci-archive:` and `oras --from-oci-layout`
 #                read it)
-#   --wasm FILE  package FILE instead of target/wasm32-wasip1/release/graylane.wasm
+#   --wasm FILE  package FILE instead of target/graylane.wasm (what Envoy loads)
 #
 # The output is deterministic: the same .wasm and tag give the same bytes and
 # digests. SOURCE_DATE_EPOCH, when set, becomes the manifest's
@@ -119,12 +120,13 @@ version="$(awk '
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 [[ -n "$out" ]] || out="$target_dir/oci"
-[[ -n "$wasm" ]] || wasm="$target_dir/wasm32-wasip1/release/$NAME.wasm"
+[[ -n "$wasm" ]] || wasm="$target_dir/$NAME.wasm"
 
 if ((build)); then
-    cargo build --release --target wasm32-wasip1 --lib
+    # The same artifact the tests and the demo load.
+    (source scripts/lib.sh && build_wasm)
 fi
-[[ -f "$wasm" ]] || die "$wasm not found: build it with 'cargo build --release --target wasm32-wasip1 --lib' (or drop --no-build)"
+[[ -f "$wasm" ]] || die "$wasm not found: build it with scripts/package.sh (without --no-build) or scripts/test.sh"
 [[ "$(head -c 4 "$wasm" | od -An -tx1 | tr -d ' \n')" == '0061736d' ]] ||
     die "$wasm is not a WebAssembly module"
 

@@ -3,8 +3,8 @@
 //! release filter, in the *oci* variant of the Wasm Image Specification that
 //! Istio's `WasmPlugin` pulls (`oci://...`).
 //!
-//! Needs the release .wasm built first
-//! (`cargo build --release --target wasm32-wasip1 --lib`); the script runs
+//! Needs the shipped filter `target/graylane.wasm` built first
+//! (`scripts/test.sh` builds it before the tests); the script runs
 //! with `--no-build` and writes into a scratch directory, never `target/oci`.
 
 use std::collections::BTreeMap;
@@ -34,11 +34,10 @@ fn built_wasm() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(|dir| root.join(dir))
         .unwrap_or_else(|| root.join("target"));
-    let wasm = target.join("wasm32-wasip1/release/graylane.wasm");
+    let wasm = target.join("graylane.wasm");
     assert!(
         wasm.is_file(),
-        "{} is missing: build it first with \
-         `cargo build --release --target wasm32-wasip1 --lib` (from the repository root)",
+        "{} is missing: build it first with scripts/package.sh or scripts/test.sh",
         wasm.display()
     );
     wasm
