@@ -23,6 +23,9 @@
 #   (a) no filter            (b) empty proxy-wasm filter (scripts/bench/empty-filter)
 #   (c) graylane, 20 lanes   (d) Envoy Lua filter doing (c)'s job
 #   (e) graylane, 1,000 lanes (990 exact-header lanes, 9 regex lanes, 1 split)
+#   (f) the empty filter with only its callbacks exported (strip-exports.py)
+#   (g) graylane as (c) with every SDK export kept: (c) vs (g) is what
+#       shipping only graylane's callbacks saves per request
 # Two modes, each its own set of listeners:
 #   direct  the gateway answers with a direct_response (isolates the filter)
 #   proxy   the gateway proxies to a backend: a second, small Envoy pinned to
@@ -52,7 +55,7 @@ PORT_BASE="${BENCH_PORT_BASE:-19400}"
 NICE="${BENCH_NICE:-0}"
 GW_CPU=0
 LOAD_CPU=1
-VARIANTS=(a b c d e)
+VARIANTS=(a b c d e f g)
 OUT="$ROOT/target/bench"
 CMDLINE="BENCH_ROUNDS=$ROUNDS BENCH_SECONDS=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNS BENCH_MODES=\"$MODES\" BENCH_NICE=$NICE scripts/bench.sh"
 CLK_TCK="$(getconf CLK_TCK)"
@@ -108,15 +111,31 @@ if command -v wasm-opt >/dev/null 2>&1; then
 else
     cp "$EMPTY_RAW" "$EMPTY_WASM"
 fi
+# (f) the empty filter and (g) graylane with the other export set: what
+# keeping only the callbacks a filter implements saves per request.
+EMPTY_STRIPPED="$OUT/empty-stripped.wasm"
+GRAYLANE_ALL_EXPORTS="$OUT/graylane-all-exports.wasm"
+python3 "$ROOT/scripts/strip-exports.py" "$EMPTY_RAW" "$OUT/empty-stripped.raw.wasm" >/dev/null
+if command -v wasm-opt >/dev/null 2>&1; then
+    wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+        --strip-debug --strip-producers "$OUT/empty-stripped.raw.wasm" -o "$EMPTY_STRIPPED"
+    wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+        --strip-debug --strip-producers "$WASM_RAW" -o "$GRAYLANE_ALL_EXPORTS"
+else
+    cp "$OUT/empty-stripped.raw.wasm" "$EMPTY_STRIPPED"
+    cp "$WASM_RAW" "$GRAYLANE_ALL_EXPORTS"
+fi
 
 # --- configs ----------------------------------------------------------------
 log "generating configs into target/bench/"
 BENCH_OUT="$OUT" BENCH_WASM="$WASM" BENCH_EMPTY_WASM="$EMPTY_WASM" BENCH_PORT_BASE="$PORT_BASE" \
+BENCH_EMPTY_STRIPPED="$EMPTY_STRIPPED" BENCH_GRAYLANE_ALL_EXPORTS="$GRAYLANE_ALL_EXPORTS" \
 python3 - <<'PY'
 import json, os
 out = os.environ["BENCH_OUT"]
 base = int(os.environ["BENCH_PORT_BASE"])
 wasm, empty_wasm = os.environ["BENCH_WASM"], os.environ["BENCH_EMPTY_WASM"]
+empty_stripped, graylane_all = os.environ["BENCH_EMPTY_STRIPPED"], os.environ["BENCH_GRAYLANE_ALL_EXPORTS"]
 
 SPLIT = {"key": {"header": "x-user-id"}, "percent": 10, "salt": "bench", "onMissingKey": "exclude"}
 
@@ -277,6 +296,8 @@ FILTERS = {
            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
                             "default_source_code": {"inline_string": lua}}}],
     "e": [wasm_filter("graylane-e", wasm, config_e)],
+    "f": [wasm_filter("empty-stripped", empty_stripped, None)],
+    "g": [wasm_filter("graylane-g", graylane_all, config_c)],
 }
 ROUTER = {"name": "envoy.filters.http.router",
           "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
@@ -311,7 +332,7 @@ def admin(port):
     return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}
 
 listeners = []
-for i, v in enumerate("abcde"):
+for i, v in enumerate("abcdefg"):
     listeners.append(listener(f"direct_{v}", base + i, FILTERS[v], routes(direct)))
     listeners.append(listener(f"proxy_{v}", base + 10 + i, FILTERS[v], routes(proxy)))
 gateway = {"admin": admin(base + 90),
@@ -366,7 +387,7 @@ with open(os.path.join(out, "load.lua"), "w") as f:
 PY
 
 # --- start the Envoys ---------------------------------------------------------
-for p in $(for m in direct proxy; do for i in 0 1 2 3 4; do port "$m" "$i"; done; done) "$BE_PORT" "$GW_ADMIN" "$BE_ADMIN"; do
+for p in $(for m in direct proxy; do for i in "${!VARIANTS[@]}"; do port "$m" "$i"; done; done) "$BE_PORT" "$GW_ADMIN" "$BE_ADMIN"; do
     if port_busy "$p"; then
         echo "bench: port $p on 127.0.0.1 is in use; set BENCH_PORT_BASE" >&2
         exit 1
@@ -437,11 +458,11 @@ sticky_share() { # port -> how many of 100 user ids take a lane route
 }
 log "checking that each variant's lane decision takes effect on the route"
 for mode in $MODES; do
-    for i in 0 1 2 3 4; do
+    for i in "${!VARIANTS[@]}"; do
         v="${VARIANTS[$i]}"
         p="$(port "$mode" "$i")"
         case "$v" in
-        a | b)
+        a | b | f)
             expect "no filter: base" base "$p"
             expect "no filter: x-region ignored" base "$p" -H 'x-region: region-3'
             ;;
@@ -502,11 +523,11 @@ START=$(date +%s)
 for mode in $MODES; do
     log "$mode: warm-up, ${WARMUP}s per variant"
     if [ "$WARMUP" -gt 0 ]; then
-        for i in 0 1 2 3 4; do run_wrk "$(port "$mode" "$i")" "$WARMUP"; done
+        for i in "${!VARIANTS[@]}"; do run_wrk "$(port "$mode" "$i")" "$WARMUP"; done
     fi
     for r in $(seq 1 "$ROUNDS"); do
         log "$mode: round $r/$ROUNDS (${DURATION}s per variant)"
-        for i in 0 1 2 3 4; do
+        for i in "${!VARIANTS[@]}"; do
             v="${VARIANTS[$i]}"
             g0=$(proc_ticks "$GW_PID") b0=$(proc_ticks "$BE_PID") c0=$(cpu_busy "$GW_CPU")
             run_wrk "$(port "$mode" "$i")" "$DURATION"
@@ -541,7 +562,9 @@ dur = float(os.environ["DURATION"])
 rows = list(csv.DictReader(open(os.path.join(out, "rounds.tsv")), delimiter="\t"))
 NAMES = {"a": "(a) no filter", "b": "(b) empty proxy-wasm filter (Rust SDK 0.2.5)",
          "c": "(c) graylane, 20 lanes", "d": "(d) Envoy Lua filter, same job as (c)",
-         "e": "(e) graylane, 1,000 lanes"}
+         "e": "(e) graylane, 1,000 lanes",
+         "f": "(f) empty filter, only its callbacks exported",
+         "g": "(g) graylane as (c), every SDK export kept"}
 med = st.median
 
 def fmt(x, nd=1):
@@ -590,7 +613,7 @@ for mode in ("direct", "proxy"):
     print(f"## {mode}: {title} ({len(rounds)} rounds)\n")
     print("| variant | rps (median) | rps / (a) | p50 ms | p99 ms | gateway CPU µs/req | above (a) µs/req | one-core rps (10⁶ / CPU µs) | gateway busy | other load on CPU 0 | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for v in "abcde":
+    for v in "abcdefg":
         if v not in by:
             continue
         rps = med(series(v, "rps"))
@@ -619,6 +642,11 @@ for mode in ("direct", "proxy"):
     print(f"| (c)/(d): rps, graylane vs Lua, as measured | {r_cd:.2f} | ≥ 1.00 | {verdict(r_cd >= 1.0)} |")
     print(f"| (c)/(d): one-core rps, graylane vs Lua (= CPU µs/req of d / c; not moved by other load on CPU 0) | {r_cd_cpu:.2f} | ≥ 1.00 | {verdict(r_cd_cpu >= 1.0)} |")
     print(f"| (d−a)/(b−a): Lua CPU above no filter, relative to the empty filter (for reference) | {fmt(r_da, 2)} | — | |")
+    if "f" in by and "g" in by:
+        fa = med(paired("f", "a", "cpu", lambda x, y: x - y))
+        ga = med(paired("g", "a", "cpu", lambda x, y: x - y))
+        print(f"| (f−a)/(b−a): empty filter with only its callbacks exported vs all SDK exports | {fmt(fa / ba if ba > 0 else None, 2)} | < 1 saves | |")
+        print(f"| (c−a)/(g−a): graylane with only its callbacks exported vs all SDK exports | {fmt(ca / ga if ga > 0 else None, 2)} | < 1 saves | |")
     print()
 PY
 log "results: target/bench/results.md (raw rounds: target/bench/rounds.tsv)"
