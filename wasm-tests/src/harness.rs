@@ -332,18 +332,24 @@ pub fn request_str(port: u16, path: &str, headers: &[(&str, &str)]) -> Response 
     request(port, "GET", path, &raw).expect("request")
 }
 
-fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<(String, Vec<(String, String)>)> {
+/// Reads a status or request line and the headers (names lower-cased).
+pub fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<(String, Vec<(String, String)>)> {
     let mut first = String::new();
     if r.read_line(&mut first)? == 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
-            "connection closed",
+            "connection closed before a response",
         ));
     }
     let mut headers = Vec::new();
     loop {
         let mut line = Vec::new();
-        r.read_until(b'\n', &mut line)?;
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed in the headers",
+            ));
+        }
         let line = String::from_utf8_lossy(&line).trim_end().to_string();
         if line.is_empty() {
             break;
@@ -355,19 +361,27 @@ fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<(String, Vec<(String, Str
     Ok((first.trim_end().to_string(), headers))
 }
 
-fn read_body<R: BufRead>(
+/// Reads a body framed by `transfer-encoding: chunked` or `content-length`;
+/// with neither, to the end of the stream when `until_eof` (responses), else
+/// none (requests).
+pub fn read_body<R: BufRead>(
     r: &mut R,
     headers: &[(String, String)],
     until_eof: bool,
 ) -> std::io::Result<Vec<u8>> {
-    let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let find = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
     let mut body = Vec::new();
     if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
             let mut size = String::new();
             r.read_line(&mut size)?;
             let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
             if n == 0 {
                 let mut end = String::new();
                 r.read_line(&mut end)?;
@@ -520,18 +534,24 @@ fn serve_conn(conn: TcpStream, handler: &Handler, received: &Mutex<Vec<Received>
         };
         let (status, extra, body) = handler(&req);
         received.lock().expect("lock").push(req);
-        let mut out = format!(
-            "HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-            body.len()
-        );
-        for (k, v) in extra {
-            out.push_str(&format!("{k}: {v}\r\n"));
-        }
-        out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&body);
+        let bytes = response_bytes(status, &extra, &body);
         if writer.write_all(&bytes).is_err() || close {
             return;
         }
     }
+}
+
+/// An HTTP/1.1 response with a JSON content type, ready to write.
+pub fn response_bytes(status: u16, extra: &[(String, String)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in extra {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
 }

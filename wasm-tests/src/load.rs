@@ -6,8 +6,9 @@
 //! Self-contained (std and serde_json only), so the tests can include it
 //! with `#[path]` as well as through the library.
 
+use crate::harness::{read_body, read_head, response_bytes};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -355,73 +356,13 @@ impl Conn {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let body = read_body(&mut self.reader, &headers)?;
+        let body = read_body(&mut self.reader, &headers, false)?;
         Ok(Reply {
             status,
             headers,
             body,
         })
     }
-}
-
-fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<(String, Vec<(String, String)>)> {
-    let mut first = String::new();
-    if r.read_line(&mut first)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed before a response",
-        ));
-    }
-    let mut headers = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        if r.read_until(b'\n', &mut line)? == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "connection closed in the headers",
-            ));
-        }
-        let line = String::from_utf8_lossy(&line).trim_end().to_string();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    Ok((first.trim_end().to_string(), headers))
-}
-
-fn read_body<R: BufRead>(r: &mut R, headers: &[(String, String)]) -> std::io::Result<Vec<u8>> {
-    let find = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.as_str())
-    };
-    let mut body = Vec::new();
-    if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            if n == 0 {
-                let mut end = String::new();
-                r.read_line(&mut end)?;
-                break;
-            }
-            let mut chunk = vec![0; n];
-            r.read_exact(&mut chunk)?;
-            body.extend_from_slice(&chunk);
-            let mut crlf = [0u8; 2];
-            r.read_exact(&mut crlf)?;
-        }
-    } else if let Some(n) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
-    }
-    Ok(body)
 }
 
 /// A request an [`App`] received.
@@ -542,7 +483,7 @@ fn serve_conn(conn: TcpStream, handler: &AppHandler, served: &AtomicU64, stop: &
         let Ok((line, headers)) = read_head(&mut r) else {
             return;
         };
-        if read_body(&mut r, &headers).is_err() {
+        if read_body(&mut r, &headers, false).is_err() {
             return;
         }
         let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
@@ -550,16 +491,7 @@ fn serve_conn(conn: TcpStream, handler: &AppHandler, served: &AtomicU64, stop: &
             .iter()
             .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
         let (status, extra, body) = handler(&AppRequest { path, headers });
-        let mut out = format!(
-            "HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-            body.len()
-        );
-        for (k, v) in extra {
-            out.push_str(&format!("{k}: {v}\r\n"));
-        }
-        out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&body);
+        let bytes = response_bytes(status, &extra, &body);
         if stop.load(Ordering::SeqCst) || writer.write_all(&bytes).is_err() {
             return;
         }
