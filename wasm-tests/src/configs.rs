@@ -156,6 +156,17 @@ impl Gateway {
         lanes: &[&str],
         cluster_header_hosts: &[&str],
     ) -> Gateway {
+        Self::start_with_options(plugin_json, lanes, cluster_header_hosts, "")
+    }
+
+    /// Like [`Gateway::start_with_hosts`]; `hcm_options` (YAML lines at the
+    /// HttpConnectionManager's indentation) are added to its config.
+    pub fn start_with_options(
+        plugin_json: &str,
+        lanes: &[&str],
+        cluster_header_hosts: &[&str],
+        hcm_options: &str,
+    ) -> Gateway {
         let port = free_port();
         let mut backends = BTreeMap::new();
         let mut clusters = String::new();
@@ -181,10 +192,10 @@ impl Gateway {
             ));
         }
         vhosts.push_str(&lane_routes("\"*\"", "x-graylane", lanes, "base"));
-        let yaml = bootstrap(
-            &listener("gateway", port, &wasm_filter(plugin_json), &vhosts),
-            &clusters,
-        );
+        let hcm = listener("gateway", port, &wasm_filter(plugin_json), &vhosts);
+        let anchor = "stat_prefix: gateway";
+        let hcm = hcm.replacen(anchor, &format!("{anchor}{hcm_options}"), 1);
+        let yaml = bootstrap(&hcm, &clusters);
         let envoy = Envoy::start(&yaml, &[]);
         Gateway {
             envoy,

@@ -8,10 +8,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use graylane::baggage::{Baggage, MAX_BYTES, MAX_MEMBERS};
-use graylane_wasm_tests::configs::{
-    bootstrap, cluster, cluster_header_routes, lane_routes, listener, wasm_filter, Gateway,
-};
-use graylane_wasm_tests::harness::{free_port, Envoy, Received, Server};
+use graylane_wasm_tests::configs::Gateway;
+use graylane_wasm_tests::harness::{Envoy, Received};
 use std::collections::BTreeMap;
 
 const PLUGIN: &str = r#"{
@@ -32,33 +30,9 @@ const HCM_LIMITS: &str = "
           max_request_headers_kb: 256
           common_http_protocol_options: { max_headers_count: 500 }";
 
-/// [`Gateway::start_with_hosts`] with the header limits raised.
+/// A gateway with the header limits raised.
 fn start_gateway() -> Gateway {
-    let port = free_port();
-    let mut backends = BTreeMap::new();
-    let mut clusters = String::new();
-    for name in std::iter::once("base").chain(LANES.iter().copied()) {
-        let server = Server::echo(name);
-        let cluster_name = if name == "base" {
-            "base".to_string()
-        } else {
-            format!("lane-{name}")
-        };
-        clusters.push_str(&cluster(&cluster_name, server.port));
-        backends.insert(name.to_string(), server);
-    }
-    let mut vhosts = cluster_header_routes("\"svc-b\", \"svc-b:*\"", "x-graylane-cluster");
-    vhosts.push_str(&lane_routes("\"*\"", "x-graylane", LANES, "base"));
-    let hcm = listener("gateway", port, &wasm_filter(PLUGIN), &vhosts);
-    let anchor = "stat_prefix: gateway";
-    assert!(hcm.contains(anchor), "listener layout changed:\n{hcm}");
-    let hcm = hcm.replacen(anchor, &format!("{anchor}{HCM_LIMITS}"), 1);
-    let envoy = Envoy::start(&bootstrap(&hcm, &clusters), &[]);
-    Gateway {
-        envoy,
-        port,
-        backends,
-    }
+    Gateway::start_with_options(PLUGIN, LANES, &["svc-b"], HCM_LIMITS)
 }
 
 struct Case {
