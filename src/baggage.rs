@@ -13,6 +13,8 @@
 //! Members are kept as the exact bytes they arrived with (minus surrounding
 //! whitespace), so percent-encoded values and properties travel unchanged.
 
+use std::borrow::Cow;
+
 /// Most members a baggage header may carry (SPEC §8).
 pub const MAX_MEMBERS: usize = 180;
 /// Most bytes a baggage header may carry (SPEC §8).
@@ -33,7 +35,7 @@ impl Member<'_> {
     /// The percent-decoded value, or `None` when the encoding is invalid or
     /// does not decode to UTF-8.
     pub fn decoded_value(&self) -> Option<String> {
-        percent_decode(self.value.as_bytes(), false)
+        percent_decode(self.value.as_bytes(), false).map(Cow::into_owned)
     }
 }
 
@@ -221,13 +223,13 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Percent-decodes `input`; `plus_is_space` for query strings
 /// (`application/x-www-form-urlencoded`). `None` on a broken `%` escape or
-/// a result that is not UTF-8.
-pub fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<String> {
+/// a result that is not UTF-8. Borrows when there is nothing to decode.
+pub fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<Cow<'_, str>> {
     if !input
         .iter()
         .any(|&b| b == b'%' || (plus_is_space && b == b'+'))
     {
-        return std::str::from_utf8(input).ok().map(str::to_owned);
+        return std::str::from_utf8(input).ok().map(Cow::Borrowed);
     }
     let mut out = Vec::with_capacity(input.len());
     let mut it = input.iter();
@@ -242,7 +244,7 @@ pub fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<String> {
             _ => out.push(b),
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 #[cfg(test)]

@@ -216,22 +216,39 @@ pub fn decide<R: Request + ?Sized>(
         }
         return d;
     }
-    let mut candidates = rules.unindexed.clone();
+    // Lanes the index points at (usually none or a few), merged in rank
+    // order with the lanes that have no index anchor.
+    let mut hits: Vec<u32> = Vec::new();
     for group in &rules.index {
         for_values(view, &group.attr, &mut |v| {
             if let Some(ranks) =
                 value_str(v).and_then(|s| lookup(&group.lanes, s, group.ignore_case))
             {
-                candidates.extend_from_slice(ranks);
+                hits.extend_from_slice(ranks);
             }
             false
         });
     }
-    candidates.sort_unstable();
-    candidates.dedup();
-    for rank in candidates {
-        if try_rank(rank, &mut d) {
-            break;
+    hits.sort_unstable();
+    hits.dedup();
+    let mut hits = hits.into_iter().peekable();
+    let mut rest = rules.unindexed.iter().copied().peekable();
+    loop {
+        let rank = match (hits.peek(), rest.peek()) {
+            (Some(&h), Some(&r)) if h <= r => {
+                if h == r {
+                    rest.next();
+                }
+                hits.next()
+            }
+            (_, Some(_)) => rest.next(),
+            (Some(_), None) => hits.next(),
+            (None, None) => None,
+        };
+        match rank {
+            Some(rank) if try_rank(rank, &mut d) => break,
+            Some(_) => {}
+            None => break,
         }
     }
     d

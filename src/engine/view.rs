@@ -3,6 +3,7 @@
 
 use super::Request;
 use crate::baggage::{percent_decode, Baggage};
+use std::borrow::Cow;
 use std::cell::OnceCell;
 
 /// Longest attribute value that can match; longer ones simply do not (SPEC §8).
@@ -12,7 +13,7 @@ pub const MAX_VALUE_LEN: usize = 8192;
 pub struct View<'a, R: Request + ?Sized> {
     req: &'a R,
     cookies: OnceCell<Vec<(&'a [u8], &'a [u8])>>,
-    query: OnceCell<Vec<(String, String)>>,
+    query: OnceCell<Vec<(Cow<'a, str>, Cow<'a, str>)>>,
     baggage: OnceCell<Baggage<'a>>,
 }
 
@@ -96,7 +97,7 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
 
     /// Every query parameter, percent-decoded (`+` is a space). Pairs that do
     /// not decode to UTF-8 are left out.
-    pub fn query_pairs(&self) -> &[(String, String)] {
+    pub fn query_pairs(&self) -> &[(Cow<'a, str>, Cow<'a, str>)] {
         self.query.get_or_init(|| {
             let Some(p) = self.first_header(":path") else {
                 return Vec::new();

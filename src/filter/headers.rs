@@ -19,10 +19,12 @@ extern "C" {
 const HTTP_REQUEST_HEADERS: u32 = 0;
 const STATUS_OK: u32 = 0;
 
-/// The serialized request header map.
+/// The serialized request header map, with the position of each pair
+/// found once (lookups then compare name lengths before bytes).
 pub struct HostHeaders {
     buf: Vec<u8>,
-    count: usize,
+    /// (name start, name length, value start, value length) per pair.
+    pairs: Vec<(usize, usize, usize, usize)>,
 }
 
 fn u32_at(buf: &[u8], at: usize) -> Option<usize> {
@@ -45,43 +47,51 @@ impl HostHeaders {
         if data.is_null() || size == 0 {
             return Ok(HostHeaders {
                 buf: Vec::new(),
-                count: 0,
+                pairs: Vec::new(),
             });
         }
         // SAFETY: the host allocated this buffer through the module's
         // `proxy_on_memory_allocate` (a boxed slice of exactly `size` bytes,
         // alignment 1) and hands its ownership to us.
         let buf = unsafe { Vec::from_raw_parts(data, size, size) };
-        let count = u32_at(&buf, 0).unwrap_or(0);
-        // A table that does not fit the buffer is treated as no headers.
-        let table_end = count.checked_mul(8).and_then(|n| n.checked_add(4));
-        let count = if table_end.is_some_and(|end| end <= buf.len()) {
-            count
-        } else {
-            0
-        };
-        Ok(HostHeaders { buf, count })
+        let pairs = index(&buf);
+        Ok(HostHeaders { buf, pairs })
     }
+}
 
-    /// Every (name, value) pair, in order; stops at the first malformed entry.
-    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let mut data = 4 + self.count * 8;
-        (0..self.count).map_while(move |i| {
-            let name_len = u32_at(&self.buf, 4 + i * 8)?;
-            let value_len = u32_at(&self.buf, 8 + i * 8)?;
-            let name = self.buf.get(data..data.checked_add(name_len)?)?;
-            data = data.checked_add(name_len + 1)?;
-            let value = self.buf.get(data..data.checked_add(value_len)?)?;
-            data = data.checked_add(value_len + 1)?;
-            Some((name, value))
-        })
+/// Positions of the pairs in a serialized map; stops at the first entry that
+/// does not fit the buffer (a malformed map yields what came before it).
+fn index(buf: &[u8]) -> Vec<(usize, usize, usize, usize)> {
+    let count = u32_at(buf, 0).unwrap_or(0);
+    let Some(mut data) = count.checked_mul(8).and_then(|n| n.checked_add(4)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(count.min(buf.len() / 10));
+    for i in 0..count {
+        let (Some(nl), Some(vl)) = (u32_at(buf, 4 + i * 8), u32_at(buf, 8 + i * 8)) else {
+            break;
+        };
+        let ns = data;
+        let Some(vs) = ns.checked_add(nl).and_then(|n| n.checked_add(1)) else {
+            break;
+        };
+        let Some(end) = vs.checked_add(vl).filter(|&e| e <= buf.len()) else {
+            break;
+        };
+        out.push((ns, nl, vs, vl));
+        data = end + 1;
     }
+    out
 }
 
 impl Request for HostHeaders {
     fn header<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s [u8]> {
-        self.pairs()
-            .filter(move |(k, _)| *k == name.as_bytes())
-            .map(|(_, v)| v)
+        let name = name.as_bytes();
+        self.pairs.iter().filter_map(move |&(ns, nl, vs, vl)| {
+            if nl != name.len() || self.buf.get(ns..ns + nl)? != name {
+                return None;
+            }
+            self.buf.get(vs..vs + vl)
+        })
     }
 }
