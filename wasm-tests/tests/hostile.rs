@@ -273,13 +273,7 @@ fn cases() -> Vec<Case> {
 /// What is wrong with what the backend received, if anything.
 fn check_received(got: &Received, want: &str, service: bool) -> Vec<String> {
     let mut errors = Vec::new();
-    let values = |name: &str| -> Vec<&str> {
-        got.headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    };
+    let values = |name: &str| got.headers_named(name);
     let lane = values("x-graylane");
     let want_lane: Vec<&str> = if want == "base" { vec![] } else { vec![want] };
     if lane != want_lane {

@@ -118,13 +118,7 @@ const AUTHORITIES: &[(&str, bool)] = &[
 /// What is wrong with what the backend received, for a request in `want`.
 fn check_received(got: &Received, want: &str, service: bool) -> Vec<String> {
     let mut errors = Vec::new();
-    let values = |name: &str| -> Vec<&str> {
-        got.headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    };
+    let values = |name: &str| got.headers_named(name);
     let want_lane: Vec<&str> = if want == "base" { vec![] } else { vec![want] };
     let lane = values("x-graylane");
     if lane != want_lane {
