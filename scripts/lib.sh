@@ -47,9 +47,22 @@ ensure_envoy() {
     export GRAYLANE_ENVOY="$ENVOY_BIN"
 }
 
+# The toolchain of rust-toolchain.toml with its targets and components.
+# Installed explicitly: rustup may be set not to install them on its own
+# (RUSTUP_AUTO_INSTALL=0).
+ensure_rust() {
+    local channel
+    channel="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml")"
+    (cd "$ROOT" &&
+        rustup toolchain install "$channel" --profile minimal --no-self-update >/dev/null 2>&1 || true
+        rustup target add --toolchain "$channel" wasm32-wasip1 wasm32-unknown-unknown >/dev/null
+        rustup component add --toolchain "$channel" rustfmt clippy >/dev/null)
+}
+
 # Builds the release filter into $WASM (optimised with wasm-opt when it is
 # available; Debian's binaryen needs the feature flags below for Rust output).
 build_wasm() {
+    ensure_rust
     log "building the release filter (wasm32-wasip1)"
     (cd "$ROOT" && cargo build --quiet --release --target wasm32-wasip1 --lib)
     # Keep only the callbacks graylane implements (see the script), then let

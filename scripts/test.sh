@@ -7,7 +7,7 @@ START=$(date +%s)
 step() { log "$* (+$(( $(date +%s) - START ))s)"; }
 
 step "toolchain (rust-toolchain.toml) and tools"
-rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+ensure_rust
 rustc --version
 apt_install wasm-opt binaryen
 apt_install node nodejs
