@@ -258,6 +258,17 @@ impl Drop for Envoy {
     }
 }
 
+/// The values of header `name` (lower case) in a parsed header list.
+fn header_values<'h, 'n>(
+    headers: &'h [(String, String)],
+    name: &'n str,
+) -> impl Iterator<Item = &'h str> + use<'h, 'n> {
+    headers
+        .iter()
+        .filter(move |(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// An HTTP response.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -273,18 +284,11 @@ impl Response {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        header_values(&self.headers, name).next()
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_values(&self.headers, name).collect()
     }
 
     /// The body as JSON (what an echo backend or service answered).
@@ -428,18 +432,11 @@ pub struct Received {
 impl Received {
     /// Every value of a header, in order.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_values(&self.headers, name).collect()
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        header_values(&self.headers, name).next()
     }
 }
 

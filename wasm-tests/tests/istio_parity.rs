@@ -329,6 +329,12 @@ fn virtual_service_lanes(
             hosts.insert(dest["destination"]["host"].as_str().unwrap().to_string());
             subsets.insert(dest["destination"]["subset"].as_str().unwrap().to_string());
         }
+        let to: Vec<_> = route["route"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|d| d["destination"]["subset"].as_str().unwrap_or_default())
+            .collect();
         let matches = route["match"].as_sequence();
         if i + 1 == http.len() {
             assert!(
@@ -336,12 +342,6 @@ fn virtual_service_lanes(
                 "{}: the last route must match every request (the default)",
                 vs.name()
             );
-            let to: Vec<_> = route["route"]
-                .as_sequence()
-                .into_iter()
-                .flatten()
-                .map(|d| d["destination"]["subset"].as_str().unwrap_or_default())
-                .collect();
             assert_eq!(
                 to,
                 ["base"],
@@ -372,12 +372,6 @@ fn virtual_service_lanes(
                     vs.name()
                 )
             });
-            let to: Vec<_> = route["route"]
-                .as_sequence()
-                .into_iter()
-                .flatten()
-                .map(|d| d["destination"]["subset"].as_str().unwrap_or_default())
-                .collect();
             assert_eq!(
                 to,
                 [exact],
