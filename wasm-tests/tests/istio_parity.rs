@@ -1,19 +1,24 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! The Istio manifests of `envoy/istio/` against the real filter: the
 //! `pluginConfig` of every `WasmPlugin` is turned into JSON text the way
-//! Istio does it and delivered to a real Envoy running graylane, and the
-//! lanes the `VirtualService`s route on must be lanes the `WasmPlugin`s
-//! declare.
+//! Istio does it and delivered to a real Envoy running graylane the way
+//! Istio delivers it -- by ECDS, in the filter resource istio-agent passes
+//! on -- and the lanes the `VirtualService`s route on must be lanes the
+//! `WasmPlugin`s declare. Also what a proxy does when the image cannot be
+//! pulled (the RBAC filter istio-agent sends in graylane's place).
 
 use graylane::config::{Config, Incoming};
-use graylane_wasm_tests::configs::{cluster, lane_routes, listener, Gateway};
+use graylane_wasm_tests::configs::{cluster, lane_routes, listener};
 use graylane_wasm_tests::harness::{
-    free_port, json_string_value, repo_root, request_str, Envoy, Server,
+    free_port, repo_root, request_str, scratch_dir, wasm_path, Envoy, Server,
 };
 use serde::Deserialize;
 use serde_norway::Value as Yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
 
 /// One Kubernetes object of `envoy/istio/`.
 struct Object {
@@ -510,76 +515,8 @@ fn routed_lanes(objects: &[Object], lane_header: &str) -> Vec<String> {
     all.into_iter().collect()
 }
 
-fn plugin_json(incoming: Incoming) -> (String, Vec<String>) {
-    let objects = manifests();
-    let plugins = plugins(&objects);
-    let (edge, hop) = edge_and_hop(&plugins);
-    let p = if incoming == Incoming::Ignore {
-        edge
-    } else {
-        hop
-    };
-    (
-        p.json.clone(),
-        routed_lanes(&objects, &p.config.lane_header),
-    )
-}
-
-#[test]
-fn gateway_plugin_config_in_envoy() {
-    let (json, lanes) = plugin_json(Incoming::Ignore);
-    let lanes: Vec<&str> = lanes.iter().map(String::as_str).collect();
-    let gw = Gateway::start(&json, &lanes);
-    // The gray rule (the same as envoy/demo.yaml's).
-    let r = gw.send_str(&[("location", "cn-shenzhen"), ("baggage", "userId=alice")]);
-    let body = r.json();
-    assert_eq!(body["backend"], "gray", "{body}");
-    assert_eq!(body["headers"]["x-graylane"], "gray");
-    assert_eq!(body["headers"]["baggage"], "userId=alice,lane=gray");
-    assert_eq!(gw.lane_of(&[("location", "cn-beijing")]), "base");
-    assert_eq!(gw.lane_of(&[]), "base");
-    // Forged tags are removed before the routes see them.
-    let r = gw.send_str(&[
-        ("x-graylane", "gray"),
-        ("baggage", "lane=gray,userId=alice"),
-    ]);
-    let body = r.json();
-    assert_eq!(body["backend"], "base", "{body}");
-    assert!(body["headers"].get("x-graylane").is_none(), "{body}");
-    assert_eq!(body["headers"]["baggage"], "userId=alice");
-    // A forged tag does not keep a matching request out of its lane either.
-    let r = gw.send_str(&[("x-graylane", "base"), ("location", "cn-shenzhen")]);
-    assert_eq!(r.json()["backend"], "gray");
-    assert_eq!(gw.envoy.counter("wasmcustom.graylane.config_rejected"), 0);
-}
-
-#[test]
-fn sidecar_plugin_config_in_envoy() {
-    let (json, lanes) = plugin_json(Incoming::Trust);
-    let lanes: Vec<&str> = lanes.iter().map(String::as_str).collect();
-    let gw = Gateway::start(&json, &lanes);
-    // The tag the edge decided, forwarded by the app in baggage, is kept and
-    // written into the lane header for the VirtualService.
-    let r = gw.send_str(&[("baggage", "userId=alice,lane=gray")]);
-    let body = r.json();
-    assert_eq!(body["backend"], "gray", "{body}");
-    assert_eq!(body["headers"]["x-graylane"], "gray");
-    assert_eq!(body["headers"]["baggage"], "userId=alice,lane=gray");
-    assert_eq!(gw.lane_of(&[("x-graylane", "gray")]), "gray");
-    // A lane no WasmPlugin declares is dropped (and counted): base.
-    let r = gw.send_str(&[("baggage", "lane=pink,userId=alice")]);
-    let body = r.json();
-    assert_eq!(body["backend"], "base", "{body}");
-    assert!(body["headers"].get("x-graylane").is_none(), "{body}");
-    assert_eq!(body["headers"]["baggage"], "userId=alice");
-    assert_eq!(gw.envoy.counter("wasmcustom.graylane.invalid_tags"), 1);
-    // Hops never decide by rule: an untagged request stays base even when
-    // the app forwarded what the edge's rule looks at.
-    assert_eq!(gw.lane_of(&[("location", "cn-shenzhen")]), "base");
-    assert_eq!(gw.lane_of(&[]), "base");
-}
-
-/// Istio's `failStrategy` as the Envoy `failure_policy` it sets.
+/// Istio's `failStrategy` as the Envoy `failure_policy` it sets (Istio
+/// 1.25 and later; 1.27 for `FAIL_RELOAD`).
 fn failure_policy(strategy: &str) -> &'static str {
     match strategy {
         "FAIL_OPEN" => "FAIL_OPEN",
@@ -589,39 +526,404 @@ fn failure_policy(strategy: &str) -> &'static str {
     }
 }
 
-/// The HTTP filter as Istio builds it from a `WasmPlugin` (delivered by ECDS
-/// in a mesh, inline here): name `<namespace>.<name>`, `root_id` from
-/// `pluginName`, `failure_policy` from `failStrategy`, the resource version
-/// in the VM's environment, the configuration a `StringValue` of JSON text.
-fn istio_wasm_filter(plugin: &Plugin<'_>) -> String {
+const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+
+/// The ECDS resource name of a `WasmPlugin`, which is also the name of the
+/// HTTP filter that points at it: `<namespace>.<name>`.
+fn resource_name(plugin: &Plugin<'_>) -> String {
     let meta = &plugin.object.doc["metadata"];
-    let spec = plugin.object.spec();
-    let name = format!(
+    format!(
         "{}.{}",
         meta["namespace"].as_str().unwrap(),
         meta["name"].as_str().unwrap()
-    );
+    )
+}
+
+/// The ECDS resource Envoy receives for a `WasmPlugin`, as JSON.
+///
+/// istiod builds it (`pilot/pkg/model/extensions.go`, `buildPluginConfig` /
+/// `buildWasmConfig`): an `envoy.config.core.v3.TypedExtensionConfig`
+/// named `<namespace>.<name>` holding the Wasm filter: config `name` the
+/// same, `root_id` from `pluginName`, `failure_policy` from `failStrategy`,
+/// the plugin configuration a `google.protobuf.StringValue` of JSON text,
+/// the code `remote` with the `oci://` url and the VM's environment holding
+/// `ISTIO_META_*` variables for the agent (resource version, pull policy).
+/// istio-agent (`pkg/wasm/convert.go`) pulls the image, rewrites the code to
+/// `local.filename` and strips every `ISTIO_META_` variable (an environment
+/// left empty is removed) before passing it on to Envoy -- this is that
+/// form, with the built filter as the file.
+fn ecds_wasm_resource(plugin: &Plugin<'_>) -> serde_json::Value {
+    let name = resource_name(plugin);
+    let spec = plugin.object.spec();
+    serde_json::json!({
+        "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+        "name": name,
+        "typed_config": {
+            "@type": WASM_TYPE,
+            "config": {
+                "name": name,
+                "root_id": spec["pluginName"].as_str().unwrap(),
+                "vm_config": {
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": wasm_path().display().to_string() } },
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": plugin.json,
+                },
+                "failure_policy": failure_policy(spec["failStrategy"].as_str().unwrap_or_default()),
+            },
+        },
+    })
+}
+
+/// What istio-agent (1.25 and later) sends in place of the Wasm filter when
+/// it cannot fetch the module: an RBAC filter with the plugin's name, that
+/// allows everything for `FAIL_OPEN` and denies everything otherwise
+/// (`pkg/wasm/convert.go`, `createHTTPDefaultFilter`).
+fn ecds_fallback_resource(plugin: &Plugin<'_>) -> serde_json::Value {
+    let fail_open = plugin.object.spec()["failStrategy"].as_str() == Some("FAIL_OPEN");
+    let rbac = if fail_open {
+        serde_json::json!({ "@type": RBAC_TYPE, "rules_stat_prefix": "wasm-default-allow" })
+    } else {
+        serde_json::json!({ "@type": RBAC_TYPE, "rules": {}, "rules_stat_prefix": "wasm-default-deny" })
+    };
+    serde_json::json!({
+        "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+        "name": resource_name(plugin),
+        "typed_config": rbac,
+    })
+}
+
+/// The HTTP filter istiod puts in the listener for a `WasmPlugin`
+/// (`pilot/pkg/networking/core/extension/extensionfilter.go`): only a name
+/// and `config_discovery` accepting the Wasm filter or the RBAC fallback.
+/// istiod's config source is ADS with `initial_fetch_timeout: 0s`; here it
+/// is the file `path` (renamed into a watched directory to update it).
+fn ecds_http_filter(name: &str, path: &Path) -> String {
     format!(
         r#"
           - name: {name}
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: {name}
-                root_id: {root_id}
-                failure_policy: {policy}
-                vm_config:
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: "{{{{WASM}}}}" }} }}
-                  environment_variables:
-                    key_values: {{ ISTIO_META_WASM_PLUGIN_RESOURCE_VERSION: "1" }}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {value}"#,
-        root_id = spec["pluginName"].as_str().unwrap(),
-        policy = failure_policy(spec["failStrategy"].as_str().unwrap_or_default()),
-        value = json_string_value(&plugin.json),
+            config_discovery:
+              config_source:
+                path_config_source:
+                  path: {path}
+                  watched_directory: {{ path: {dir} }}
+                resource_api_version: V3
+                initial_fetch_timeout: 0s
+              type_urls:
+              - {WASM_TYPE}
+              - {RBAC_TYPE}"#,
+        path = path.display(),
+        dir = path.parent().unwrap().display(),
     )
+}
+
+/// An Envoy with one listener per `WasmPlugin`, each getting its filter by
+/// ECDS from a file, routing on the lane header to one echo backend per
+/// lane (`lane-<name>`) and base.
+struct IstioProxy {
+    envoy: Envoy,
+    ports: Vec<u16>,
+    files: Vec<PathBuf>,
+    _backends: Vec<Server>,
+}
+
+impl IstioProxy {
+    /// `resources`: the first ECDS resource of each listener's filter.
+    fn start(
+        plugins: &[&Plugin<'_>],
+        resources: &[serde_json::Value],
+        lanes: &[&str],
+        stats_config: &str,
+    ) -> IstioProxy {
+        let dir = scratch_dir("istio-ecds");
+        let mut backends = Vec::new();
+        let mut clusters = String::new();
+        for l in std::iter::once("base").chain(lanes.iter().copied()) {
+            let s = Server::echo(l);
+            let name = if l == "base" {
+                l.to_string()
+            } else {
+                format!("lane-{l}")
+            };
+            clusters.push_str(&cluster(&name, s.port));
+            backends.push(s);
+        }
+        let lane_header = &plugins[0].config.lane_header;
+        let routes = lane_routes("\"*\"", lane_header, lanes, "base");
+        let (mut listeners, mut ports, mut files) = (String::new(), Vec::new(), Vec::new());
+        for (i, (p, resource)) in plugins.iter().zip(resources).enumerate() {
+            let name = resource_name(p);
+            let file = dir.join(format!("{name}.json"));
+            std::fs::write(
+                &file,
+                serde_json::json!({ "resources": [resource] }).to_string(),
+            )
+            .unwrap();
+            let port = free_port();
+            listeners.push_str(&listener(
+                &format!("l{i}"),
+                port,
+                &ecds_http_filter(&name, &file),
+                &routes,
+            ));
+            ports.push(port);
+            files.push(file);
+        }
+        let yaml = format!(
+            "node: {{ id: istio-proxy, cluster: demo }}\n\
+             admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN}}}} }} }}\n{stats_config}\
+             static_resources:\n  listeners:{listeners}\n  clusters:{clusters}\n",
+        );
+        IstioProxy {
+            envoy: Envoy::start(&yaml, &[]),
+            ports,
+            files,
+            _backends: backends,
+        }
+    }
+
+    /// Replaces listener `i`'s ECDS resource (written next to it, renamed).
+    fn update(&self, i: usize, resource: &serde_json::Value) {
+        let tmp = self.files[i].with_extension("json.new");
+        std::fs::write(
+            &tmp,
+            serde_json::json!({ "resources": [resource] }).to_string(),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &self.files[i]).unwrap();
+    }
+
+    /// (status, backend that answered or "-", the backend's JSON if any).
+    fn send(&self, i: usize, headers: &[(&str, &str)]) -> (u16, String, serde_json::Value) {
+        let mut h = headers.to_vec();
+        h.push(("host", "shop.example.com"));
+        let r = request_str(self.ports[i], "/", &h);
+        let body = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+        (
+            r.status,
+            r.header("x-backend").unwrap_or("-").to_string(),
+            body,
+        )
+    }
+
+    fn lane_of(&self, i: usize, headers: &[(&str, &str)]) -> String {
+        let (status, backend, body) = self.send(i, headers);
+        assert_eq!(status, 200, "{body}");
+        backend
+    }
+
+    /// The ECDS filters in `/config_dump`: name -> the Wasm plugin
+    /// configuration Envoy holds (the `StringValue`'s text).
+    fn dumped_plugin_configs(&self) -> BTreeMap<String, String> {
+        let r = request_str(self.envoy.admin, "/config_dump?resource=ecds_filters", &[]);
+        let dump: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        dump["configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let f = &c["ecds_filter"];
+                let cfg = &f["typed_config"]["config"];
+                assert_eq!(
+                    cfg["configuration"]["@type"],
+                    "type.googleapis.com/google.protobuf.StringValue",
+                    "{f}"
+                );
+                (
+                    f["name"].as_str().unwrap().to_string(),
+                    cfg["configuration"]["value"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The edge and hop plugins of the manifests, and the lanes routed on.
+struct Mesh {
+    objects: Vec<Object>,
+}
+
+impl Mesh {
+    fn load() -> Mesh {
+        Mesh {
+            objects: manifests(),
+        }
+    }
+}
+
+fn with_plugin<T>(incoming: Incoming, f: impl FnOnce(&Plugin<'_>, &[&str]) -> T) -> T {
+    let mesh = Mesh::load();
+    let plugins = plugins(&mesh.objects);
+    let (edge, hop) = edge_and_hop(&plugins);
+    let p = if incoming == Incoming::Ignore {
+        edge
+    } else {
+        hop
+    };
+    let lanes = routed_lanes(&mesh.objects, &p.config.lane_header);
+    let lanes: Vec<&str> = lanes.iter().map(String::as_str).collect();
+    f(p, &lanes)
+}
+
+/// A proxy running one `WasmPlugin`, delivered by ECDS as Istio does.
+fn proxy_for(p: &Plugin<'_>, lanes: &[&str]) -> IstioProxy {
+    let proxy = IstioProxy::start(&[p], &[ecds_wasm_resource(p)], lanes, "");
+    // What Envoy holds is the pluginConfig as Istio writes it.
+    assert_eq!(
+        proxy.dumped_plugin_configs(),
+        BTreeMap::from([(resource_name(p), p.json.clone())])
+    );
+    proxy
+}
+
+#[test]
+fn gateway_plugin_config_in_envoy() {
+    with_plugin(Incoming::Ignore, |p, lanes| {
+        let gw = proxy_for(p, lanes);
+        // The gray rule (the same as envoy/demo.yaml's).
+        let (_, backend, body) = gw.send(
+            0,
+            &[("location", "cn-shenzhen"), ("baggage", "userId=alice")],
+        );
+        assert_eq!(backend, "gray", "{body}");
+        assert_eq!(body["headers"]["x-graylane"], "gray");
+        assert_eq!(body["headers"]["baggage"], "userId=alice,lane=gray");
+        assert_eq!(gw.lane_of(0, &[("location", "cn-beijing")]), "base");
+        assert_eq!(gw.lane_of(0, &[]), "base");
+        // Forged tags are removed before the routes see them.
+        let (_, backend, body) = gw.send(
+            0,
+            &[
+                ("x-graylane", "gray"),
+                ("baggage", "lane=gray,userId=alice"),
+            ],
+        );
+        assert_eq!(backend, "base", "{body}");
+        assert!(body["headers"].get("x-graylane").is_none(), "{body}");
+        assert_eq!(body["headers"]["baggage"], "userId=alice");
+        // A forged tag does not keep a matching request out of its lane either.
+        assert_eq!(
+            gw.lane_of(0, &[("x-graylane", "base"), ("location", "cn-shenzhen")]),
+            "gray"
+        );
+        assert_eq!(gw.envoy.counter("wasmcustom.graylane.config_rejected"), 0);
+    });
+}
+
+#[test]
+fn sidecar_plugin_config_in_envoy() {
+    with_plugin(Incoming::Trust, |p, lanes| {
+        let gw = proxy_for(p, lanes);
+        // The tag the edge decided, forwarded by the app in baggage, is kept
+        // and written into the lane header for the VirtualService.
+        let (_, backend, body) = gw.send(0, &[("baggage", "userId=alice,lane=gray")]);
+        assert_eq!(backend, "gray", "{body}");
+        assert_eq!(body["headers"]["x-graylane"], "gray");
+        assert_eq!(body["headers"]["baggage"], "userId=alice,lane=gray");
+        assert_eq!(gw.lane_of(0, &[("x-graylane", "gray")]), "gray");
+        // A lane no WasmPlugin declares is dropped (and counted): base.
+        let (_, backend, body) = gw.send(0, &[("baggage", "lane=pink,userId=alice")]);
+        assert_eq!(backend, "base", "{body}");
+        assert!(body["headers"].get("x-graylane").is_none(), "{body}");
+        assert_eq!(body["headers"]["baggage"], "userId=alice");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while gw.envoy.counter("wasmcustom.graylane.invalid_tags") < 1 {
+            assert!(
+                Instant::now() < deadline,
+                "graylane_invalid_tags not counted"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(gw.envoy.counter("wasmcustom.graylane.invalid_tags"), 1);
+        // Hops never decide by rule: an untagged request stays base even when
+        // the app forwarded what the edge's rule looks at.
+        assert_eq!(gw.lane_of(0, &[("location", "cn-shenzhen")]), "base");
+        assert_eq!(gw.lane_of(0, &[]), "base");
+    });
+}
+
+/// When the image cannot be pulled, istio-agent (1.25 and later) sends an
+/// RBAC filter in graylane's place: deny-all for the edge (`FAIL_RELOAD`),
+/// allow-all for the hops (`FAIL_OPEN`). What that does to the traffic, and
+/// that the Wasm filter takes its place once the image can be pulled.
+#[test]
+fn image_pull_failure_fallbacks() {
+    let mesh = Mesh::load();
+    let plugins = plugins(&mesh.objects);
+    let (edge, hop) = edge_and_hop(&plugins);
+    let lanes = routed_lanes(&mesh.objects, &edge.config.lane_header);
+    let lanes: Vec<&str> = lanes.iter().map(String::as_str).collect();
+    let proxy = IstioProxy::start(
+        &[edge, hop],
+        &[ecds_fallback_resource(edge), ecds_fallback_resource(hop)],
+        &lanes,
+        "",
+    );
+    let strategy = |p: &Plugin<'_>| {
+        p.object.spec()["failStrategy"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // The edge never fails open: every request is denied.
+    assert_ne!(strategy(edge), "FAIL_OPEN");
+    for location in ["cn-shenzhen", "cn-beijing"] {
+        let r = request_str(
+            proxy.ports[0],
+            "/",
+            &[("location", location), ("host", "shop.example.com")],
+        );
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (403, "RBAC: access denied"),
+            "edge, {} without its module",
+            strategy(edge)
+        );
+    }
+    // Counted under the RBAC filter's stat prefix (l0: the listener's).
+    assert_eq!(
+        proxy.envoy.counter("http.l0.rbac.wasm-default-deny.denied"),
+        2
+    );
+    // The hops fail open: calls go through without graylane, so tagged
+    // calls take the default route (base) and the lane header is not set.
+    assert_eq!(strategy(hop), "FAIL_OPEN");
+    let (status, backend, body) = proxy.send(1, &[("baggage", "lane=gray")]);
+    assert_eq!((status, backend.as_str()), (200, "base"), "{body}");
+    assert!(body["headers"].get("x-graylane").is_none(), "{body}");
+    // The allow-all filter has no rules, and counts nothing.
+    assert!(
+        proxy
+            .envoy
+            .stats()
+            .iter()
+            .all(|(k, v)| !k.starts_with("http.l1.rbac") || *v == 0),
+        "the allow-all filter counted something"
+    );
+    // The image can be pulled again: the Wasm filter replaces the RBAC one,
+    // for new requests, with no restart.
+    proxy.update(0, &ecds_wasm_resource(edge));
+    proxy.update(1, &ecds_wasm_resource(hop));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.send(0, &[("location", "cn-shenzhen")]).1 != "gray"
+        || proxy.send(1, &[("baggage", "lane=gray")]).1 != "gray"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the Wasm filters never replaced the fallbacks"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(proxy.dumped_plugin_configs().len(), 2);
+    println!(
+        "istio fallbacks: edge ({}) without its module: 403 for every request; hop ({}): \
+         calls pass to base; both replaced by the Wasm filter by ECDS",
+        strategy(edge),
+        strategy(hop)
+    );
 }
 
 /// The `stats_matcher` of Istio's proxy bootstrap
@@ -656,41 +958,23 @@ fn istio_shaped_filters_and_their_counters() {
     let (edge, hop) = edge_and_hop(&plugins);
     let lanes = routed_lanes(&objects, &edge.config.lane_header);
     let lanes: Vec<&str> = lanes.iter().map(String::as_str).collect();
-    let backends: Vec<(String, Server)> = std::iter::once("base")
-        .chain(lanes.iter().copied())
-        .map(|l| (l.to_string(), Server::echo(l)))
-        .collect();
-    let clusters: String = backends
-        .iter()
-        .map(|(l, s)| {
-            cluster(
-                &if l == "base" {
-                    l.clone()
-                } else {
-                    format!("lane-{l}")
-                },
-                s.port,
-            )
-        })
-        .collect();
-    let (edge_port, hop_port) = (free_port(), free_port());
-    let routes = lane_routes("\"*\"", &edge.config.lane_header, &lanes, "base");
-    let yaml = format!(
-        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN}}}} }} }}\n{ISTIO_STATS_CONFIG}\
-         static_resources:\n  listeners:{}{}\n  clusters:{clusters}\n",
-        listener("edge", edge_port, &istio_wasm_filter(edge), &routes),
-        listener("hop", hop_port, &istio_wasm_filter(hop), &routes),
+    let proxy = IstioProxy::start(
+        &[edge, hop],
+        &[ecds_wasm_resource(edge), ecds_wasm_resource(hop)],
+        &lanes,
+        ISTIO_STATS_CONFIG,
     );
-    let envoy = Envoy::start(&yaml, &[]);
-    let lane_at = |port: u16, headers: &[(&str, &str)]| {
-        let r = request_str(port, "/", headers);
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()["backend"].as_str().unwrap().to_string()
-    };
+    assert_eq!(
+        proxy.dumped_plugin_configs(),
+        BTreeMap::from([
+            (resource_name(edge), edge.json.clone()),
+            (resource_name(hop), hop.json.clone()),
+        ])
+    );
     // client -> edge -> (app forwards baggage) -> hop, twice in gray, once base.
     for location in ["cn-shenzhen", "cn-shenzhen", "cn-beijing"] {
-        let r = request_str(edge_port, "/", &[("location", location)]);
-        let baggage = r.json()["headers"]["baggage"]
+        let (_, backend, body) = proxy.send(0, &[("location", location)]);
+        let baggage = body["headers"]["baggage"]
             .as_str()
             .unwrap_or_default()
             .to_string();
@@ -699,26 +983,34 @@ fn istio_shaped_filters_and_their_counters() {
         } else {
             "base"
         };
-        assert_eq!(r.json()["backend"], want);
-        assert_eq!(lane_at(hop_port, &[("baggage", &baggage)]), want);
+        assert_eq!(backend, want);
+        assert_eq!(proxy.lane_of(1, &[("baggage", &baggage)]), want);
     }
     // Istio's stats matcher keeps graylane's counters (they start with
     // `wasm`); without graylane's stats_tags they are flat names in
-    // /stats/prometheus, which is what a mesh's Prometheus scrapes.
-    let prom = envoy.prometheus();
-    for line in [
+    // /stats/prometheus, which is what a mesh's Prometheus scrapes. (The
+    // VMs may flush their counters with a delay: polled.)
+    let want = [
         "graylane_requests_source_rule_lane_gray{} 2",
         "graylane_requests_source_propagated_lane_gray{} 2",
         "graylane_requests_source_default_lane_base{} 2",
         "graylane_invalid_tags{} 0",
         "graylane_config_rejected{} 0",
         "graylane_config_warnings{} 0",
-    ] {
-        assert!(
-            prom.lines().any(|l| l == line),
-            "missing {line:?} in:\n{prom}"
-        );
-    }
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let prom = loop {
+        let prom = proxy.envoy.prometheus();
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|w| !prom.lines().any(|l| l == **w))
+            .collect();
+        if missing.is_empty() {
+            break prom;
+        }
+        assert!(Instant::now() < deadline, "missing {missing:?} in:\n{prom}");
+        thread::sleep(Duration::from_millis(100));
+    };
     // Accepted once per VM (main thread and each worker, both plugins).
     assert!(
         prom.lines()

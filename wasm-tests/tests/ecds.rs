@@ -1,0 +1,1139 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! Configuration updates by ECDS (Envoy's Extension Config Discovery
+//! Service), the way Istio delivers a `WasmPlugin`: the gateway of
+//! `envoy/ecds/` names graylane in its filter chain (`config_discovery`),
+//! and the filter itself comes from a file Envoy watches. While a keep-alive
+//! load runs on several connections, the test renames new filter files into
+//! place: valid ones (lanes added, removed, re-prioritised, a split percent
+//! changed) and invalid ones (an unknown field, a bad regex, a lane named
+//! `base`). No request may fail; a valid update must decide the next
+//! requests of connections opened before it (no listener drain); an invalid
+//! one must be rejected (Envoy's `config_fail`, graylane's log line with the
+//! JSON path) while the previous configuration keeps deciding. Every answer
+//! of the load is checked against the native engine's decision under the
+//! configuration in effect.
+//!
+//! Then the faults: a file that is neither YAML nor JSON, a file with two
+//! resources, the same rejected content again, a misspelt Envoy field, what
+//! `/config_dump` shows, a rejected first configuration; and the module
+//! fetched over HTTP in an ECDS update (`code.remote`, with and without
+//! `nack_on_code_cache_miss`).
+
+use graylane::config::Config;
+use graylane::engine::{self, HeaderList};
+use graylane_wasm_tests::harness::{
+    free_port, json_string_value, read_body, read_head, repo_root, request, scratch_dir, wasm_path,
+    Envoy,
+};
+use graylane_wasm_tests::load::{self, Plan, Reply, Sample, Target};
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Envoy's counters of the ECDS subscription of the filter named `graylane`.
+const CONFIG_RELOAD: &str = "extension_config_discovery.http_filter.graylane.config_reload";
+const CONFIG_FAIL: &str = "extension_config_discovery.http_filter.graylane.config_fail";
+const UPDATE_REJECTED: &str = "extension_config_discovery.http_filter.graylane.update_rejected";
+const UPDATE_FAILURE: &str = "extension_config_discovery.http_filter.graylane.update_failure";
+const UPDATE_SUCCESS: &str = "extension_config_discovery.http_filter.graylane.update_success";
+const GRAYLANE_REJECTED: &str = "wasmcustom.graylane.config_rejected";
+
+fn read_example(file: &str) -> String {
+    let p = repo_root().join("envoy/ecds").join(file);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The committed `envoy/ecds/` gateway on free ports, its filter file in a
+/// scratch directory.
+struct EcdsGateway {
+    envoy: Envoy,
+    port: u16,
+    filter: PathBuf,
+    /// filter.yaml with `{{PLUGIN}}` in place of the plugin configuration.
+    template: String,
+    /// The plugin configuration of the committed filter.yaml.
+    initial: String,
+}
+
+/// The plugin configuration (JSON) of filter.yaml, and the file with a
+/// placeholder in its place.
+fn split_filter(text: &str) -> (String, String) {
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("value: '{"))
+        .expect("filter.yaml: a `value: '{...}'` line holding the plugin configuration");
+    let json = line
+        .trim()
+        .trim_start_matches("value: '")
+        .trim_end_matches('\'')
+        .to_string();
+    let indent = &line[..line.len() - line.trim_start().len()];
+    (
+        json,
+        text.replace(line, &format!("{indent}value: {{{{PLUGIN}}}}")),
+    )
+}
+
+impl EcdsGateway {
+    fn start() -> EcdsGateway {
+        let gw = Self::start_with(None);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while backend_of(gw.port, &[]).is_none() {
+            assert!(Instant::now() < deadline, "the ECDS gateway never served");
+            thread::sleep(Duration::from_millis(50));
+        }
+        gw
+    }
+
+    /// Starts it with the committed plugin configuration, or `first`.
+    fn start_with(first: Option<&str>) -> EcdsGateway {
+        Self::start_full(
+            |template, initial| fill(template, first.unwrap_or(initial)),
+            "",
+        )
+    }
+
+    /// Starts it with the filter file `first(template, initial)` makes, and
+    /// `extra_clusters` (YAML list items) added to the bootstrap's clusters.
+    fn start_full(first: impl FnOnce(&str, &str) -> String, extra_clusters: &str) -> EcdsGateway {
+        let (port, backends) = (free_port(), free_port());
+        let dir = scratch_dir("ecds");
+        let filter = dir.join("filter.yaml");
+        let (initial, template) = split_filter(&read_example("filter.yaml").replace(
+            "filename: target/graylane.wasm",
+            &format!("filename: {}", wasm_path().display()),
+        ));
+        let mut bootstrap = read_example("bootstrap.yaml");
+        for (from, to) in [
+            ("port_value: 10300 ", format!("port_value: {port} ")),
+            ("port_value: 10301 ", format!("port_value: {backends} ")),
+            ("port_value: 9903 ", "port_value: {{ADMIN}} ".to_string()),
+            (
+                "path: envoy/ecds/filter.yaml",
+                format!("path: {}", filter.display()),
+            ),
+            (
+                "watched_directory: { path: envoy/ecds }",
+                format!("watched_directory: {{ path: {} }}", dir.display()),
+            ),
+        ] {
+            assert!(bootstrap.contains(from), "bootstrap.yaml: no `{from}`");
+            bootstrap = bootstrap.replace(from, &to);
+        }
+        // `clusters:` is the bootstrap's last list.
+        bootstrap.push_str(extra_clusters);
+        // The filter file must exist when Envoy starts.
+        std::fs::write(&filter, first(&template, &initial)).expect("write filter");
+        EcdsGateway {
+            envoy: Envoy::start_with(&bootstrap, &[], 2),
+            port,
+            filter,
+            template,
+            initial,
+        }
+    }
+
+    /// Puts a new filter file in place as an operator should: written next
+    /// to it, then renamed over it.
+    fn write_raw(&self, text: &str) {
+        let tmp = self.filter.with_file_name(".filter.yaml.new");
+        std::fs::write(&tmp, text).expect("write filter");
+        std::fs::rename(&tmp, &self.filter).expect("rename filter");
+    }
+
+    fn update(&self, plugin_json: &str) {
+        self.write_raw(&fill(&self.template, plugin_json));
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        self.envoy.counter(name)
+    }
+
+    /// The ECDS part of `/config_dump`: (version_info, plugin configuration).
+    fn dumped_filter(&self) -> (String, String) {
+        let r = request(
+            self.envoy.admin,
+            "GET",
+            "/config_dump?resource=ecds_filters",
+            &[],
+        )
+        .expect("config_dump");
+        let dump: serde_json::Value = serde_json::from_slice(&r.body)
+            .unwrap_or_else(|e| panic!("config_dump ({e}): {}", r.text()));
+        let configs = dump["configs"].as_array().cloned().unwrap_or_default();
+        assert_eq!(configs.len(), 1, "one ECDS filter: {dump:#}");
+        let c = &configs[0];
+        let value = c["ecds_filter"]["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no plugin configuration in the dump: {c:#}"))
+            .to_string();
+        (c["version_info"].as_str().unwrap_or("").to_string(), value)
+    }
+}
+
+fn fill(template: &str, plugin_json: &str) -> String {
+    template.replace("{{PLUGIN}}", &json_string_value(plugin_json))
+}
+
+/// The backend named in an answer (`backend=<name> ...`).
+fn backend_in(body: &str) -> String {
+    body.strip_prefix("backend=")
+        .and_then(|b| b.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Which backend answered a request on a new connection; `None` on failure.
+fn backend_of(port: u16, headers: &[(&str, &str)]) -> Option<String> {
+    let raw: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    let r = request(port, "GET", "/", &raw).ok()?;
+    (r.status == 200).then(|| backend_in(&r.text()))
+}
+
+/// One keep-alive connection, opened before any update.
+struct Conn {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn open(port: u16) -> Conn {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Conn {
+            writer: s.try_clone().unwrap(),
+            reader: BufReader::new(s),
+        }
+    }
+
+    /// The backend that answered; panics if the connection was closed (the
+    /// point is that it stays open).
+    fn backend(&mut self, t: &Target) -> String {
+        let mut req = String::from("GET / HTTP/1.1\r\nhost: localhost\r\n");
+        for (k, v) in &t.headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.writer
+            .write_all(req.as_bytes())
+            .expect("write on the kept connection");
+        let (line, headers) = read_head(&mut self.reader).expect("kept connection: response");
+        let body = read_body(&mut self.reader, &headers, false).expect("body");
+        assert!(line.contains(" 200 "), "{line}");
+        assert!(
+            !headers
+                .iter()
+                .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close")),
+            "Envoy closed the kept connection"
+        );
+        backend_in(&String::from_utf8_lossy(&body))
+    }
+}
+
+const SALT: &str = "ecds-test";
+
+/// A lane rule as JSON.
+fn lane(name: &str, priority: u32, condition: &str, split: Option<f64>) -> String {
+    let split = split
+        .map(|p| {
+            format!(
+                r#", "split": {{"key": {{"header": "x-user-id"}}, "percent": {p}, "salt": "{SALT}", "onMissingKey": "exclude"}}"#
+            )
+        })
+        .unwrap_or_default();
+    format!(r#"{{"name": "{name}", "priority": {priority}, "match": {condition}{split}}}"#)
+}
+
+fn plugin(lanes: &[String]) -> String {
+    format!(
+        r#"{{"incoming": "ignore", "responseHeader": true, "lanes": [{}]}}"#,
+        lanes.join(", ")
+    )
+}
+
+const SHENZHEN: &str = r#"{"header": "location", "exact": "cn-shenzhen"}"#;
+const BEIJING: &str = r#"{"header": "location", "exact": "cn-beijing"}"#;
+const RELEASE: &str = r#"{"header": "x-release", "exact": "r1"}"#;
+const GOLD: &str = r#"{"header": "x-tier", "exact": "gold"}"#;
+
+/// The seven valid configurations rolled out after the committed one
+/// (gray on Shenzhen, blue on `x-release: r0`), and what each changes.
+fn valid_updates() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "blue moves to x-release: r1",
+            plugin(&[
+                lane("gray", 10, SHENZHEN, None),
+                lane("blue", 20, RELEASE, None),
+            ]),
+        ),
+        (
+            "lane green added",
+            plugin(&[
+                lane("gray", 10, SHENZHEN, None),
+                lane("blue", 20, RELEASE, None),
+                lane("green", 30, GOLD, None),
+            ]),
+        ),
+        (
+            "green re-prioritised above gray",
+            plugin(&[
+                lane("gray", 10, SHENZHEN, None),
+                lane("blue", 20, RELEASE, None),
+                lane("green", 5, GOLD, None),
+            ]),
+        ),
+        (
+            "blue split at 30 %",
+            plugin(&[
+                lane("gray", 10, SHENZHEN, None),
+                lane("blue", 20, RELEASE, Some(30.0)),
+                lane("green", 5, GOLD, None),
+            ]),
+        ),
+        (
+            "blue split percent 30 -> 70",
+            plugin(&[
+                lane("gray", 10, SHENZHEN, None),
+                lane("blue", 20, RELEASE, Some(70.0)),
+                lane("green", 5, GOLD, None),
+            ]),
+        ),
+        (
+            "lane gray removed",
+            plugin(&[
+                lane("blue", 20, RELEASE, Some(70.0)),
+                lane("green", 5, GOLD, None),
+            ]),
+        ),
+        (
+            "gray back on Beijing, blue re-prioritised above green",
+            plugin(&[
+                lane("gray", 10, BEIJING, None),
+                lane("blue", 1, RELEASE, Some(70.0)),
+                lane("green", 5, GOLD, None),
+            ]),
+        ),
+    ]
+}
+
+/// The three invalid configurations, and the JSON path graylane logs.
+fn invalid_updates() -> Vec<(&'static str, String, &'static str)> {
+    let gray = lane("gray", 10, SHENZHEN, None);
+    vec![
+        (
+            "an unknown field",
+            format!(r#"{{"lanes": [{gray}, {{"name": "blue", "priorty": 20}}]}}"#),
+            "lanes[1].priorty",
+        ),
+        (
+            "a bad regex",
+            plugin(&[
+                gray.clone(),
+                lane(
+                    "blue",
+                    20,
+                    r#"{"header": "x-release", "regex": "(r1"}"#,
+                    None,
+                ),
+            ]),
+            "lanes[1].match.regex",
+        ),
+        (
+            "a lane named base",
+            plugin(&[lane("base", 10, SHENZHEN, None), gray.clone()]),
+            "lanes[0].name",
+        ),
+    ]
+}
+
+/// A user id whose bucket (for [`SALT`]) is admitted at 70 % and not at
+/// 30 %, so that the split change is visible.
+fn user_between_30_and_70() -> String {
+    (0..10_000)
+        .map(|n| format!("user-{n}"))
+        .find(|u| (3000..7000).contains(&engine::bucket(SALT, u.as_bytes())))
+        .expect("a user in buckets 3000..7000")
+}
+
+/// The requests of the load: each configuration decides some of them
+/// differently from the one before.
+fn probes() -> Vec<Target> {
+    let user = user_between_30_and_70();
+    vec![
+        Target::new("/", &[("location", "cn-shenzhen")]),
+        Target::new("/", &[("x-release", "r0")]),
+        Target::new("/", &[("x-release", "r1"), ("x-user-id", &user)]),
+        Target::new("/", &[("x-tier", "gold")]),
+        Target::new("/", &[("location", "cn-shenzhen"), ("x-tier", "gold")]),
+        Target::new("/", &[("location", "cn-beijing")]),
+        Target::new(
+            "/",
+            &[
+                ("x-release", "r1"),
+                ("x-user-id", &user),
+                ("x-tier", "gold"),
+            ],
+        ),
+        Target::new("/", &[]),
+        // Forged by the client: removed at the edge.
+        Target::new("/", &[("x-graylane", "gray"), ("baggage", "lane=blue")]),
+    ]
+}
+
+/// The lane the native engine decides for a probe under a configuration.
+fn expected(config: &Config, t: &Target) -> String {
+    let mut pairs: Vec<(&str, &str)> = vec![
+        (":path", &t.path),
+        (":method", "GET"),
+        (":authority", "localhost"),
+    ];
+    for (k, v) in &t.headers {
+        pairs.push((k, v));
+    }
+    let outcome = engine::process(config, &HeaderList::from_strs(&pairs), &mut || 0);
+    config.lane_name(outcome.decision.lane).to_string()
+}
+
+fn answers(config: &Config, probes: &[Target]) -> Vec<String> {
+    probes.iter().map(|t| expected(config, t)).collect()
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        thread::sleep(Duration::from_millis(2));
+    }
+    t0.elapsed()
+}
+
+/// A counter that may be flushed from the VM with a delay: polled.
+fn wait_counter_above(gw: &EcdsGateway, name: &str, before: u64, what: &str) {
+    wait_for(what, Duration::from_secs(5), || gw.counter(name) > before);
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// One configuration period of the load: from `from` (the update was put in
+/// place) on, requests started after `settled` must get `answers`.
+struct Period {
+    from: Duration,
+    settled: Duration,
+    answers: Vec<String>,
+}
+
+#[test]
+fn ecds_updates_under_load_apply_to_open_connections_or_are_rejected() {
+    let gw = EcdsGateway::start();
+    let probes = Arc::new(probes());
+    let initial = Config::from_json(gw.initial.as_bytes()).expect("committed filter.yaml");
+    let mut in_effect = answers(&initial, &probes);
+    // The committed example decides as the engine does.
+    for (t, want) in probes.iter().zip(&in_effect) {
+        let h: Vec<(&str, &str)> = t
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            backend_of(gw.port, &h).as_deref(),
+            Some(want.as_str()),
+            "{t:?}"
+        );
+    }
+    assert_eq!(gw.counter(CONFIG_RELOAD), 1, "the first configuration");
+    assert_eq!(gw.counter(CONFIG_FAIL), 0);
+
+    // The witness: one connection, opened now, used after every update.
+    let mut witness = Conn::open(gw.port);
+    for (t, want) in probes.iter().zip(&in_effect) {
+        assert_eq!(&witness.backend(t), want);
+    }
+
+    let rate = load::env_usize("GRAYLANE_ECDS_RATE", 400) as f64;
+    let connections = 4;
+    let plan = Plan {
+        port: gw.port,
+        connections,
+        requests: (rate * 120.0) as usize,
+        rate: Some(rate),
+        keep_samples: true,
+    };
+    let n_probes = probes.len();
+    let load_probes = Arc::clone(&probes);
+    let running = load::start(
+        &plan,
+        Arc::new(move |i| load_probes[i % n_probes].clone()),
+        Arc::new(|_, r: &Reply| {
+            if r.status == 200 {
+                backend_in(&r.text())
+            } else {
+                format!("status {}", r.status)
+            }
+        }),
+    );
+    running.wait_done(200);
+    let listeners_modified = gw.counter("listener_manager.listener_modified");
+
+    let mut periods = vec![Period {
+        from: Duration::ZERO,
+        settled: Duration::ZERO,
+        answers: in_effect.clone(),
+    }];
+    let mut applied: Vec<(&str, Duration)> = Vec::new();
+    let mut rejected: Vec<(&str, Duration)> = Vec::new();
+    let valid = valid_updates();
+    let invalid = invalid_updates();
+    // 10 updates: every third one invalid, so each invalid one is followed
+    // by a valid one that must apply.
+    let order = [0, 1, 100, 2, 3, 101, 4, 5, 102, 6];
+    for step in order {
+        let reloads = gw.counter(CONFIG_RELOAD);
+        let fails = gw.counter(CONFIG_FAIL);
+        if step < 100 {
+            let (what, json) = &valid[step];
+            let config =
+                Config::from_json(json.as_bytes()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let want = answers(&config, &probes);
+            assert_ne!(want, in_effect, "{what}: no probe sees the change");
+            let changed: Vec<usize> = (0..n_probes).filter(|&i| want[i] != in_effect[i]).collect();
+            let from = running.now();
+            let t0 = Instant::now();
+            gw.update(json);
+            // In effect on the witness connection, opened before the update.
+            wait_for(what, Duration::from_secs(5), || {
+                changed
+                    .iter()
+                    .all(|&i| witness.backend(&probes[i]) == want[i])
+            });
+            let took = t0.elapsed();
+            for (t, w) in probes.iter().zip(&want) {
+                assert_eq!(&witness.backend(t), w, "{what}: {t:?}");
+            }
+            wait_for(
+                &format!("{what}: config_reload"),
+                Duration::from_secs(5),
+                || gw.counter(CONFIG_RELOAD) > reloads,
+            );
+            assert_eq!(gw.counter(CONFIG_FAIL), fails, "{what}");
+            periods.push(Period {
+                from,
+                settled: running.now(),
+                answers: want.clone(),
+            });
+            in_effect = want;
+            applied.push((what, took));
+        } else {
+            let (what, json, path) = &invalid[step - 100];
+            let graylane_rejected = gw.counter(GRAYLANE_REJECTED);
+            let update_rejected = gw.counter(UPDATE_REJECTED);
+            let log_before = gw.envoy.log_text().len();
+            let t0 = Instant::now();
+            gw.update(json);
+            wait_for(
+                &format!("{what}: config_fail"),
+                Duration::from_secs(5),
+                || gw.counter(CONFIG_FAIL) > fails,
+            );
+            let took = t0.elapsed();
+            // Envoy counts a configuration the filter refused as a reload
+            // too (it got as far as building the filter), and as rejected.
+            assert_eq!(gw.counter(CONFIG_RELOAD), reloads + 1, "{what}");
+            assert_eq!(gw.counter(UPDATE_REJECTED), update_rejected + 1, "{what}");
+            let needle = format!("configuration rejected: {path}: ");
+            wait_for(
+                &format!("{what}: `{needle}` in the log"),
+                Duration::from_secs(5),
+                || {
+                    gw.envoy
+                        .log_text()
+                        .get(log_before..)
+                        .is_some_and(|l| l.contains(&needle))
+                },
+            );
+            wait_counter_above(
+                &gw,
+                GRAYLANE_REJECTED,
+                graylane_rejected,
+                &format!("{what}: graylane_config_rejected"),
+            );
+            // The previous configuration keeps deciding, on the old
+            // connection and on a new one.
+            for (t, w) in probes.iter().zip(&in_effect) {
+                assert_eq!(&witness.backend(t), w, "{what}: {t:?}");
+                let h: Vec<(&str, &str)> = t
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                assert_eq!(
+                    backend_of(gw.port, &h).as_deref(),
+                    Some(w.as_str()),
+                    "{what}"
+                );
+            }
+            // /config_dump shows the rejected configuration, not the one
+            // in effect.
+            assert_eq!(&gw.dumped_filter().1, json, "{what}: config_dump");
+            rejected.push((what, took));
+        }
+        thread::sleep(Duration::from_millis(400));
+    }
+    assert!(!running.finished(), "the load ended before the last update");
+    thread::sleep(Duration::from_millis(300));
+    running.stop();
+    let report = running.join();
+
+    // Every answer of the load, against the configuration in effect: before
+    // an update is put in place, the previous one; once it decided the
+    // witness (plus a margin for the other worker thread), the new one.
+    let margin = Duration::from_millis(250);
+    let mut wrong = Vec::new();
+    let mut last_old: Vec<Duration> = vec![Duration::ZERO; periods.len()];
+    for s in &report.samples {
+        let Sample {
+            index,
+            start,
+            end,
+            status,
+            label,
+        } = s;
+        assert_eq!(*status, 200, "request {index}: {label}");
+        let p = index % n_probes;
+        let k = periods
+            .iter()
+            .rposition(|per| per.from <= *start)
+            .unwrap_or(0);
+        let per = &periods[k];
+        let ok_new = per.answers[p] == *label;
+        let ok_old = k > 0 && periods[k - 1].answers[p] == *label;
+        if ok_new {
+            continue;
+        }
+        if ok_old && *start < per.settled + margin {
+            if per.answers[p] != periods[k - 1].answers[p] {
+                last_old[k] = last_old[k].max(end.saturating_sub(per.from));
+            }
+            continue;
+        }
+        wrong.push(format!(
+            "request {index} (probe {p}) at {start:?}: {label}, want {} (period {k})",
+            per.answers[p]
+        ));
+    }
+    let ecds_reloads = gw.counter(CONFIG_RELOAD);
+    let ecds_fails = gw.counter(CONFIG_FAIL);
+    let summary = format!(
+        "ecds: {} requests on {connections} keep-alive connections in {:.1} s ({:.0}/s), statuses {:?}, \
+         answers {:?}, reconnects {}; {} valid updates in effect on an open connection after {} ms \
+         (last old answer on the load's connections at +{} ms); {} invalid updates rejected after {} ms; \
+         config_reload {ecds_reloads} config_fail {ecds_fails}",
+        report.requests,
+        report.elapsed.as_secs_f64(),
+        report.per_second(),
+        report.statuses,
+        report.labels,
+        report.reconnects,
+        applied.len(),
+        applied.iter().map(|(_, d)| ms(*d)).collect::<Vec<_>>().join("/"),
+        last_old[1..].iter().map(|d| ms(*d)).collect::<Vec<_>>().join("/"),
+        rejected.len(),
+        rejected.iter().map(|(_, d)| ms(*d)).collect::<Vec<_>>().join("/"),
+    );
+    println!("{summary}");
+    for (what, d) in &applied {
+        println!("  applied  {:>7} ms  {what}", ms(*d));
+    }
+    for (what, d) in &rejected {
+        println!("  rejected {:>7} ms  {what}", ms(*d));
+    }
+    assert!(
+        wrong.is_empty(),
+        "{}\n{summary}",
+        wrong[..wrong.len().min(10)].join("\n")
+    );
+    assert_eq!(report.failed(), 0, "{:?}\n{summary}", report.errors);
+    assert_eq!(report.reconnects, 0, "{summary}");
+    assert!(report.requests >= 1000, "{summary}");
+    assert_eq!((applied.len(), rejected.len()), (7, 3));
+    assert_eq!(ecds_reloads, 1 + 7 + 3, "{summary}");
+    assert_eq!(ecds_fails, 3, "{summary}");
+    // No listener was replaced or drained: the same connections served
+    // every configuration.
+    assert_eq!(
+        gw.counter("listener_manager.listener_modified"),
+        listeners_modified
+    );
+    assert_eq!(gw.counter("listener_manager.total_listeners_draining"), 0);
+}
+
+/// Counters of one fault step, as differences from before it.
+#[derive(Debug, PartialEq, Eq)]
+struct Delta {
+    reload: u64,
+    fail: u64,
+    rejected: u64,
+    failure: u64,
+    success: u64,
+}
+
+fn ecds_counters(gw: &EcdsGateway) -> [u64; 5] {
+    [
+        gw.counter(CONFIG_RELOAD),
+        gw.counter(CONFIG_FAIL),
+        gw.counter(UPDATE_REJECTED),
+        gw.counter(UPDATE_FAILURE),
+        gw.counter(UPDATE_SUCCESS),
+    ]
+}
+
+/// Puts a file in place and waits until Envoy has handled it (an update
+/// attempt counted); the counters' changes.
+fn put(gw: &EcdsGateway, text: &str) -> Delta {
+    let attempts = "extension_config_discovery.http_filter.graylane.update_attempt";
+    let before_attempts = gw.counter(attempts);
+    let b = ecds_counters(gw);
+    gw.write_raw(text);
+    wait_for("an ECDS update attempt", Duration::from_secs(5), || {
+        gw.counter(attempts) > before_attempts
+    });
+    // Let the load run on the outcome for a moment (and a reload that is
+    // counted once the filter is built catch up).
+    thread::sleep(Duration::from_millis(150));
+    let a = ecds_counters(gw);
+    Delta {
+        reload: a[0] - b[0],
+        fail: a[1] - b[1],
+        rejected: a[2] - b[2],
+        failure: a[3] - b[3],
+        success: a[4] - b[4],
+    }
+}
+
+const fn delta(reload: u64, fail: u64, rejected: u64, failure: u64, success: u64) -> Delta {
+    Delta {
+        reload,
+        fail,
+        rejected,
+        failure,
+        success,
+    }
+}
+
+#[test]
+fn bad_ecds_files_are_rejected_while_serving_goes_on() {
+    let gw = EcdsGateway::start();
+    let probes = Arc::new(probes());
+    let n_probes = probes.len();
+    // A light load all along: no request may fail.
+    let load_probes = Arc::clone(&probes);
+    let running = load::start(
+        &Plan {
+            port: gw.port,
+            connections: 2,
+            requests: 100_000,
+            rate: Some(200.0),
+            keep_samples: false,
+        },
+        Arc::new(move |i| load_probes[i % n_probes].clone()),
+        Arc::new(|_, r: &Reply| format!("{}", r.status)),
+    );
+    let serves = |json: &str, what: &str| {
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        for (t, want) in probes.iter().zip(answers(&config, &probes)) {
+            let h: Vec<(&str, &str)> = t
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            assert_eq!(backend_of(gw.port, &h), Some(want), "{what}: {t:?}");
+        }
+    };
+    let graylane_rejected = || gw.counter(GRAYLANE_REJECTED);
+    let (a, b) = (gw.initial.clone(), valid_updates()[0].1.clone());
+    let (_, bad, path) = invalid_updates().remove(2);
+    let bad_file = fill(&gw.template, &bad);
+    let mut seen = Vec::new();
+
+    // A configuration graylane refuses: Envoy counts it as reloaded,
+    // failed and rejected; graylane logs the JSON path; A keeps serving;
+    // /config_dump shows the rejected configuration.
+    let d = put(&gw, &bad_file);
+    assert_eq!(d, delta(1, 1, 1, 0, 0), "refused by graylane");
+    wait_counter_above(&gw, GRAYLANE_REJECTED, 0, "graylane_config_rejected");
+    let log = gw
+        .envoy
+        .wait_log(&format!("configuration rejected: {path}: "));
+    assert!(log.contains(&format!("configuration rejected: {path}: ")));
+    assert!(
+        log.contains("Filesystem config update rejected: Unable to create Wasm plugin graylane")
+    );
+    serves(&a, "after a refused configuration");
+    assert_eq!(gw.dumped_filter().1, bad, "config_dump after a rejection");
+    seen.push(format!("refused: {d:?}"));
+
+    // The same content again, right after: Envoy compares it with the last
+    // configuration it received (the rejected one), finds it identical and
+    // skips it -- counted as a successful update, nothing re-checked.
+    let d = put(&gw, &bad_file);
+    assert_eq!(d, delta(0, 0, 0, 0, 1), "the same rejected content again");
+    serves(&a, "after the same rejected content again");
+    assert_eq!(graylane_rejected(), 1);
+    seen.push(format!("same rejected again: {d:?}"));
+
+    // A valid configuration applies after a rejected one.
+    let d = put(&gw, &fill(&gw.template, &b));
+    assert_eq!(d, delta(1, 0, 0, 0, 1), "valid after rejected");
+    serves(&b, "valid after a rejected one");
+    assert_eq!(gw.dumped_filter().1, b);
+    // The same valid content again: skipped.
+    let d = put(&gw, &fill(&gw.template, &b));
+    assert_eq!(d, delta(0, 0, 0, 0, 1), "the same valid content again");
+    seen.push(format!("same valid again: {d:?}"));
+
+    // The rejected content once more, now after a valid one: rejected
+    // again, but Envoy's Wasm plugin cache remembers that this
+    // configuration failed and does not ask graylane (no new log line from
+    // graylane, graylane_config_rejected unchanged).
+    let log_before = gw.envoy.log_text().len();
+    let d = put(&gw, &bad_file);
+    assert_eq!(d, delta(1, 1, 1, 0, 0), "a refused configuration again");
+    serves(&b, "after a refused configuration again");
+    let log = gw.envoy.wait_log("Plugin graylane failed to load");
+    let new_log = log.get(log_before..).unwrap_or_default();
+    assert!(
+        new_log.contains("Plugin graylane failed to load"),
+        "{new_log}"
+    );
+    assert!(!new_log.contains("configuration rejected"), "{new_log}");
+    assert_eq!(graylane_rejected(), 1);
+    seen.push(format!("refused again later: {d:?}"));
+
+    // Neither YAML nor JSON (cut off in the middle): a failed update (not a
+    // rejected one).
+    let dump_before = gw.dumped_filter();
+    let d = put(
+        &gw,
+        r#"{"resources": [{"@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig", "name": "graylane""#,
+    );
+    assert_eq!(d, delta(0, 1, 0, 1, 0), "not YAML");
+    assert!(gw
+        .envoy
+        .wait_log("Filesystem config update failure")
+        .contains("Filesystem config update failure"));
+    serves(&b, "after a file that is not YAML");
+    assert_eq!(gw.dumped_filter(), dump_before);
+    seen.push(format!("not YAML: {d:?}"));
+
+    // Two resources in one file: rejected.
+    let two = format!(
+        "{}{}",
+        fill(&gw.template, &b),
+        fill(&gw.template, &a)
+            .split_once("resources:\n")
+            .map(|(_, r)| r.to_string())
+            .unwrap()
+    );
+    let d = put(&gw, &two);
+    assert_eq!(d, delta(0, 1, 1, 0, 0), "two resources");
+    assert!(gw
+        .envoy
+        .wait_log("Unexpected number of resources in ExtensionConfigDS response: 2")
+        .contains("Unexpected number of resources"));
+    serves(&b, "after a file with two resources");
+    seen.push(format!("two resources: {d:?}"));
+
+    // And a valid one still applies after all that.
+    let c = valid_updates()[1].1.clone();
+    let d = put(&gw, &fill(&gw.template, &c));
+    assert_eq!(d, delta(1, 0, 0, 0, 1));
+    serves(&c, "a valid configuration after the faults");
+
+    // A misspelt Envoy field in the filter resource (not in graylane's
+    // JSON, where it would be an error): Envoy only warns about it in a
+    // dynamic resource, and applies the rest.
+    let e = valid_updates()[2].1.clone();
+    let typo = fill(&gw.template, &e).replacen(
+        "root_id: graylane",
+        "root_id: graylane\n      failure_polcy: FAIL_OPEN",
+        1,
+    );
+    assert!(typo.contains("failure_polcy"));
+    let d = put(&gw, &typo);
+    assert_eq!(d, delta(1, 0, 0, 0, 1), "a misspelt Envoy field");
+    assert!(gw
+        .envoy
+        .wait_log("failure_polcy")
+        .lines()
+        .any(|l| l.contains("Unknown field") && l.contains("failure_polcy")));
+    serves(&e, "with a misspelt Envoy field");
+    seen.push(format!("misspelt Envoy field: {d:?}"));
+
+    running.stop();
+    let report = running.join();
+    println!(
+        "ecds faults: {} requests on 2 keep-alive connections, statuses {:?}, reconnects {}; {}",
+        report.requests,
+        report.statuses,
+        report.reconnects,
+        seen.join("; ")
+    );
+    assert_eq!(report.failed(), 0, "{:?}", report.errors);
+    assert_eq!(report.reconnects, 0);
+}
+
+#[test]
+fn a_rejected_first_configuration_fails_requests_until_a_valid_one_arrives() {
+    // Envoy does not wait for a valid configuration: the rejected one
+    // counts as the end of the initial fetch, the listener starts, and the
+    // filter, having no configuration, answers every request 500.
+    let (_, bad, path) = invalid_updates().remove(0);
+    let gw = EcdsGateway::start_with(Some(&bad));
+    assert!(gw
+        .envoy
+        .wait_log(&format!("configuration rejected: {path}: "))
+        .contains(&format!("configuration rejected: {path}: ")));
+    assert_eq!(gw.counter(CONFIG_FAIL), 1);
+    let r = request(gw.port, "GET", "/", &[("location", b"cn-shenzhen")]).expect("request");
+    assert_eq!(r.status, 500, "{}", r.text());
+    let r = request(gw.port, "GET", "/", &[]).expect("request");
+    assert_eq!(r.status, 500, "{}", r.text());
+    // The first valid configuration brings it up.
+    let d = put(&gw, &fill(&gw.template, &gw.initial));
+    assert_eq!(d, delta(1, 0, 0, 0, 1));
+    assert_eq!(
+        backend_of(gw.port, &[("location", "cn-shenzhen")]).as_deref(),
+        Some("gray")
+    );
+    assert_eq!(backend_of(gw.port, &[]).as_deref(), Some("base"));
+    println!("ecds, rejected first configuration: requests answered 500 until a valid one arrived");
+}
+
+/// The filter file with the module fetched over HTTP instead of read from
+/// a local file (`code.remote`, with its sha256), optionally with
+/// `nack_on_code_cache_miss`.
+fn with_remote_code(file: &str, server: u16, name: &str, sha256: &str, nack: bool) -> String {
+    let line = file
+        .lines()
+        .find(|l| l.trim_start().starts_with("code: { local:"))
+        .expect("filter.yaml: a `code: { local: ... }` line");
+    let indent = &line[..line.len() - line.trim_start().len()];
+    let mut code = format!(
+        "{indent}code: {{ remote: {{ http_uri: {{ uri: \"http://127.0.0.1:{server}/{name}\", \
+         cluster: graylane_module, timeout: 5s }}, sha256: \"{sha256}\", \
+         retry_policy: {{ num_retries: 2 }} }} }}"
+    );
+    if nack {
+        code.push_str(&format!("\n{indent}nack_on_code_cache_miss: true"));
+    }
+    file.replace(line, &code)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Serves `/v1.wasm` (the built filter) and `/v2.wasm` (the same module
+/// with a custom section added: another sha256, the same behaviour) and
+/// counts the fetches.
+fn module_server(v1: &[u8], v2: &[u8]) -> load::App {
+    let (v1, v2) = (v1.to_vec(), v2.to_vec());
+    load::App::start(Arc::new(move |req: &load::AppRequest| {
+        match req.path.as_str() {
+            "/v1.wasm" => (200, Vec::new(), v1.clone()),
+            "/v2.wasm" => (200, Vec::new(), v2.clone()),
+            _ => (404, Vec::new(), Vec::new()),
+        }
+    }))
+}
+
+fn module_cluster(port: u16) -> String {
+    format!(
+        r#"
+  - name: graylane_module
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: graylane_module
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+"#
+    )
+}
+
+/// Valid configuration `k`: gray on Shenzhen, blue on `x-release: r<k>`.
+fn release(k: usize) -> String {
+    plugin(&[
+        lane("gray", 10, SHENZHEN, None),
+        lane(
+            "blue",
+            20,
+            &format!(r#"{{"header": "x-release", "exact": "r{k}"}}"#),
+            None,
+        ),
+    ])
+}
+
+#[test]
+fn remote_code_in_ecds_updates() {
+    let v1 = std::fs::read(wasm_path()).expect("the built filter");
+    // A custom section (id 0, 2 bytes: a 1-byte name "x") at the end.
+    let mut v2 = v1.clone();
+    v2.extend_from_slice(&[0, 2, 1, b'x']);
+    let (sha1, sha2) = (sha256_hex(&v1), sha256_hex(&v2));
+    let lane_of = |gw: &EcdsGateway, h: &[(&str, &str)]| backend_of(gw.port, h);
+    let waits = |what: &str, f: &dyn Fn() -> bool| {
+        wait_for(what, Duration::from_secs(10), f);
+    };
+
+    // Without nack_on_code_cache_miss (the default).
+    let server = module_server(&v1, &v2);
+    let sp = server.port;
+    let gw = EcdsGateway::start_full(
+        |t, _| with_remote_code(&fill(t, &release(1)), sp, "v1.wasm", &sha1, false),
+        &module_cluster(sp),
+    );
+    // At start-up, the listener waits for the module: fetched, working.
+    waits("first configuration", &|| {
+        lane_of(&gw, &[("x-release", "r1")]).is_some()
+    });
+    assert_eq!(
+        lane_of(&gw, &[("x-release", "r1")]).as_deref(),
+        Some("blue")
+    );
+    assert_eq!(server.served(), 1);
+    // A new module version by an ECDS update: accepted, never fetched, and
+    // requests go through WITHOUT the filter (whatever failure_policy
+    // says): a forged lane header reaches its route.
+    let d = put(
+        &gw,
+        &with_remote_code(
+            &fill(&gw.template, &release(2)),
+            sp,
+            "v2.wasm",
+            &sha2,
+            false,
+        ),
+    );
+    // Accepted (the reload is counted once the filter is built, which may
+    // be after the file was read).
+    assert_eq!(
+        (d.fail, d.rejected, d.success),
+        (0, 0, 1),
+        "a new module by ECDS"
+    );
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(server.served(), 1, "the new module was fetched");
+    let reload_after_new_module = gw.counter(CONFIG_RELOAD);
+    let skipped = [
+        lane_of(&gw, &[("x-graylane", "gray")]),
+        lane_of(&gw, &[("x-release", "r2")]),
+        lane_of(&gw, &[("location", "cn-shenzhen")]),
+    ];
+    assert_eq!(
+        skipped,
+        [
+            Some("gray".into()),
+            Some("base".into()),
+            Some("base".into())
+        ],
+        "graylane ran"
+    );
+    // Back to the module Envoy has (its cache is keyed by sha256): works.
+    put(
+        &gw,
+        &with_remote_code(
+            &fill(&gw.template, &release(3)),
+            sp,
+            "v1.wasm",
+            &sha1,
+            false,
+        ),
+    );
+    waits("back to the cached module", &|| {
+        lane_of(&gw, &[("x-release", "r3")]).as_deref() == Some("blue")
+    });
+    assert_eq!(
+        lane_of(&gw, &[("x-graylane", "gray")]).as_deref(),
+        Some("base")
+    );
+    drop(gw);
+    drop(server);
+
+    // With nack_on_code_cache_miss: true, a module not in the cache NACKs
+    // the update and is fetched in the background; a later, different
+    // update applies it.
+    let server = module_server(&v1, &v2);
+    let sp = server.port;
+    let gw = EcdsGateway::start_full(
+        |t, _| with_remote_code(&fill(t, &release(1)), sp, "v1.wasm", &sha1, true),
+        &module_cluster(sp),
+    );
+    // Even the first configuration: rejected, so the filter answers 500.
+    assert_eq!(gw.counter(CONFIG_FAIL), 1);
+    let r = request(gw.port, "GET", "/", &[]).expect("request");
+    assert_eq!(r.status, 500);
+    waits("background fetch of v1", &|| server.served() == 1);
+    // Applied once the VMs are built from the cached module: the reload
+    // is counted then, not when the file is read.
+    let [reloads, fails, ..] = ecds_counters(&gw);
+    put(
+        &gw,
+        &with_remote_code(&fill(&gw.template, &release(2)), sp, "v1.wasm", &sha1, true),
+    );
+    waits("v1 from the cache", &|| {
+        lane_of(&gw, &[("x-release", "r2")]).as_deref() == Some("blue")
+    });
+    assert_eq!(gw.counter(CONFIG_RELOAD), reloads + 1, "v1 from the cache");
+    assert_eq!(gw.counter(CONFIG_FAIL), fails, "v1 from the cache");
+    // A new module: NACKed, the previous configuration keeps serving.
+    let v2_file = with_remote_code(&fill(&gw.template, &release(3)), sp, "v2.wasm", &sha2, true);
+    let d = put(&gw, &v2_file);
+    assert_eq!(d, delta(1, 1, 1, 0, 0), "v2 not in the cache");
+    assert_eq!(
+        lane_of(&gw, &[("x-release", "r2")]).as_deref(),
+        Some("blue")
+    );
+    assert_eq!(
+        lane_of(&gw, &[("x-graylane", "gray")]).as_deref(),
+        Some("base")
+    );
+    waits("background fetch of v2", &|| server.served() == 2);
+    // The same file again is skipped (identical to the last one received)...
+    let d = put(&gw, &v2_file);
+    assert_eq!(d, delta(0, 0, 0, 0, 1), "the same file again");
+    assert_eq!(
+        lane_of(&gw, &[("x-release", "r3")]).as_deref(),
+        Some("base")
+    );
+    // ...a changed one applies v2.
+    // Applied once the VMs are built from the cached module: the reload
+    // is counted then, not when the file is read.
+    let [reloads, fails, ..] = ecds_counters(&gw);
+    put(
+        &gw,
+        &with_remote_code(&fill(&gw.template, &release(4)), sp, "v2.wasm", &sha2, true),
+    );
+    waits("v2 from the cache", &|| {
+        lane_of(&gw, &[("x-release", "r4")]).as_deref() == Some("blue")
+    });
+    assert_eq!(gw.counter(CONFIG_RELOAD), reloads + 1, "v2 from the cache");
+    assert_eq!(gw.counter(CONFIG_FAIL), fails, "v2 from the cache");
+    assert_eq!(server.served(), 2);
+    println!(
+        "ecds remote code: a new module by ECDS without nack_on_code_cache_miss: accepted, not \
+         fetched, filter skipped (forged x-graylane -> {:?}); with it: NACKed, fetched in the \
+         background, applied by the next different update (config_reload after the new \
+         module: {reload_after_new_module})",
+        skipped[0]
+    );
+}
