@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""The benchmark's graylane configs and request, shared by scripts/bench.sh
+(Envoy listeners, wrk load) and the deterministic cost meter
+(wasm-tests/src/costhost.rs, `graylane-cost`, wasm-tests/tests/cost.rs).
+
+usage:
+  configs.py OUTDIR   writes graylane-c.json, graylane-e.json, graylane-hop.json
+  configs.py cost     prints the cost meter's request kinds as JSON
+"""
+import json
+import os
+import sys
+
+SPLIT = {"key": {"header": "x-user-id"}, "percent": 10, "salt": "bench", "onMissingKey": "exclude"}
+
+
+def lanes_c():
+    """(c): 20 lanes. Names hdr-* are selected by x-region, ck-* by a cookie,
+    q-* by the query, ua-android by two headers; "sticky" is a 10 % split."""
+    lanes = []
+    for i in range(10):
+        lanes.append({"name": f"hdr-{i}", "priority": 10 + i,
+                      "match": {"header": "x-region", "exact": f"region-{i}"}})
+    for i in range(5):
+        lanes.append({"name": f"ck-{i}", "priority": 30 + i,
+                      "match": {"cookie": "canary", "exact": f"beta-{i}"}})
+    for i in range(3):
+        lanes.append({"name": f"q-{i}", "priority": 40 + i,
+                      "match": {"query": "lane", "exact": f"q-{i}"}})
+    lanes.append({"name": "ua-android", "priority": 50,
+                  "match": {"all": [{"header": "user-agent", "contains": "Android"},
+                                    {"header": "x-app-version", "prefix": "9."}]}})
+    lanes.append({"name": "sticky", "priority": 60, "split": SPLIT})
+    assert len(lanes) == 20
+    return lanes
+
+
+def lanes_e():
+    """(e): 1,000 lanes: 990 exact-header lanes, 9 regex lanes, the split lane."""
+    lanes = [{"name": f"hdr-{i}", "priority": i,
+              "match": {"header": "x-region", "exact": f"region-{i}"}} for i in range(990)]
+    for i in range(9):
+        lanes.append({"name": f"re-{i}", "priority": 1000 + i,
+                      "match": {"header": "user-agent",
+                                "regex": f"Mozilla/5\\.0 \\(iPhone; CPU iPhone OS 1{i}_.*"}})
+    lanes.append({"name": "sticky", "priority": 2000, "split": SPLIT})
+    assert len(lanes) == 1000
+    return lanes
+
+
+CONFIG_C = {"incoming": "ignore", "lanes": lanes_c()}
+CONFIG_E = {"incoming": "ignore", "lanes": lanes_e()}
+# A hop (sidecar) behind the edge: the same lanes, the incoming tag trusted.
+CONFIG_HOP = {"incoming": "trust", "lanes": lanes_c()}
+CONFIGS = {"c": CONFIG_C, "e": CONFIG_E, "hop": CONFIG_HOP}
+
+# The bench request (wrk sends these on every request; x-user-id and
+# x-region vary per request, see scripts/bench.sh).
+METHOD = "GET"
+PATH = "/api/v1/orders?page=2&lang=en"
+HEADERS = [
+    ("user-agent", "Mozilla/5.0 (Linux; Android 14) Mobile Safari/537.36"),
+    ("accept", "application/json"),
+    ("x-app-version", "8.4.1"),
+    ("cookie", "session=9c1e77b03f2a; theme=dark; canary=none"),
+    ("baggage", "userId=alice,sessionId=3f2a9c1e-77b0,tenant=acme;ttl=60,sampled=true,deviceId=d-77"),
+]
+# A user id outside the 10 % sticky split (the cost meter's sanity checks
+# show it: the base request gets no lane), and the x-region of no lane.
+BASE_USER = "user-7919"
+NO_REGION = "region-none"
+EDGE_REGION = "region-3"
+
+
+def envoy_request(extra, baggage=None):
+    """The header map as the filter sees it behind Envoy's connection manager:
+    pseudo-headers, the client's headers, then what Envoy adds before the
+    filters run (x-forwarded-proto, x-request-id)."""
+    headers = [(":authority", "127.0.0.1:19402"), (":path", PATH), (":method", METHOD),
+               (":scheme", "http")]
+    for name, value in HEADERS:
+        if name == "baggage" and baggage is not None:
+            value = baggage
+        headers.append((name, value))
+    headers += extra
+    headers += [("x-forwarded-proto", "http"),
+                ("x-request-id", "6f1c2b7e-1d3a-4c8e-9b0f-2a5d7e9c4b11")]
+    return headers
+
+
+BASE_BAGGAGE = dict(HEADERS)["baggage"]
+RESPONSE = [(":status", "200"), ("content-length", "4"), ("content-type", "text/plain"),
+            ("date", "Sun, 29 Nov 2026 23:00:00 GMT"), ("server", "envoy")]
+
+# The cost meter's request kinds: name, config, request headers, and the
+# lane the filter must write into x-graylane (None: no lane header).
+COST_KINDS = [
+    {"kind": "base", "config": "c", "lane": None,
+     "request": envoy_request([("x-user-id", BASE_USER), ("x-region", NO_REGION)])},
+    {"kind": "edge-lane", "config": "c", "lane": "hdr-3",
+     "request": envoy_request([("x-user-id", BASE_USER), ("x-region", EDGE_REGION)])},
+    {"kind": "hop", "config": "hop", "lane": "ck-2",
+     "request": envoy_request([("x-user-id", BASE_USER), ("x-region", NO_REGION)],
+                              baggage=BASE_BAGGAGE + ",lane=ck-2")},
+    {"kind": "base-1000", "config": "e", "lane": None,
+     "request": envoy_request([("x-user-id", BASE_USER), ("x-region", NO_REGION)])},
+]
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    if sys.argv[1] == "cost":
+        json.dump({"configs": CONFIGS, "response": RESPONSE, "kinds": COST_KINDS},
+                  sys.stdout, indent=1)
+        print()
+        return
+    out = sys.argv[1]
+    for name, cfg in (("graylane-c.json", CONFIG_C), ("graylane-e.json", CONFIG_E),
+                      ("graylane-hop.json", CONFIG_HOP)):
+        with open(os.path.join(out, name), "w") as f:
+            json.dump(cfg, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
