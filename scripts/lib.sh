@@ -12,17 +12,20 @@ export PATH="$HOME/.cargo/bin:$TOOLS/cargo/bin:$PATH"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# Installs a Debian package if its command is missing (root, or sudo).
+# Installs a Debian package if its command is missing (root, or sudo);
+# further arguments go to apt-get install (e.g. --no-install-recommends).
 apt_install() {
     local cmd="$1" pkg="$2"
+    shift 2
     command -v "$cmd" >/dev/null 2>&1 && return 0
     log "installing $pkg (apt)"
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     if [ ! -f "$TOOLS/.apt-updated" ]; then
-        $sudo apt-get update -qq >/dev/null && mkdir -p "$TOOLS" && touch "$TOOLS/.apt-updated"
+        $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null && mkdir -p "$TOOLS" && touch "$TOOLS/.apt-updated"
     fi
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
+    # Waits for another apt run holding the lock instead of failing.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$@" "$pkg" >/dev/null
 }
 
 # Sets ENVOY_BIN (and ENVOY_RUN, the command that runs a config): func-e when
@@ -45,6 +48,15 @@ ensure_envoy() {
         ENVOY_RUN=("$ENVOY_BIN")
     fi
     export GRAYLANE_ENVOY="$ENVOY_BIN"
+}
+
+# Prints, one per line, every Envoy bootstrap under envoy/, the files that
+# `envoy --mode validate` checks (scripts/test.sh, scripts/compat.sh). Not
+# bootstraps: Kubernetes manifests, and the files of dynamic resources (an
+# LDS listener file, an ECDS filter file) that a bootstrap reads.
+envoy_configs() {
+    (cd "$ROOT" && find envoy -name '*.yaml' -not -path 'envoy/istio/*' -not -path 'envoy/envoy-gateway/*' \
+        -not -path 'envoy/reload/listeners.yaml' -not -path 'envoy/ecds/filter.yaml' | sort)
 }
 
 # The toolchain of rust-toolchain.toml with its targets and components.

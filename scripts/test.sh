@@ -11,6 +11,9 @@ ensure_rust
 rustc --version
 apt_install wasm-opt binaryen
 apt_install node nodejs
+# The dashboard test (wasm-tests/tests/dashboard.rs) runs a real Prometheus
+# (its own process and config; the package's service plays no part).
+apt_install prometheus prometheus --no-install-recommends
 ensure_envoy
 echo "envoy: $("$GRAYLANE_ENVOY" --version 2>/dev/null | tr -s "\n" " ")"
 WBG_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
@@ -40,11 +43,12 @@ if [ "$SIZE" -gt 300000 ]; then
 fi
 
 step "envoy --mode validate of every Envoy config under envoy/"
+# The list, and what it leaves out, is envoy_configs in lib.sh.
 while IFS= read -r cfg; do
     "$GRAYLANE_ENVOY" --mode validate -c "$cfg" -l error --disable-hot-restart >/dev/null 2>"$TOOLS/validate.log" \
         || { cat "$TOOLS/validate.log" >&2; echo "invalid: $cfg" >&2; exit 1; }
     echo "valid: $cfg"
-done < <(find envoy -name '*.yaml' -not -path 'envoy/istio/*' -not -path 'envoy/reload/listeners.yaml' | sort)
+done < <(envoy_configs)
 
 step "engine tests compiled to wasm32-unknown-unknown (wasm-bindgen-test under Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
@@ -60,5 +64,8 @@ fi
 
 step "end-to-end tests in real Envoy"
 cargo test --quiet -p graylane-wasm-tests -- --test-threads 2
+
+step "Envoy version matrix: each minor from 1.36 to the pinned one (about 1 min each)"
+bash scripts/compat.sh
 
 step "all checks passed in $(( $(date +%s) - START ))s"

@@ -12,6 +12,8 @@ pub mod chain;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod configs;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod costhost;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod harness;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod load;
