@@ -31,11 +31,16 @@ pub struct Member<'a> {
     pub raw: &'a str,
 }
 
-impl Member<'_> {
+impl<'a> Member<'a> {
     /// The percent-decoded value, or `None` when the encoding is invalid or
-    /// does not decode to UTF-8.
+    /// does not decode to UTF-8. Borrowed unless it was encoded.
+    pub fn decoded(&self) -> Option<Cow<'a, str>> {
+        percent_decode(self.value.as_bytes(), false)
+    }
+
+    /// [`Member::decoded`], owned.
     pub fn decoded_value(&self) -> Option<String> {
-        percent_decode(self.value.as_bytes(), false).map(Cow::into_owned)
+        self.decoded().map(Cow::into_owned)
     }
 }
 
@@ -97,33 +102,27 @@ fn parse_member(text: &str) -> Option<Member<'_>> {
 }
 
 impl<'a> Baggage<'a> {
-    /// Parses every `baggage` header value given, in order, as one list.
-    /// Invalid members are dropped (and counted); empty list-members (`a=1,,b=2`)
-    /// are skipped silently. Values that are not UTF-8 are dropped whole.
+    /// Parses every `baggage` header value given, in order, as one list,
+    /// keeping at most [`MAX_MEMBERS`] members and [`MAX_BYTES`] bytes.
+    /// Invalid members are dropped (and counted); empty list-members
+    /// (`a=1,,b=2`) are skipped silently. Values that are not UTF-8 are
+    /// dropped whole. The request path does not build this list: it reads
+    /// members in place ([`members`]) and edits with [`plan`] and [`write`].
     pub fn parse<I: IntoIterator<Item = &'a [u8]>>(values: I) -> Baggage<'a> {
         let mut out = Baggage::default();
         let mut bytes = 0usize;
-        for value in values {
-            let Ok(text) = std::str::from_utf8(value) else {
+        for item in members(values) {
+            let Item::Valid(member) = item else {
                 out.dropped += 1;
                 continue;
             };
-            for item in text.split(',') {
-                if item.bytes().all(is_ows) {
-                    continue;
-                }
-                let Some(member) = parse_member(item) else {
-                    out.dropped += 1;
-                    continue;
-                };
-                let added = member.raw.len() + usize::from(!out.members.is_empty());
-                if out.members.len() >= MAX_MEMBERS || bytes + added > MAX_BYTES {
-                    out.dropped += 1;
-                    continue;
-                }
-                bytes += added;
-                out.members.push(member);
+            let added = member.raw.len() + usize::from(!out.members.is_empty());
+            if out.members.len() >= MAX_MEMBERS || bytes + added > MAX_BYTES {
+                out.dropped += 1;
+                continue;
             }
+            bytes += added;
+            out.members.push(member);
         }
         out
     }
@@ -144,72 +143,226 @@ impl<'a> Baggage<'a> {
 
     /// [`Baggage::with_member`] for several keys at once.
     pub fn with_members(&self, edits: &[(&str, Option<&str>)]) -> Option<String> {
-        let mut kept: Vec<Piece<'_>> = Vec::with_capacity(self.members.len() + edits.len());
-        let mut placed = vec![false; edits.len()];
-        for m in &self.members {
-            match edits.iter().position(|(k, _)| *k == m.key) {
-                None => kept.push(Piece::Raw(m.raw)),
-                Some(i) => {
-                    let first = placed.get(i).is_some_and(|p| !p);
-                    if let (true, Some((k, Some(v)))) = (first, edits.get(i)) {
-                        kept.push(Piece::Edit(k, v));
-                    }
-                    if let Some(p) = placed.get_mut(i) {
-                        *p = true;
-                    }
-                }
-            }
-        }
-        for ((k, v), done) in edits.iter().zip(&placed) {
-            if let (false, Some(v)) = (*done, v) {
-                kept.push(Piece::Edit(k, v));
-            }
-        }
-        // Enforce the limits, dropping plain members from the end first.
-        while kept.len() > MAX_MEMBERS || serialized_len(&kept) > MAX_BYTES {
-            match kept.iter().rposition(|p| matches!(p, Piece::Raw(_))) {
-                Some(i) => {
-                    kept.remove(i);
-                }
-                None => break,
-            }
-        }
-        if kept.is_empty() {
-            return None;
-        }
-        let mut out = String::with_capacity(serialized_len(&kept));
-        for (i, p) in kept.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            match p {
-                Piece::Raw(r) => out.push_str(r),
-                Piece::Edit(k, v) => {
-                    out.push_str(k);
-                    out.push('=');
-                    out.push_str(v);
-                }
-            }
-        }
-        Some(out)
+        let items = || self.members.iter().copied().map(Item::Valid);
+        let plan = plan(items(), edits);
+        let mut out = String::with_capacity(plan.len);
+        write(items(), edits, &plan, &mut out);
+        (!out.is_empty()).then_some(out)
     }
 }
 
-enum Piece<'a> {
-    Raw(&'a str),
-    Edit(&'a str, &'a str),
+/// One list-member as read from the headers: valid, or dropped as invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item<'a> {
+    Valid(Member<'a>),
+    /// An invalid member, or a header value that is not UTF-8.
+    Invalid,
 }
 
-fn serialized_len(pieces: &[Piece<'_>]) -> usize {
-    let commas = pieces.len().saturating_sub(1);
-    commas
-        + pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Raw(r) => r.len(),
-                Piece::Edit(k, v) => k.len() + 1 + v.len(),
-            })
-            .sum::<usize>()
+/// Every list-member of every `baggage` header value, in order, read in
+/// place. Not limited: the limits bound what is forwarded ([`plan`]), not
+/// what is read, so a member is found wherever it stands.
+pub fn members<'a, I: IntoIterator<Item = &'a [u8]>>(values: I) -> impl Iterator<Item = Item<'a>> {
+    values.into_iter().flat_map(|value| {
+        let (text, invalid) = match std::str::from_utf8(value) {
+            Ok(t) => (t, None),
+            Err(_) => ("", Some(Item::Invalid)),
+        };
+        invalid.into_iter().chain(
+            text.split(',')
+                .filter(|item| !item.bytes().all(is_ows))
+                .map(|item| parse_member(item).map_or(Item::Invalid, Item::Valid)),
+        )
+    })
+}
+
+/// The first valid member with this key, wherever it stands.
+pub fn find<'a, I>(items: I, key: &str) -> Option<Member<'a>>
+where
+    I: IntoIterator<Item = Item<'a>>,
+{
+    items.into_iter().find_map(|i| match i {
+        Item::Valid(m) if m.key == key => Some(m),
+        _ => None,
+    })
+}
+
+/// What an edit will keep: computed by [`plan`], written by [`write`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Members dropped: invalid, or past the limits.
+    pub dropped: usize,
+    /// Length in bytes of the edited header (0: no member left).
+    pub len: usize,
+    /// How many plain (not edited) members are kept, from the start.
+    plain_kept: usize,
+}
+
+/// Where the edited header is written: a string, or a comparison with the
+/// text it would replace (so an unchanged header costs no allocation).
+pub trait Sink {
+    fn put(&mut self, s: &str);
+}
+
+impl Sink for String {
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
+    }
+}
+
+/// Compares what is written with `expected`, without storing it.
+pub struct Compare<'e> {
+    rest: &'e [u8],
+    equal: bool,
+}
+
+impl<'e> Compare<'e> {
+    pub fn new(expected: &'e [u8]) -> Self {
+        Compare {
+            rest: expected,
+            equal: true,
+        }
+    }
+
+    /// Whether everything written equals the whole expected text.
+    pub fn equal(&self) -> bool {
+        self.equal && self.rest.is_empty()
+    }
+}
+
+impl Sink for Compare<'_> {
+    fn put(&mut self, s: &str) {
+        if !self.equal {
+            return;
+        }
+        match self.rest.strip_prefix(s.as_bytes()) {
+            Some(r) => self.rest = r,
+            None => self.equal = false,
+        }
+    }
+}
+
+/// Which edits are written already: bits for the usual one or two edits,
+/// a list only for more than 64.
+enum Placed {
+    Bits(u64),
+    List(Vec<bool>),
+}
+
+impl Placed {
+    fn new(n: usize) -> Placed {
+        if n <= 64 {
+            Placed::Bits(0)
+        } else {
+            Placed::List(vec![false; n])
+        }
+    }
+
+    /// True the first time edit `i` is asked for, false after.
+    fn first(&mut self, i: usize) -> bool {
+        match self {
+            Placed::Bits(bits) => {
+                let bit = 1u64 << (i % 64);
+                let first = *bits & bit == 0;
+                *bits |= bit;
+                first
+            }
+            Placed::List(list) => match list.get_mut(i) {
+                Some(p) => !std::mem::replace(p, true),
+                None => false,
+            },
+        }
+    }
+}
+
+/// Plans the baggage that results from `edits` to the members `items`:
+/// each `(key, Some(v))` sets `key=v` in the place of the first member with
+/// that key (else appended) and removes the others; `(key, None)` removes
+/// the key. Invalid members are dropped. Plain members are dropped from the
+/// end, never an edited one, until the result fits [`MAX_MEMBERS`] and
+/// [`MAX_BYTES`].
+pub fn plan<'a, I>(items: I, edits: &[(&str, Option<&str>)]) -> Plan
+where
+    I: Iterator<Item = Item<'a>>,
+{
+    let set_count = edits.iter().filter(|(_, v)| v.is_some()).count();
+    let set_bytes: usize = edits
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| k.len() + 1 + v.len()))
+        .sum();
+    let (mut invalid, mut plain_total, mut plain_kept) = (0usize, 0usize, 0usize);
+    let (mut count, mut bytes) = (set_count, set_bytes + set_count.saturating_sub(1));
+    let mut full = false;
+    for item in items {
+        let m = match item {
+            Item::Valid(m) => m,
+            Item::Invalid => {
+                invalid += 1;
+                continue;
+            }
+        };
+        if edits.iter().any(|(k, _)| *k == m.key) {
+            continue;
+        }
+        plain_total += 1;
+        // A comma joins each member to the one before it.
+        let added = m.raw.len() + usize::from(count > 0);
+        if !full && count < MAX_MEMBERS && bytes + added <= MAX_BYTES {
+            count += 1;
+            bytes += added;
+            plain_kept += 1;
+        } else {
+            full = true;
+        }
+    }
+    Plan {
+        dropped: invalid + (plain_total - plain_kept),
+        len: bytes,
+        plain_kept,
+    }
+}
+
+/// Writes what [`plan`] planned for the same `items` and `edits`.
+pub fn write<'a, I, S>(items: I, edits: &[(&str, Option<&str>)], plan: &Plan, sink: &mut S)
+where
+    I: Iterator<Item = Item<'a>>,
+    S: Sink + ?Sized,
+{
+    let mut placed = Placed::new(edits.len());
+    let mut plain_seen = 0usize;
+    let mut first = true;
+    let mut put = |sink: &mut S, parts: &[&str]| {
+        if !first {
+            sink.put(",");
+        }
+        first = false;
+        for p in parts {
+            sink.put(p);
+        }
+    };
+    for item in items {
+        let Item::Valid(m) = item else { continue };
+        match edits.iter().position(|(k, _)| *k == m.key) {
+            None => {
+                plain_seen += 1;
+                if plain_seen <= plan.plain_kept {
+                    put(sink, &[m.raw]);
+                }
+            }
+            Some(i) => {
+                if placed.first(i) {
+                    if let Some((k, Some(v))) = edits.get(i) {
+                        put(sink, &[k, "=", v]);
+                    }
+                }
+            }
+        }
+    }
+    for (i, (k, v)) in edits.iter().enumerate() {
+        if let (true, Some(v)) = (placed.first(i), v) {
+            put(sink, &[k, "=", v]);
+        }
+    }
 }
 
 fn hex(b: u8) -> Option<u8> {

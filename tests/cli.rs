@@ -758,7 +758,8 @@ fn schema_describes_the_config() {
     let s = schema();
     assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
     assert_eq!(s["additionalProperties"], false);
-    assert_eq!(s["required"], json!(["lanes"]));
+    assert_eq!(s["required"], Value::Null);
+    assert_eq!(s["anyOf"][1]["required"], json!(["propagate"]));
     for def in [
         "Lane",
         "Condition",

@@ -24,7 +24,19 @@ fn spec_example_compiles_with_defaults() {
 fn errors_name_the_json_path() {
     let cases: &[(&str, &str)] = &[
         (r#"{"lanes": []}"#, "lanes: at least one"),
-        (r#"{}"#, "missing field `lanes`"),
+        (r#"{}"#, "lanes: at least one lane is required"),
+        (
+            r#"{"lanes": [{"name": "g"}], "propagate": ["g"]}"#,
+            "propagate[0]: lane \"g\" is already declared at lanes[0]",
+        ),
+        (
+            r#"{"incoming": "trust", "propagate": ["g", "g"]}"#,
+            "propagate[1]: lane \"g\" is already declared at propagate[0]",
+        ),
+        (
+            r#"{"incoming": "trust", "propagate": ["base"]}"#,
+            "propagate[0]: \"base\" is reserved",
+        ),
         (
             r#"{"lanes": [{"name": "g"}], "typo": 1}"#,
             "unknown field `typo`, expected one of",
@@ -180,4 +192,22 @@ fn disjoint_buckets_do_not_warn() {
         {"name": "b", "split": {"key": {"header": "u"}, "buckets": ["3000-5999"], "salt": "s"}}]}"#,
     );
     assert!(w.is_empty(), "{w:?}");
+}
+
+#[test]
+fn propagate_declares_lanes_without_rules() {
+    let c = Config::from_json(
+        br#"{"incoming": "trust", "propagate": ["gray", "beta"],
+            "services": {"svc-b": {"base": "b", "lanes": {"gray": "b-gray"}}}}"#,
+    )
+    .unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(c.rules.order.is_empty());
+    assert_eq!(c.lane_id("beta"), Some(1));
+    assert_eq!(c.lane_name(Some(0)), "gray");
+    // At an edge it is never used: a warning, not an error.
+    let c = Config::from_json(br#"{"propagate": ["gray"]}"#).unwrap();
+    assert_eq!(c.warnings.len(), 1);
+    assert_eq!(c.warnings[0].kind, WarningKind::PropagateIgnored);
+    assert_eq!(c.warnings[0].path, "propagate");
 }

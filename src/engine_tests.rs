@@ -1,5 +1,7 @@
-use super::*;
+//! The engine's tests, on configurations compiled from JSON.
+
 use crate::config::Config;
+use crate::engine::*;
 use crate::testvectors::{DECISION_TABLE, GOLDEN_BUCKETS, TABLE_CONFIG};
 
 fn config(json: &str) -> Config {
