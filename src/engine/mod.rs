@@ -22,7 +22,7 @@ use std::borrow::Cow;
 /// `:authority`, `:method` included). Names are asked in lower case.
 pub trait Request {
     /// Every value of the header, in order.
-    fn header<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s [u8]> + Clone;
+    fn header<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s [u8]>;
 }
 
 /// A request as a list of (lower-case name, value) pairs: what the filter
@@ -48,7 +48,7 @@ impl HeaderList {
 }
 
 impl Request for HeaderList {
-    fn header<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s [u8]> + Clone {
+    fn header<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s [u8]> {
         self.0
             .iter()
             .filter(move |(k, _)| k == name)
