@@ -52,53 +52,117 @@ pub struct Baggage<'a> {
     pub dropped: usize,
 }
 
+/// Byte classes of the grammar: bit 0 token character, bit 1 baggage-octet.
+#[allow(clippy::indexing_slicing)] // `b < 256`: in bounds, at compile time
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let tchar = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+                    | b'%'
+            );
+        let octet = matches!(c, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E);
+        t[b] = (tchar as u8) | ((octet as u8) << 1);
+        b += 1;
+    }
+    t
+};
+
+fn class(b: u8) -> u8 {
+    CLASS.get(usize::from(b)).copied().unwrap_or(0)
+}
+
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$&'*+-.^_`|~%".contains(&b)
+    class(b) & 1 != 0
 }
 
 fn is_baggage_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+    class(b) & 2 != 0
 }
 
 fn is_ows(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-fn trim_ows(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
+/// A cursor over one list-member's bytes.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
 }
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_tchar)
-}
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
 
-fn is_value(s: &str) -> bool {
-    s.bytes().all(is_baggage_octet)
-}
-
-/// Validates one `key [OWS "=" OWS value]` pair; `value_required` for members.
-fn split_pair(s: &str, value_required: bool) -> Option<(&str, &str)> {
-    match s.split_once('=') {
-        Some((k, v)) => {
-            let (k, v) = (trim_ows(k), trim_ows(v));
-            (is_token(k) && is_value(v)).then_some((k, v))
+    /// Skips bytes of a class; returns where the run started.
+    fn skip(&mut self, class: impl Fn(u8) -> bool) -> usize {
+        let start = self.at;
+        while self.peek().is_some_and(&class) {
+            self.at += 1;
         }
-        None => {
-            let k = trim_ows(s);
-            (!value_required && is_token(k)).then_some((k, ""))
-        }
+        start
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        let hit = self.peek() == Some(b);
+        self.at += usize::from(hit);
+        hit
     }
 }
 
-/// Parses one list-member; `None` if it is not valid.
+/// Parses one list-member in a single pass over its bytes; `None` if it is
+/// not valid. `key OWS "=" OWS value *( OWS ";" OWS key [OWS "=" OWS value] )`,
+/// with surrounding OWS trimmed.
 fn parse_member(text: &str) -> Option<Member<'_>> {
-    let raw = trim_ows(text);
-    let mut parts = raw.split(';');
-    let (key, value) = split_pair(parts.next()?, true)?;
-    for prop in parts {
-        split_pair(prop, false)?;
+    let bytes = text.as_bytes();
+    let start = bytes.iter().position(|&b| !is_ows(b))?;
+    let end = bytes.iter().rposition(|&b| !is_ows(b))? + 1;
+    let raw = text.get(start..end)?;
+    let mut c = Cursor {
+        bytes: raw.as_bytes(),
+        at: 0,
+    };
+    let key_start = c.skip(is_tchar);
+    let key = raw.get(key_start..c.at).filter(|k| !k.is_empty())?;
+    c.skip(is_ows);
+    if !c.eat(b'=') {
+        return None;
     }
-    Some(Member { key, value, raw })
+    c.skip(is_ows);
+    let value_start = c.skip(is_baggage_octet);
+    let value = raw.get(value_start..c.at)?;
+    c.skip(is_ows);
+    while c.eat(b';') {
+        c.skip(is_ows);
+        let k = c.skip(is_tchar);
+        if c.at == k {
+            return None;
+        }
+        c.skip(is_ows);
+        if c.eat(b'=') {
+            c.skip(is_ows);
+            c.skip(is_baggage_octet);
+            c.skip(is_ows);
+        }
+    }
+    (c.at == raw.len()).then_some(Member { key, value, raw })
 }
 
 impl<'a> Baggage<'a> {
@@ -196,6 +260,20 @@ pub struct Plan {
     pub len: usize,
     /// How many plain (not edited) members are kept, from the start.
     plain_kept: usize,
+    /// Members whose key an edit names.
+    pub touched: usize,
+}
+
+impl Plan {
+    /// Whether the result is exactly `current`, the one header value the
+    /// members were read from, without writing it: nothing dropped, edited
+    /// or added, and the members (joined by commas) make up its every byte.
+    pub fn keeps(&self, current: &[u8], edits: &[(&str, Option<&str>)]) -> bool {
+        self.dropped == 0
+            && self.touched == 0
+            && edits.iter().all(|(_, v)| v.is_none())
+            && self.len == current.len()
+    }
 }
 
 /// Where the edited header is written: a string, or a comparison with the
@@ -290,7 +368,8 @@ where
         .iter()
         .filter_map(|(k, v)| v.map(|v| k.len() + 1 + v.len()))
         .sum();
-    let (mut invalid, mut plain_total, mut plain_kept) = (0usize, 0usize, 0usize);
+    let (mut invalid, mut plain_total, mut plain_kept, mut touched) =
+        (0usize, 0usize, 0usize, 0usize);
     let (mut count, mut bytes) = (set_count, set_bytes + set_count.saturating_sub(1));
     let mut full = false;
     for item in items {
@@ -302,6 +381,7 @@ where
             }
         };
         if edits.iter().any(|(k, _)| *k == m.key) {
+            touched += 1;
             continue;
         }
         plain_total += 1;
@@ -319,6 +399,7 @@ where
         dropped: invalid + (plain_total - plain_kept),
         len: bytes,
         plain_kept,
+        touched,
     }
 }
 

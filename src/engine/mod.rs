@@ -599,6 +599,13 @@ pub fn effects<'c, R: Request + ?Sized>(
     let (first, more) = (current.next(), current.next().is_some());
     let changed = if plan.len == 0 {
         first.is_some()
+    } else if let (Some(current), false) = (first, more) {
+        // Usually nothing changes: known from the plan, with no second pass.
+        !plan.keeps(current, edits) && {
+            let mut same = Compare::new(current);
+            baggage::write(view.baggage(), edits, &plan, &mut same);
+            !same.equal()
+        }
     } else {
         let mut same = Compare::new(first.unwrap_or_default());
         baggage::write(view.baggage(), edits, &plan, &mut same);
