@@ -342,11 +342,10 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Elements<'_, A> {
                 trail: self.trail,
                 started: &mut started,
             })
-            .map_err(|e| {
+            .inspect_err(|_| {
                 if started {
                     self.trail.push(Segment::Index(index));
                 }
-                e
             })
     }
 
@@ -393,6 +392,8 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, A> {
     }
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        // An error between the name and the value (a missing ':') is
+        // under the name too.
         let mut started = false;
         let name = self.key.take();
         self.map
@@ -401,11 +402,10 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, A> {
                 trail: self.trail,
                 started: &mut started,
             })
-            .map_err(|e| {
+            .inspect_err(|_| {
                 if let Some(name) = name {
                     self.trail.push(Segment::Member(name));
                 }
-                e
             })
     }
 
