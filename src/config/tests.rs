@@ -310,10 +310,7 @@ fn malformed_json_is_rejected() {
 fn deep_nesting_is_rejected_without_overflowing_the_stack() {
     let arrays = |n: usize| "[".repeat(n) + &"]".repeat(n);
     let nots = |n: usize| {
-        let mut c = r#"{"header": "a", "exact": "b"}"#.to_string();
-        for _ in 0..n {
-            c = format!(r#"{{"not": {c}}}"#);
-        }
+        let c = r#"{"not": "#.repeat(n) + r#"{"header": "a", "exact": "b"}"# + &"}".repeat(n);
         format!(r#"{{"lanes": [{{"name": "g", "match": {c}}}]}}"#)
     };
     for (json, want) in [
