@@ -2,7 +2,7 @@
 //! structures the per-request code uses. Every error names the JSON path of
 //! the bad field and what would be accepted.
 
-pub mod json;
+mod de;
 pub mod raw;
 
 use crate::analysis;
@@ -74,7 +74,8 @@ impl Config {
     }
 }
 
-/// Parses the JSON text; errors carry the JSON path serde reached.
+/// Parses the JSON text with serde_json; errors carry the JSON path serde
+/// reached. The filter and the CLI both read a configuration through here.
 pub fn parse(text: &[u8]) -> Result<RawConfig, ConfigError> {
     if text.iter().all(u8::is_ascii_whitespace) {
         return err(
@@ -82,10 +83,7 @@ pub fn parse(text: &[u8]) -> Result<RawConfig, ConfigError> {
             "the plugin configuration is empty; expected a JSON object with at least \"lanes\"",
         );
     }
-    json::from_slice::<RawConfig>(text).map_err(|e| ConfigError {
-        path: e.path(),
-        message: e.message,
-    })
+    de::from_slice::<RawConfig>(text)
 }
 
 /// A request header name graylane may set or read: a lower-case token.
