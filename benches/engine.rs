@@ -41,6 +41,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use graylane::baggage::Baggage;
 use graylane::config::Config;
 use graylane::engine::{process, HeaderList};
+use graylane::testvectors::{bench_config, bench_request};
 use std::fmt::Write as _;
 use std::hint::black_box;
 
@@ -158,79 +159,13 @@ fn bench_decide(c: &mut Criterion) {
     }
 }
 
-/// The lane configs of `scripts/bench.sh` variants (c) and (e): 20 lanes of
-/// header, cookie and query rules plus a split; 990 exact-header lanes, 9
-/// regex lanes and a split.
-fn gateway_config(variant: char) -> String {
-    const SPLIT: &str = r#""split": {"key": {"header": "x-user-id"}, "percent": 10, "salt": "bench", "onMissingKey": "exclude"}"#;
-    let mut lanes = Vec::new();
-    if variant == 'c' {
-        for i in 0..10 {
-            let p = 10 + i;
-            lanes.push(format!(
-                r#"{{"name": "hdr-{i}", "priority": {p}, "match": {{"header": "x-region", "exact": "region-{i}"}}}}"#
-            ));
-        }
-        for i in 0..5 {
-            let p = 30 + i;
-            lanes.push(format!(
-                r#"{{"name": "ck-{i}", "priority": {p}, "match": {{"cookie": "canary", "exact": "beta-{i}"}}}}"#
-            ));
-        }
-        for i in 0..3 {
-            let p = 40 + i;
-            lanes.push(format!(
-                r#"{{"name": "q-{i}", "priority": {p}, "match": {{"query": "lane", "exact": "q-{i}"}}}}"#
-            ));
-        }
-        lanes.push(
-            r#"{"name": "ua-android", "priority": 50, "match": {"all": [{"header": "user-agent", "contains": "Android"}, {"header": "x-app-version", "prefix": "9."}]}}"#
-                .to_string(),
-        );
-        lanes.push(format!(r#"{{"name": "sticky", "priority": 60, {SPLIT}}}"#));
-    } else {
-        for i in 0..990 {
-            lanes.push(format!(
-                r#"{{"name": "hdr-{i}", "priority": {i}, "match": {{"header": "x-region", "exact": "region-{i}"}}}}"#
-            ));
-        }
-        for i in 0..9 {
-            let p = 1000 + i;
-            lanes.push(format!(
-                r#"{{"name": "re-{i}", "priority": {p}, "match": {{"header": "user-agent", "regex": "Mozilla/5\\.0 \\(iPhone; CPU iPhone OS 1{i}_.*"}}}}"#
-            ));
-        }
-        lanes.push(format!(
-            r#"{{"name": "sticky", "priority": 2000, {SPLIT}}}"#
-        ));
-    }
-    format!(
-        r#"{{"incoming": "ignore", "lanes": [{}]}}"#,
-        lanes.join(", ")
-    )
-}
-
 /// The requests of `scripts/bench.sh` (most of them: no x-region lane).
 fn bench_gateway_configs(c: &mut Criterion) {
     let mut g = c.benchmark_group("decide/gateway");
     for (name, variant, lanes) in [("c-20", 'c', 20), ("e-1000", 'e', 1000)] {
-        let config = Config::from_json(gateway_config(variant).as_bytes()).expect("gateway config");
+        let config = Config::from_json(bench_config(variant).as_bytes()).expect("gateway config");
         assert_eq!(config.rules.lanes.len(), lanes);
-        let mut req = request("region-none");
-        req.0
-            .retain(|(k, _)| k != "cookie" && k != "baggage" && k != ":path");
-        req.0.push((
-            "cookie".into(),
-            b"session=9c1e77b03f2a; theme=dark; canary=none".to_vec(),
-        ));
-        req.0.push((
-            "baggage".into(),
-            b"userId=alice,sessionId=3f2a9c1e-77b0,tenant=acme;ttl=60,sampled=true,deviceId=d-77"
-                .to_vec(),
-        ));
-        req.0
-            .push((":path".into(), b"/api/v1/orders?page=2&lang=en".to_vec()));
-        req.0.push(("x-app-version".into(), b"8.4.1".to_vec()));
+        let req = bench_request("region-none");
         g.throughput(Throughput::Elements(1));
         g.bench_function(name, |b| {
             b.iter(|| {

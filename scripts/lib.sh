@@ -81,7 +81,7 @@ build_wasm() {
     # wasm-opt drop the code that only the other exports reached.
     python3 "$ROOT/scripts/strip-exports.py" "$WASM_RAW" "$WASM.stripped" >/dev/null
     if command -v wasm-opt >/dev/null 2>&1; then
-        wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+        wasm-opt -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
             --strip-debug --strip-producers "$WASM.stripped" -o "$WASM"
         rm -f "$WASM.stripped"
     else

@@ -4,8 +4,37 @@
 //! Sound, not complete: a lane is reported as shadowed only when it is
 //! proved that a higher-priority lane admits every request it admits.
 
-use crate::config::{OnMissingKey, Warning, WarningKind};
-use crate::engine::{Cond, Lane, LaneId, Rules, Split, BUCKETS};
+use crate::engine::{Cond, Lane, LaneId, OnMissingKey, Rules, Split, BUCKETS};
+use std::fmt;
+
+/// What kind of warning: each has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarningKind {
+    /// A lane that can never win (SPEC §2.3).
+    Shadowed,
+    /// A lane with `percent: 0` (or no bucket) admits nothing.
+    ZeroPercent,
+    /// A `services` entry names a lane that is not declared.
+    UnknownServiceLane,
+    /// Two lanes sharing key and salt have overlapping bucket ranges.
+    OverlappingBuckets,
+    /// `propagate` at an edge (`incoming: ignore`), where it is never used.
+    PropagateIgnored,
+}
+
+/// A warning: logged and counted, does not reject the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub kind: WarningKind,
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
 
 /// Every warning the rules deserve.
 pub fn analyze(rules: &Rules) -> Vec<Warning> {

@@ -31,11 +31,16 @@ pub struct Member<'a> {
     pub raw: &'a str,
 }
 
-impl Member<'_> {
+impl<'a> Member<'a> {
     /// The percent-decoded value, or `None` when the encoding is invalid or
-    /// does not decode to UTF-8.
+    /// does not decode to UTF-8. Borrowed unless it was encoded.
+    pub fn decoded(&self) -> Option<Cow<'a, str>> {
+        percent_decode(self.value.as_bytes(), false)
+    }
+
+    /// [`Member::decoded`], owned.
     pub fn decoded_value(&self) -> Option<String> {
-        percent_decode(self.value.as_bytes(), false).map(Cow::into_owned)
+        self.decoded().map(Cow::into_owned)
     }
 }
 
@@ -47,83 +52,141 @@ pub struct Baggage<'a> {
     pub dropped: usize,
 }
 
+/// Byte classes of the grammar: bit 0 token character, bit 1 baggage-octet.
+#[allow(clippy::indexing_slicing)] // `b < 256`: in bounds, at compile time
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let tchar = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+                    | b'%'
+            );
+        let octet = matches!(c, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E);
+        t[b] = (tchar as u8) | ((octet as u8) << 1);
+        b += 1;
+    }
+    t
+};
+
+fn class(b: u8) -> u8 {
+    CLASS.get(usize::from(b)).copied().unwrap_or(0)
+}
+
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$&'*+-.^_`|~%".contains(&b)
+    class(b) & 1 != 0
 }
 
 fn is_baggage_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+    class(b) & 2 != 0
 }
 
 fn is_ows(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-fn trim_ows(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
+/// A cursor over one list-member's bytes.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
 }
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_tchar)
-}
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
 
-fn is_value(s: &str) -> bool {
-    s.bytes().all(is_baggage_octet)
-}
-
-/// Validates one `key [OWS "=" OWS value]` pair; `value_required` for members.
-fn split_pair(s: &str, value_required: bool) -> Option<(&str, &str)> {
-    match s.split_once('=') {
-        Some((k, v)) => {
-            let (k, v) = (trim_ows(k), trim_ows(v));
-            (is_token(k) && is_value(v)).then_some((k, v))
+    /// Skips bytes of a class; returns where the run started.
+    fn skip(&mut self, class: impl Fn(u8) -> bool) -> usize {
+        let start = self.at;
+        while self.peek().is_some_and(&class) {
+            self.at += 1;
         }
-        None => {
-            let k = trim_ows(s);
-            (!value_required && is_token(k)).then_some((k, ""))
-        }
+        start
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        let hit = self.peek() == Some(b);
+        self.at += usize::from(hit);
+        hit
     }
 }
 
-/// Parses one list-member; `None` if it is not valid.
+/// Parses one list-member in a single pass over its bytes; `None` if it is
+/// not valid. `key OWS "=" OWS value *( OWS ";" OWS key [OWS "=" OWS value] )`,
+/// with surrounding OWS trimmed.
 fn parse_member(text: &str) -> Option<Member<'_>> {
-    let raw = trim_ows(text);
-    let mut parts = raw.split(';');
-    let (key, value) = split_pair(parts.next()?, true)?;
-    for prop in parts {
-        split_pair(prop, false)?;
+    let bytes = text.as_bytes();
+    let start = bytes.iter().position(|&b| !is_ows(b))?;
+    let end = bytes.iter().rposition(|&b| !is_ows(b))? + 1;
+    let raw = text.get(start..end)?;
+    let mut c = Cursor {
+        bytes: raw.as_bytes(),
+        at: 0,
+    };
+    let key_start = c.skip(is_tchar);
+    let key = raw.get(key_start..c.at).filter(|k| !k.is_empty())?;
+    c.skip(is_ows);
+    if !c.eat(b'=') {
+        return None;
     }
-    Some(Member { key, value, raw })
+    c.skip(is_ows);
+    let value_start = c.skip(is_baggage_octet);
+    let value = raw.get(value_start..c.at)?;
+    c.skip(is_ows);
+    while c.eat(b';') {
+        c.skip(is_ows);
+        let k = c.skip(is_tchar);
+        if c.at == k {
+            return None;
+        }
+        c.skip(is_ows);
+        if c.eat(b'=') {
+            c.skip(is_ows);
+            c.skip(is_baggage_octet);
+            c.skip(is_ows);
+        }
+    }
+    (c.at == raw.len()).then_some(Member { key, value, raw })
 }
 
 impl<'a> Baggage<'a> {
-    /// Parses every `baggage` header value given, in order, as one list.
-    /// Invalid members are dropped (and counted); empty list-members (`a=1,,b=2`)
-    /// are skipped silently. Values that are not UTF-8 are dropped whole.
+    /// Parses every `baggage` header value given, in order, as one list,
+    /// keeping at most [`MAX_MEMBERS`] members and [`MAX_BYTES`] bytes.
+    /// Invalid members are dropped (and counted); empty list-members
+    /// (`a=1,,b=2`) are skipped silently. Values that are not UTF-8 are
+    /// dropped whole. The request path does not build this list: it reads
+    /// members in place ([`members`]) and edits with [`plan`] and [`write`].
     pub fn parse<I: IntoIterator<Item = &'a [u8]>>(values: I) -> Baggage<'a> {
         let mut out = Baggage::default();
         let mut bytes = 0usize;
-        for value in values {
-            let Ok(text) = std::str::from_utf8(value) else {
+        for item in members(values) {
+            let Item::Valid(member) = item else {
                 out.dropped += 1;
                 continue;
             };
-            for item in text.split(',') {
-                if item.bytes().all(is_ows) {
-                    continue;
-                }
-                let Some(member) = parse_member(item) else {
-                    out.dropped += 1;
-                    continue;
-                };
-                let added = member.raw.len() + usize::from(!out.members.is_empty());
-                if out.members.len() >= MAX_MEMBERS || bytes + added > MAX_BYTES {
-                    out.dropped += 1;
-                    continue;
-                }
-                bytes += added;
-                out.members.push(member);
+            let added = member.raw.len() + usize::from(!out.members.is_empty());
+            if out.members.len() >= MAX_MEMBERS || bytes + added > MAX_BYTES {
+                out.dropped += 1;
+                continue;
             }
+            bytes += added;
+            out.members.push(member);
         }
         out
     }
@@ -144,72 +207,243 @@ impl<'a> Baggage<'a> {
 
     /// [`Baggage::with_member`] for several keys at once.
     pub fn with_members(&self, edits: &[(&str, Option<&str>)]) -> Option<String> {
-        let mut kept: Vec<Piece<'_>> = Vec::with_capacity(self.members.len() + edits.len());
-        let mut placed = vec![false; edits.len()];
-        for m in &self.members {
-            match edits.iter().position(|(k, _)| *k == m.key) {
-                None => kept.push(Piece::Raw(m.raw)),
-                Some(i) => {
-                    let first = placed.get(i).is_some_and(|p| !p);
-                    if let (true, Some((k, Some(v)))) = (first, edits.get(i)) {
-                        kept.push(Piece::Edit(k, v));
-                    }
-                    if let Some(p) = placed.get_mut(i) {
-                        *p = true;
-                    }
-                }
-            }
-        }
-        for ((k, v), done) in edits.iter().zip(&placed) {
-            if let (false, Some(v)) = (*done, v) {
-                kept.push(Piece::Edit(k, v));
-            }
-        }
-        // Enforce the limits, dropping plain members from the end first.
-        while kept.len() > MAX_MEMBERS || serialized_len(&kept) > MAX_BYTES {
-            match kept.iter().rposition(|p| matches!(p, Piece::Raw(_))) {
-                Some(i) => {
-                    kept.remove(i);
-                }
-                None => break,
-            }
-        }
-        if kept.is_empty() {
-            return None;
-        }
-        let mut out = String::with_capacity(serialized_len(&kept));
-        for (i, p) in kept.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            match p {
-                Piece::Raw(r) => out.push_str(r),
-                Piece::Edit(k, v) => {
-                    out.push_str(k);
-                    out.push('=');
-                    out.push_str(v);
-                }
-            }
-        }
-        Some(out)
+        let items = || self.members.iter().copied().map(Item::Valid);
+        let plan = plan(items(), edits);
+        let mut out = String::with_capacity(plan.len);
+        write(items(), edits, &plan, &mut out);
+        (!out.is_empty()).then_some(out)
     }
 }
 
-enum Piece<'a> {
-    Raw(&'a str),
-    Edit(&'a str, &'a str),
+/// One list-member as read from the headers: valid, or dropped as invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item<'a> {
+    Valid(Member<'a>),
+    /// An invalid member, or a header value that is not UTF-8.
+    Invalid,
 }
 
-fn serialized_len(pieces: &[Piece<'_>]) -> usize {
-    let commas = pieces.len().saturating_sub(1);
-    commas
-        + pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Raw(r) => r.len(),
-                Piece::Edit(k, v) => k.len() + 1 + v.len(),
-            })
-            .sum::<usize>()
+/// Every list-member of every `baggage` header value, in order, read in
+/// place. Not limited: the limits bound what is forwarded ([`plan`]), not
+/// what is read, so a member is found wherever it stands.
+pub fn members<'a, I: IntoIterator<Item = &'a [u8]>>(values: I) -> impl Iterator<Item = Item<'a>> {
+    values.into_iter().flat_map(|value| {
+        let (text, invalid) = match std::str::from_utf8(value) {
+            Ok(t) => (t, None),
+            Err(_) => ("", Some(Item::Invalid)),
+        };
+        invalid.into_iter().chain(
+            text.split(',')
+                .filter(|item| !item.bytes().all(is_ows))
+                .map(|item| parse_member(item).map_or(Item::Invalid, Item::Valid)),
+        )
+    })
+}
+
+/// The first valid member with this key, wherever it stands.
+pub fn find<'a, I>(items: I, key: &str) -> Option<Member<'a>>
+where
+    I: IntoIterator<Item = Item<'a>>,
+{
+    items.into_iter().find_map(|i| match i {
+        Item::Valid(m) if m.key == key => Some(m),
+        _ => None,
+    })
+}
+
+/// What an edit will keep: computed by [`plan`], written by [`write`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Members dropped: invalid, or past the limits.
+    pub dropped: usize,
+    /// Length in bytes of the edited header (0: no member left).
+    pub len: usize,
+    /// How many plain (not edited) members are kept, from the start.
+    plain_kept: usize,
+    /// Members whose key an edit names.
+    pub touched: usize,
+}
+
+impl Plan {
+    /// Whether the result is exactly `current`, the one header value the
+    /// members were read from, without writing it: nothing dropped, edited
+    /// or added, and the members (joined by commas) make up its every byte.
+    pub fn keeps(&self, current: &[u8], edits: &[(&str, Option<&str>)]) -> bool {
+        self.dropped == 0
+            && self.touched == 0
+            && edits.iter().all(|(_, v)| v.is_none())
+            && self.len == current.len()
+    }
+}
+
+/// Where the edited header is written: a string, or a comparison with the
+/// text it would replace (so an unchanged header costs no allocation).
+pub trait Sink {
+    fn put(&mut self, s: &str);
+}
+
+impl Sink for String {
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
+    }
+}
+
+/// Compares what is written with `expected`, without storing it.
+pub struct Compare<'e> {
+    rest: &'e [u8],
+    equal: bool,
+}
+
+impl<'e> Compare<'e> {
+    pub fn new(expected: &'e [u8]) -> Self {
+        Compare {
+            rest: expected,
+            equal: true,
+        }
+    }
+
+    /// Whether everything written equals the whole expected text.
+    pub fn equal(&self) -> bool {
+        self.equal && self.rest.is_empty()
+    }
+}
+
+impl Sink for Compare<'_> {
+    fn put(&mut self, s: &str) {
+        if !self.equal {
+            return;
+        }
+        match self.rest.strip_prefix(s.as_bytes()) {
+            Some(r) => self.rest = r,
+            None => self.equal = false,
+        }
+    }
+}
+
+/// Which edits are written already: bits for the usual one or two edits,
+/// a list only for more than 64.
+enum Placed {
+    Bits(u64),
+    List(Vec<bool>),
+}
+
+impl Placed {
+    fn new(n: usize) -> Placed {
+        if n <= 64 {
+            Placed::Bits(0)
+        } else {
+            Placed::List(vec![false; n])
+        }
+    }
+
+    /// True the first time edit `i` is asked for, false after.
+    fn first(&mut self, i: usize) -> bool {
+        match self {
+            Placed::Bits(bits) => {
+                let bit = 1u64 << (i % 64);
+                let first = *bits & bit == 0;
+                *bits |= bit;
+                first
+            }
+            Placed::List(list) => match list.get_mut(i) {
+                Some(p) => !std::mem::replace(p, true),
+                None => false,
+            },
+        }
+    }
+}
+
+/// Plans the baggage that results from `edits` to the members `items`:
+/// each `(key, Some(v))` sets `key=v` in the place of the first member with
+/// that key (else appended) and removes the others; `(key, None)` removes
+/// the key. Invalid members are dropped. Plain members are dropped from the
+/// end, never an edited one, until the result fits [`MAX_MEMBERS`] and
+/// [`MAX_BYTES`].
+pub fn plan<'a, I>(items: I, edits: &[(&str, Option<&str>)]) -> Plan
+where
+    I: Iterator<Item = Item<'a>>,
+{
+    let set_count = edits.iter().filter(|(_, v)| v.is_some()).count();
+    let set_bytes: usize = edits
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| k.len() + 1 + v.len()))
+        .sum();
+    let (mut invalid, mut plain_total, mut plain_kept, mut touched) =
+        (0usize, 0usize, 0usize, 0usize);
+    let (mut count, mut bytes) = (set_count, set_bytes + set_count.saturating_sub(1));
+    let mut full = false;
+    for item in items {
+        let m = match item {
+            Item::Valid(m) => m,
+            Item::Invalid => {
+                invalid += 1;
+                continue;
+            }
+        };
+        if edits.iter().any(|(k, _)| *k == m.key) {
+            touched += 1;
+            continue;
+        }
+        plain_total += 1;
+        // A comma joins each member to the one before it.
+        let added = m.raw.len() + usize::from(count > 0);
+        if !full && count < MAX_MEMBERS && bytes + added <= MAX_BYTES {
+            count += 1;
+            bytes += added;
+            plain_kept += 1;
+        } else {
+            full = true;
+        }
+    }
+    Plan {
+        dropped: invalid + (plain_total - plain_kept),
+        len: bytes,
+        plain_kept,
+        touched,
+    }
+}
+
+/// Writes what [`plan`] planned for the same `items` and `edits`.
+pub fn write<'a, I, S>(items: I, edits: &[(&str, Option<&str>)], plan: &Plan, sink: &mut S)
+where
+    I: Iterator<Item = Item<'a>>,
+    S: Sink + ?Sized,
+{
+    let mut placed = Placed::new(edits.len());
+    let mut plain_seen = 0usize;
+    let mut first = true;
+    let mut put = |sink: &mut S, parts: &[&str]| {
+        if !first {
+            sink.put(",");
+        }
+        first = false;
+        for p in parts {
+            sink.put(p);
+        }
+    };
+    for item in items {
+        let Item::Valid(m) = item else { continue };
+        match edits.iter().position(|(k, _)| *k == m.key) {
+            None => {
+                plain_seen += 1;
+                if plain_seen <= plan.plain_kept {
+                    put(sink, &[m.raw]);
+                }
+            }
+            Some(i) => {
+                if placed.first(i) {
+                    if let Some((k, Some(v))) = edits.get(i) {
+                        put(sink, &[k, "=", v]);
+                    }
+                }
+            }
+        }
+    }
+    for (i, (k, v)) in edits.iter().enumerate() {
+        if let (true, Some(v)) = (placed.first(i), v) {
+            put(sink, &[k, "=", v]);
+        }
+    }
 }
 
 fn hex(b: u8) -> Option<u8> {

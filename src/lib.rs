@@ -7,6 +7,8 @@ pub mod baggage;
 pub mod cli;
 pub mod config;
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 pub mod metric_names;
 pub mod testvectors;
 

@@ -4,8 +4,7 @@
 //! `graylane.requests.source.<source>.lane.<lane>` becomes
 //! `graylane_requests{source="...",lane="..."}` in `/stats/prometheus`.
 
-use crate::config::BASE;
-use crate::engine::Source;
+use crate::engine::{Source, BASE};
 
 pub const INVALID_TAGS: &str = "graylane.invalid_tags";
 pub const MALFORMED_BAGGAGE: &str = "graylane.malformed_baggage";

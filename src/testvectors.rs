@@ -134,3 +134,80 @@ pub const DECISION_TABLE: &[(&[(&str, &str)], &str)] = &[
     ),
     (&[(":path", "/"), ("x-sticky", "1")], "base"),
 ];
+
+/// The lane configs of `scripts/bench.sh` variants (c) and (e): 20 lanes of
+/// header, cookie and query rules plus a split; 990 exact-header lanes, 9
+/// regex lanes and a split. Shared by the criterion benches and the
+/// allocation test.
+pub fn bench_config(variant: char) -> String {
+    const SPLIT: &str = r#""split": {"key": {"header": "x-user-id"}, "percent": 10, "salt": "bench", "onMissingKey": "exclude"}"#;
+    let mut lanes = Vec::new();
+    if variant == 'c' {
+        for i in 0..10 {
+            let p = 10 + i;
+            lanes.push(format!(
+                r#"{{"name": "hdr-{i}", "priority": {p}, "match": {{"header": "x-region", "exact": "region-{i}"}}}}"#
+            ));
+        }
+        for i in 0..5 {
+            let p = 30 + i;
+            lanes.push(format!(
+                r#"{{"name": "ck-{i}", "priority": {p}, "match": {{"cookie": "canary", "exact": "beta-{i}"}}}}"#
+            ));
+        }
+        for i in 0..3 {
+            let p = 40 + i;
+            lanes.push(format!(
+                r#"{{"name": "q-{i}", "priority": {p}, "match": {{"query": "lane", "exact": "q-{i}"}}}}"#
+            ));
+        }
+        lanes.push(
+            r#"{"name": "ua-android", "priority": 50, "match": {"all": [{"header": "user-agent", "contains": "Android"}, {"header": "x-app-version", "prefix": "9."}]}}"#
+                .to_string(),
+        );
+        lanes.push(format!(r#"{{"name": "sticky", "priority": 60, {SPLIT}}}"#));
+    } else {
+        for i in 0..990 {
+            lanes.push(format!(
+                r#"{{"name": "hdr-{i}", "priority": {i}, "match": {{"header": "x-region", "exact": "region-{i}"}}}}"#
+            ));
+        }
+        for i in 0..9 {
+            let p = 1000 + i;
+            lanes.push(format!(
+                r#"{{"name": "re-{i}", "priority": {p}, "match": {{"header": "user-agent", "regex": "Mozilla/5\\.0 \\(iPhone; CPU iPhone OS 1{i}_.*"}}}}"#
+            ));
+        }
+        lanes.push(format!(
+            r#"{{"name": "sticky", "priority": 2000, {SPLIT}}}"#
+        ));
+    }
+    format!(
+        r#"{{"incoming": "ignore", "lanes": [{}]}}"#,
+        lanes.join(", ")
+    )
+}
+
+/// The request of `scripts/bench.sh`: 5-member baggage, a cookie, a query
+/// string, a user id; `region` selects (or not) an `x-region` lane.
+pub fn bench_request(region: &str) -> crate::engine::HeaderList {
+    crate::engine::HeaderList::from_strs(&[
+        (":method", "GET"),
+        (":path", "/api/v1/orders?page=2&lang=en"),
+        (":authority", "shop.example.com"),
+        (":scheme", "http"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (Linux; Android 14) Mobile Safari/537.36",
+        ),
+        ("accept", "application/json"),
+        ("x-app-version", "8.4.1"),
+        ("cookie", "session=9c1e77b03f2a; theme=dark; canary=none"),
+        (
+            "baggage",
+            "userId=alice,sessionId=3f2a9c1e-77b0,tenant=acme;ttl=60,sampled=true,deviceId=d-77",
+        ),
+        ("x-user-id", "user-48213"),
+        ("x-region", region),
+    ])
+}

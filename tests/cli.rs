@@ -351,6 +351,76 @@ fn usage_errors_exit_2() {
     assert!(run.stdout.contains("graylane explain CONFIG [OPTIONS]"));
 }
 
+#[test]
+fn usage_errors_name_the_problem_and_exit_2() {
+    let run = graylane(&["completions", "tcsh"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("invalid value 'tcsh'") && run.stderr.contains("bash"),
+        "{}",
+        run.stderr
+    );
+    let f = TempFile::new("json", TABLE_CONFIG);
+    let run = graylane(&["explain", f.path(), "--cookie", "nameonly"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("write a cookie as 'name=value'"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(graylane(&["explain", f.path(), "--json=yes"]).code, 2);
+    assert_eq!(graylane(&["completions"]).code, 2);
+
+    let run = graylane(&["--version"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(
+        run.stdout,
+        format!("graylane {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let run = graylane(&["explain", "--help"]);
+    assert_eq!(run.code, 0);
+    assert!(run.stdout.contains("--random <N>"), "{}", run.stdout);
+}
+
+#[test]
+fn completions_for_every_shell() {
+    let run = graylane(&["completions", "bash"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let script = &run.stdout;
+    assert!(script.contains("complete -F _graylane"), "{script}");
+    for word in [
+        "check",
+        "explain",
+        "schema",
+        "completions",
+        "--header",
+        "--plugin",
+    ] {
+        assert!(script.contains(word), "{word} missing from:\n{script}");
+    }
+    // bash itself reads the script and registers the completion.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("source /dev/stdin && complete -p graylane")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(script.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("_graylane"));
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let run = graylane(&["completions", shell]);
+        assert_eq!(run.code, 0, "{shell}: {}", run.stderr);
+        assert!(run.stdout.contains("explain"), "{shell}: {}", run.stdout);
+    }
+}
+
 // ---------------------------------------------------------------- explain
 
 #[test]
@@ -758,7 +828,8 @@ fn schema_describes_the_config() {
     let s = schema();
     assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
     assert_eq!(s["additionalProperties"], false);
-    assert_eq!(s["required"], json!(["lanes"]));
+    assert_eq!(s["required"], Value::Null);
+    assert_eq!(s["anyOf"][1]["required"], json!(["propagate"]));
     for def in [
         "Lane",
         "Condition",

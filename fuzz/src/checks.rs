@@ -9,6 +9,7 @@ use graylane::baggage::{Baggage, MAX_BYTES, MAX_MEMBERS};
 use graylane::config::{Config, Incoming};
 use graylane::engine::{self, Attr, Cond, Decision, HeaderList, KeySource, Source};
 use graylane::testvectors::{DECISION_TABLE, TABLE_CONFIG};
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 // ---------------------------------------------------------------- config
@@ -339,12 +340,12 @@ fn decide(config: &Config, req: &HeaderList, seed: u64) -> Decision {
 
 /// The request as Envoy holds it after the filter applied `set`: a set
 /// header replaces every value of that name, a removal removes them all.
-fn applied(req: &HeaderList, set: &[(&str, Option<String>)]) -> HeaderList {
+fn applied(req: &HeaderList, set: &[(&str, Option<Cow<'_, str>>)]) -> HeaderList {
     let mut out = req.clone();
     for (name, value) in set {
         out.0.retain(|(k, _)| k != name);
         if let Some(v) = value {
-            out.0.push(((*name).to_string(), v.clone().into_bytes()));
+            out.0.push(((*name).to_string(), v.as_bytes().to_vec()));
         }
     }
     out
@@ -528,7 +529,8 @@ fn check_one(config: &Config, name: &str, req: &HeaderList, seed: u64, tags_inva
         );
     } else if d.source == Source::Propagated {
         let view = engine::View::new(req);
-        let tag = match view.baggage().get(&config.baggage_key) {
+        // The member counts wherever it stands (no member limit on reading).
+        let tag = match graylane::baggage::find(view.baggage(), &config.baggage_key) {
             Some(m) => m.decoded_value(),
             None => view
                 .first_header(&config.lane_header)

@@ -1,8 +1,116 @@
-//! The options of `graylane explain`, and the request they describe.
+//! The command line of `graylane` (clap), the options of `graylane
+//! explain`, and the request they describe.
 
 use crate::engine::HeaderList;
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
 
-/// `graylane explain` options.
+const CONFIG_HELP: &str = "\
+CONFIG is the plugin JSON (or the same in YAML); or a YAML or JSON file of
+Istio WasmPlugin manifests, one or several documents, where spec.pluginConfig
+of each WasmPlugin is its plugin JSON and documents of other kinds are skipped;
+or an Envoy configuration, whose wasm filters carry the plugin JSON as a
+google.protobuf.StringValue.";
+
+/// `graylane`: offline tools for the graylane proxy-wasm filter.
+#[derive(Debug, Parser)]
+#[command(
+    name = "graylane",
+    version,
+    about = "graylane: offline tools for the graylane proxy-wasm filter",
+    override_usage = "graylane check CONFIG\n       graylane explain CONFIG [OPTIONS]\n       graylane schema\n       graylane completions SHELL",
+    after_help = CONFIG_HELP,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Parsed once per run: the size of the explain variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and analyse CONFIG as the filter does when it is configured.
+    #[command(
+        long_about = "Parse and analyse CONFIG as the filter does when it is configured.\n\
+            Prints \"ok: N lanes, M services\", or \"error: PATH: MESSAGE\", then\n\
+            \"warning: PATH: MESSAGE\" per warning. With several WasmPlugins each\n\
+            line starts with \"NAME: \" (WasmPlugin metadata.name, or the Envoy\n\
+            wasm plugin's name).",
+        after_help = "Exit 0 valid (warnings allowed), 1 invalid, 2 usage or unreadable file."
+    )]
+    Check {
+        /// Plugin JSON/YAML, WasmPlugin manifests or an Envoy configuration
+        #[arg(value_name = "CONFIG")]
+        config: String,
+    },
+    /// Decide the lane of one request as the filter does, and say why.
+    #[command(
+        after_help = "Exit 0, 1 invalid CONFIG, 2 usage or unreadable file, 3 internal error."
+    )]
+    Explain(ExplainCmd),
+    /// Print the JSON Schema of the plugin configuration
+    /// (the committed copy is envoy/graylane.schema.json).
+    Schema,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "bash: graylane completions bash > ~/.local/share/bash-completion/completions/graylane"
+    )]
+    Completions {
+        /// The shell to complete for
+        #[arg(value_name = "SHELL")]
+        shell: Shell,
+    },
+}
+
+/// The options of `graylane explain`, as given on the command line.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainCmd {
+    /// Plugin JSON/YAML, WasmPlugin manifests or an Envoy configuration
+    #[arg(value_name = "CONFIG")]
+    pub config: String,
+    /// A request header (repeatable); ":path", ":method", ":authority" and
+    /// "host" set the fields below
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE",
+          value_parser = parse_header, allow_hyphen_values = true)]
+    pub headers: Vec<(String, String)>,
+    /// :path (default "/")
+    #[arg(long, value_name = "P", allow_hyphen_values = true)]
+    pub path: Option<String>,
+    /// :method (default GET)
+    #[arg(long, value_name = "M", allow_hyphen_values = true)]
+    pub method: Option<String>,
+    /// :authority (host[:port])
+    #[arg(long, value_name = "H", allow_hyphen_values = true)]
+    pub host: Option<String>,
+    /// A cookie (repeatable); all are sent as one cookie header, joined with "; "
+    #[arg(long = "cookie", value_name = "K=V", value_parser = parse_cookie,
+          allow_hyphen_values = true)]
+    pub cookies: Vec<String>,
+    /// A query parameter (repeatable), appended to the path as ?K=V&... exactly
+    /// as given (encode yourself)
+    #[arg(long = "query", value_name = "K=V", allow_hyphen_values = true)]
+    pub queries: Vec<String>,
+    /// The W3C baggage header
+    #[arg(long, value_name = "K=V,...", allow_hyphen_values = true)]
+    pub baggage: Option<String>,
+    /// Every random draw returns N, so a split without key has bucket
+    /// N % 10000. Without it, draws come from SplitMix64 seeded with 0: same
+    /// output each run
+    #[arg(long, value_name = "N", value_parser = parse_random, allow_hyphen_values = true)]
+    pub random: Option<u64>,
+    /// The plugin to use when CONFIG has several
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub plugin: Option<String>,
+    /// One JSON object: {"lane", "source", "rule", "ruleIndex", "bucket",
+    /// "headers", "fallback", "cluster", "shadow", "invalidTag",
+    /// "baggageDropped", "tried", "response"}
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `graylane explain` options, resolved into the request's fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExplainArgs {
     pub config: String,
@@ -19,98 +127,69 @@ pub struct ExplainArgs {
     pub json: bool,
 }
 
+impl From<ExplainCmd> for ExplainArgs {
+    /// `-H ':path: …'`, `-H ':method: …'` and `-H 'host: …'` set the same
+    /// fields as `--path`, `--method` and `--host`; the named option wins.
+    fn from(cmd: ExplainCmd) -> ExplainArgs {
+        let mut out = ExplainArgs {
+            config: cmd.config,
+            plugin: cmd.plugin,
+            cookies: cmd.cookies,
+            queries: cmd.queries,
+            baggage: cmd.baggage,
+            random: cmd.random,
+            json: cmd.json,
+            ..ExplainArgs::default()
+        };
+        for (name, value) in cmd.headers {
+            match name.as_str() {
+                ":path" => out.path = Some(value),
+                ":method" => out.method = Some(value),
+                ":authority" | "host" => out.authority = Some(value),
+                _ => out.headers.push((name, value)),
+            }
+        }
+        out.path = cmd.path.or(out.path);
+        out.method = cmd.method.or(out.method);
+        out.authority = cmd.host.or(out.authority);
+        out
+    }
+}
+
 /// Splits `NAME: VALUE` (the name may be a pseudo-header such as `:path`).
-fn split_header(text: &str) -> Option<(String, String)> {
+fn parse_header(text: &str) -> Result<(String, String), String> {
     let (pseudo, body) = match text.strip_prefix(':') {
         Some(rest) => (":", rest),
         None => ("", text),
     };
-    let (name, value) = body.split_once(':')?;
+    let bad = || "write a header as 'name: value'".to_string();
+    let (name, value) = body.split_once(':').ok_or_else(bad)?;
     let name = name.trim();
     if name.is_empty()
         || name
             .bytes()
             .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
-        return None;
+        return Err(bad());
     }
-    Some((
+    Ok((
         format!("{pseudo}{}", name.to_ascii_lowercase()),
         value.trim().to_string(),
     ))
 }
 
-/// Parses the arguments after `explain`.
-pub fn parse_explain(args: &[String]) -> Result<ExplainArgs, String> {
-    let mut out = ExplainArgs::default();
-    let mut config = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        // `--name=value` is the same as `--name value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        if flag == "--json" {
-            if inline.is_some() {
-                return Err("--json takes no value".into());
-            }
-            out.json = true;
-            continue;
-        }
-        if !flag.starts_with('-') || flag == "-" {
-            if config.replace(arg.clone()).is_some() {
-                return Err(format!("unexpected argument {arg:?}: give one CONFIG"));
-            }
-            continue;
-        }
-        let mut value = || -> Result<String, String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| format!("{flag} needs a value")),
-            }
-        };
-        match flag {
-            "-H" | "--header" => {
-                let text = value()?;
-                let (name, v) = split_header(&text)
-                    .ok_or_else(|| format!("-H {text:?}: write a header as 'name: value'"))?;
-                match name.as_str() {
-                    ":path" => out.path = Some(v),
-                    ":method" => out.method = Some(v),
-                    ":authority" | "host" => out.authority = Some(v),
-                    _ => out.headers.push((name, v)),
-                }
-            }
-            "--path" => out.path = Some(value()?),
-            "--method" => out.method = Some(value()?),
-            "--host" => out.authority = Some(value()?),
-            "--cookie" => {
-                let c = value()?;
-                if !c.contains('=') {
-                    return Err(format!("--cookie {c:?}: write a cookie as 'name=value'"));
-                }
-                out.cookies.push(c);
-            }
-            "--query" => out.queries.push(value()?),
-            "--baggage" => out.baggage = Some(value()?),
-            "--random" => {
-                let n = value()?;
-                out.random = Some(
-                    n.trim()
-                        .parse()
-                        .map_err(|_| format!("--random {n:?}: give a non-negative integer"))?,
-                );
-            }
-            "--plugin" => out.plugin = Some(value()?),
-            _ => return Err(format!("unknown option {flag:?}")),
-        }
+fn parse_cookie(text: &str) -> Result<String, String> {
+    if text.contains('=') {
+        Ok(text.to_string())
+    } else {
+        Err("write a cookie as 'name=value'".to_string())
     }
-    out.config = config.ok_or("explain needs CONFIG")?;
-    Ok(out)
+}
+
+fn parse_random(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "give a non-negative integer".to_string())
 }
 
 impl ExplainArgs {
@@ -172,14 +251,24 @@ pub fn rng(fixed: Option<u64>) -> impl FnMut() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn explain(list: &[&str]) -> Result<ExplainArgs, clap::Error> {
+        let argv = ["graylane", "explain"].iter().chain(list);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Explain(cmd) => Ok(cmd.into()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn builds_the_request() {
-        let a = parse_explain(&args(&[
+        let a = explain(&[
             "c.json",
             "-H",
             "X-Tier: 4",
@@ -198,7 +287,7 @@ mod tests {
             "tenant=acme",
             "-H",
             "Host: h",
-        ]))
+        ])
         .unwrap();
         assert_eq!(a.config, "c.json");
         let h = a.request();
@@ -209,7 +298,7 @@ mod tests {
         assert_eq!(
             pairs,
             vec![
-                (":authority", "h"),
+                (":authority", "db.internal:8080"),
                 (":path", "/a?x=1&beta=on"),
                 (":method", "POST"),
                 ("x-tier", "4"),
@@ -217,23 +306,33 @@ mod tests {
                 ("baggage", "tenant=acme"),
             ]
         );
+        let a = explain(&["c.json", "-H", "Host: h", "-H", ":path: /p"]).unwrap();
+        assert_eq!(a.authority.as_deref(), Some("h"));
+        assert_eq!(a.full_path(), "/p");
     }
 
     #[test]
     fn defaults_and_errors() {
-        let a = parse_explain(&args(&[
-            "c.json", "--query", "q=1", "--query", "r", "--json",
-        ]))
-        .unwrap();
+        let a = explain(&["c.json", "--query", "q=1", "--query", "r", "--json"]).unwrap();
         assert_eq!(a.full_path(), "/?q=1&r");
         assert!(a.json);
-        assert!(parse_explain(&args(&[])).is_err());
-        assert!(parse_explain(&args(&["a", "b"])).is_err());
-        assert!(parse_explain(&args(&["a", "-H", "novalue"])).is_err());
-        assert!(parse_explain(&args(&["a", "-H"])).is_err());
-        assert!(parse_explain(&args(&["a", "--cookie", "x"])).is_err());
-        assert!(parse_explain(&args(&["a", "--random", "-1"])).is_err());
-        assert!(parse_explain(&args(&["a", "--bogus"])).is_err());
+        assert_eq!(
+            explain(&["c.json", "--random", " 7 "]).unwrap().random,
+            Some(7)
+        );
+        for bad in [
+            &[][..],
+            &["a", "b"],
+            &["a", "-H", "novalue"],
+            &["a", "-H"],
+            &["a", "--cookie", "x"],
+            &["a", "--random", "-1"],
+            &["a", "--bogus"],
+            &["a", "--json=yes"],
+        ] {
+            let e = explain(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
     }
 
     #[test]

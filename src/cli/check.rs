@@ -1,15 +1,12 @@
 //! `graylane check CONFIG`.
 
 use super::input::{self, Document, InputError};
-use super::{usage_error, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::config::Config;
 use std::io::Write;
 use std::path::Path;
 
-pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let [path] = args else {
-        return usage_error(err, "check needs exactly one CONFIG");
-    };
+pub fn run(path: &str, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let docs = match load(Path::new(path), out, err) {
         Ok(docs) => docs,
         Err(code) => return code,

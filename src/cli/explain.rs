@@ -10,11 +10,7 @@ use serde_json::{json, Map, Value};
 use std::io::Write;
 use std::path::Path;
 
-pub fn run(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let args = match args::parse_explain(argv) {
-        Ok(a) => a,
-        Err(message) => return usage_error(err, &message),
-    };
+pub fn run(args: ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let docs = match load(Path::new(&args.config), out, err) {
         Ok(docs) => docs,
         Err(code) => return code,
@@ -186,7 +182,7 @@ pub fn explain(config: &Config, args: &ExplainArgs) -> Report {
         headers: e
             .set
             .iter()
-            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .map(|(k, v)| ((*k).to_string(), v.as_deref().map(str::to_owned)))
             .collect(),
         cluster: e.cluster.map(str::to_owned),
         fallback: e.fallback.map(str::to_owned),

@@ -2,14 +2,16 @@
 //! structures the per-request code uses. Every error names the JSON path of
 //! the bad field and what would be accepted.
 
-pub mod json;
+mod de;
 pub mod raw;
 
 use crate::analysis;
+pub use crate::analysis::{Warning, WarningKind};
 use crate::engine::{
     literal_prefix, Attr, CompiledRegex, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split,
     SplitKey, BUCKETS,
 };
+pub use crate::engine::{Compiled, Service, Shadow, BASE};
 use hashbrown::{HashMap, HashSet};
 pub use raw::{Incoming, OnMissingKey, RawConfig};
 use raw::{RawCondition, RawLane, RawSplit};
@@ -21,8 +23,6 @@ pub const MAX_BAGGAGE_KEY: usize = 256;
 pub const MAX_LANE_NAME: usize = 63;
 /// Default `Max-Age` of an assigned split cookie: 30 days.
 pub const DEFAULT_ASSIGN_MAX_AGE: u64 = 30 * 24 * 3600;
-/// The reserved name of "no lane".
-pub const BASE: &str = "base";
 
 /// A configuration error: the JSON path of the bad field and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,61 +50,20 @@ fn err<T>(path: &str, message: impl Into<String>) -> Result<T, ConfigError> {
     })
 }
 
-/// What kind of warning: each has its own counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WarningKind {
-    /// A lane that can never win (SPEC §2.3).
-    Shadowed,
-    /// A lane with `percent: 0` (or no bucket) admits nothing.
-    ZeroPercent,
-    /// A `services` entry names a lane that is not declared.
-    UnknownServiceLane,
-    /// Two lanes sharing key and salt have overlapping bucket ranges.
-    OverlappingBuckets,
-}
-
-/// A warning: logged and counted, does not reject the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    pub kind: WarningKind,
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-/// Mirrored-traffic marking, compiled.
-#[derive(Debug, Clone)]
-pub struct Shadow {
-    pub host_suffix: String,
-    pub baggage_key: String,
-}
-
-/// One service's clusters: `lanes[id]` is the cluster for lane `id`, if any.
-#[derive(Debug, Clone)]
-pub struct Service {
-    pub name: String,
-    pub base: String,
-    pub lanes: Vec<Option<String>>,
-}
-
-/// The compiled configuration.
+/// A compiled configuration and the warnings it deserves. Derefs to the
+/// [`Compiled`] form the request path reads.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub lane_header: String,
-    pub baggage_key: String,
-    pub incoming: Incoming,
-    pub cluster_header: String,
-    pub response_header: bool,
-    pub shadow: Option<Shadow>,
-    /// Keyed by lower-case host.
-    pub services: HashMap<String, Service>,
-    pub rules: Rules,
+    pub compiled: Compiled,
     pub warnings: Vec<Warning>,
+}
+
+impl std::ops::Deref for Config {
+    type Target = Compiled;
+
+    fn deref(&self) -> &Compiled {
+        &self.compiled
+    }
 }
 
 impl Config {
@@ -113,20 +72,10 @@ impl Config {
         let raw = parse(text)?;
         compile(&raw)
     }
-
-    /// The declared lane with this name.
-    pub fn lane_id(&self, name: &str) -> Option<LaneId> {
-        self.rules.lane_id(name)
-    }
-
-    /// Name of a lane, or `base` for none.
-    pub fn lane_name(&self, lane: Option<LaneId>) -> &str {
-        lane.and_then(|id| self.rules.lanes.get(id))
-            .map_or(BASE, |l| l.name.as_str())
-    }
 }
 
-/// Parses the JSON text; errors carry the JSON path serde reached.
+/// Parses the JSON text with serde_json; errors carry the JSON path serde
+/// reached. The filter and the CLI both read a configuration through here.
 pub fn parse(text: &[u8]) -> Result<RawConfig, ConfigError> {
     if text.iter().all(u8::is_ascii_whitespace) {
         return err(
@@ -134,10 +83,7 @@ pub fn parse(text: &[u8]) -> Result<RawConfig, ConfigError> {
             "the plugin configuration is empty; expected a JSON object with at least \"lanes\"",
         );
     }
-    json::from_slice::<RawConfig>(text).map_err(|e| ConfigError {
-        path: e.path(),
-        message: e.message,
-    })
+    de::from_slice::<RawConfig>(text)
 }
 
 /// A request header name graylane may set or read: a lower-case token.
@@ -238,8 +184,11 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigError> {
             })
         }
     };
-    if raw.lanes.is_empty() {
-        return err("lanes", "at least one lane rule is required");
+    if raw.lanes.is_empty() && raw.propagate.is_empty() {
+        return err(
+            "lanes",
+            "at least one lane is required: a rule in \"lanes\", or a name in \"propagate\" (hops)",
+        );
     }
 
     let mut warnings = Vec::new();
@@ -258,6 +207,36 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigError> {
             );
         }
         lanes.push(lane);
+    }
+    for (i, name) in raw.propagate.iter().enumerate() {
+        let path = format!("propagate[{i}]");
+        check_lane_name(&path, name)?;
+        let id = lanes.len();
+        if let Some(prev) = names.insert(name.clone(), id) {
+            let other = if prev < raw.lanes.len() {
+                format!("lanes[{prev}]")
+            } else {
+                format!("propagate[{}]", prev - raw.lanes.len())
+            };
+            return err(
+                &path,
+                format!("lane \"{name}\" is already declared at {other}; a lane is either a rule in \"lanes\" or a name in \"propagate\", once"),
+            );
+        }
+        lanes.push(Lane {
+            name: name.clone(),
+            rule: false,
+            priority: i64::MAX,
+            cond: None,
+            split: None,
+        });
+    }
+    if !raw.propagate.is_empty() && raw.incoming == Incoming::Ignore {
+        warnings.push(Warning {
+            kind: WarningKind::PropagateIgnored,
+            path: "propagate".into(),
+            message: "has no effect with \"incoming\": \"ignore\" (an edge removes incoming tags); use \"incoming\": \"trust\" on hops".into(),
+        });
     }
 
     let mut services = HashMap::with_capacity(raw.services.len());
@@ -288,7 +267,7 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigError> {
                     kind: WarningKind::UnknownServiceLane,
                     path: lpath,
                     message: format!(
-                        "lane \"{lane}\" is not declared in \"lanes\"; this entry is never used"
+                        "lane \"{lane}\" is not declared in \"lanes\" or \"propagate\"; this entry is never used"
                     ),
                 }),
             }
@@ -311,14 +290,16 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigError> {
     let rules = Rules::new(lanes);
     warnings.extend(analysis::analyze(&rules));
     Ok(Config {
-        lane_header,
-        baggage_key: raw.baggage_key.clone(),
-        incoming: raw.incoming,
-        cluster_header,
-        response_header: raw.response_header,
-        shadow,
-        services,
-        rules,
+        compiled: Compiled {
+            lane_header,
+            baggage_key: raw.baggage_key.clone(),
+            incoming: raw.incoming,
+            cluster_header,
+            response_header: raw.response_header,
+            shadow,
+            services,
+            rules,
+        },
         warnings,
     })
 }
@@ -348,6 +329,7 @@ fn compile_lane(
     }
     Ok(Lane {
         name: rl.name.clone(),
+        rule: true,
         priority: rl.priority,
         cond,
         split,

@@ -1,6 +1,7 @@
 //! The plugin configuration exactly as the JSON of SPEC §3 spells it.
 //! Every struct denies unknown fields: a typo must fail, not route to base.
 
+pub use crate::engine::{Incoming, OnMissingKey};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -30,8 +31,13 @@ pub struct RawConfig {
     /// Per-service cluster names, keyed by the request authority's host (port ignored).
     #[serde(default)]
     pub services: BTreeMap<String, RawService>,
-    /// The lane rules, at least one.
+    /// The lane rules. `lanes` and `propagate` together name at least one lane.
+    #[serde(default)]
     pub lanes: Vec<RawLane>,
+    /// Lanes a hop accepts as incoming tags (and routes through `services`)
+    /// without a rule of its own; a name may not also be in `lanes`.
+    #[serde(default)]
+    pub propagate: Vec<String>,
 }
 
 fn default_lane_header() -> String {
@@ -51,18 +57,6 @@ fn default_shadow_key() -> String {
 }
 fn default_priority() -> i64 {
     100
-}
-
-/// What a proxy does with a lane tag that arrives with the request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase")]
-pub enum Incoming {
-    /// Edge: remove client-sent tags and decide from the rules.
-    #[default]
-    Ignore,
-    /// Hop: keep a valid incoming tag.
-    Trust,
 }
 
 /// Mirrored-traffic marking (SPEC §6).
@@ -205,16 +199,6 @@ pub struct RawSplit {
     /// `random` (admit the same share at random) or `exclude` (never admit) when the key is absent.
     #[serde(default)]
     pub on_missing_key: OnMissingKey,
-}
-
-/// What a split does when its key is absent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase")]
-pub enum OnMissingKey {
-    #[default]
-    Random,
-    Exclude,
 }
 
 /// Where a split reads its key.

@@ -24,7 +24,19 @@ fn spec_example_compiles_with_defaults() {
 fn errors_name_the_json_path() {
     let cases: &[(&str, &str)] = &[
         (r#"{"lanes": []}"#, "lanes: at least one"),
-        (r#"{}"#, "missing field `lanes`"),
+        (r#"{}"#, "lanes: at least one lane is required"),
+        (
+            r#"{"lanes": [{"name": "g"}], "propagate": ["g"]}"#,
+            "propagate[0]: lane \"g\" is already declared at lanes[0]",
+        ),
+        (
+            r#"{"incoming": "trust", "propagate": ["g", "g"]}"#,
+            "propagate[1]: lane \"g\" is already declared at propagate[0]",
+        ),
+        (
+            r#"{"incoming": "trust", "propagate": ["base"]}"#,
+            "propagate[0]: \"base\" is reserved",
+        ),
         (
             r#"{"lanes": [{"name": "g"}], "typo": 1}"#,
             "unknown field `typo`, expected one of",
@@ -180,4 +192,202 @@ fn disjoint_buckets_do_not_warn() {
         {"name": "b", "split": {"key": {"header": "u"}, "buckets": ["3000-5999"], "salt": "s"}}]}"#,
     );
     assert!(w.is_empty(), "{w:?}");
+}
+
+#[test]
+fn propagate_declares_lanes_without_rules() {
+    let c = Config::from_json(
+        br#"{"incoming": "trust", "propagate": ["gray", "beta"],
+            "services": {"svc-b": {"base": "b", "lanes": {"gray": "b-gray"}}}}"#,
+    )
+    .unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(c.rules.order.is_empty());
+    assert_eq!(c.lane_id("beta"), Some(1));
+    assert_eq!(c.lane_name(Some(0)), "gray");
+    // At an edge it is never used: a warning, not an error.
+    let c = Config::from_json(br#"{"propagate": ["gray"]}"#).unwrap();
+    assert_eq!(c.warnings.len(), 1);
+    assert_eq!(c.warnings[0].kind, WarningKind::PropagateIgnored);
+    assert_eq!(c.warnings[0].path, "propagate");
+}
+
+/// Malformed JSON in the style of JSONTestSuite's `n_` files, each inside a
+/// config that would be valid if the text were read leniently: every one
+/// must be rejected, as serde_json, jq and kubectl reject it.
+const MALFORMED: &[(&str, &str)] = &[
+    (
+        "number -01",
+        r#"{"lanes": [{"name": "g", "priority": -01}]}"#,
+    ),
+    ("number 01", r#"{"lanes": [{"name": "g", "priority": 01}]}"#),
+    ("number +1", r#"{"lanes": [{"name": "g", "priority": +1}]}"#),
+    (
+        "number .5",
+        r#"{"lanes": [{"name": "g", "split": {"percent": .5}}]}"#,
+    ),
+    (
+        "number 2.",
+        r#"{"lanes": [{"name": "g", "split": {"percent": 2.}}]}"#,
+    ),
+    (
+        "number 0.e1",
+        r#"{"lanes": [{"name": "g", "split": {"percent": 0.e1}}]}"#,
+    ),
+    (
+        "number 1.e1",
+        r#"{"lanes": [{"name": "g", "split": {"percent": 1.e1}}]}"#,
+    ),
+    (
+        "number 1e",
+        r#"{"lanes": [{"name": "g", "split": {"percent": 1e}}]}"#,
+    ),
+    (
+        "number 1e+",
+        r#"{"lanes": [{"name": "g", "split": {"percent": 1e+}}]}"#,
+    ),
+    (
+        "number 1-2",
+        r#"{"lanes": [{"name": "g", "priority": 1-2}]}"#,
+    ),
+    (
+        "NaN",
+        r#"{"lanes": [{"name": "g", "split": {"percent": NaN}}]}"#,
+    ),
+    (
+        "Infinity",
+        r#"{"lanes": [{"name": "g", "split": {"percent": Infinity}}]}"#,
+    ),
+    (
+        "-Infinity",
+        r#"{"lanes": [{"name": "g", "priority": -Infinity}]}"#,
+    ),
+    ("trailing comma in object", r#"{"lanes": [{"name": "g",}]}"#),
+    ("trailing comma in array", r#"{"lanes": [{"name": "g"},]}"#),
+    ("trailing comma at top", r#"{"lanes": [{"name": "g"}],}"#),
+    ("unquoted key", r#"{lanes: [{"name": "g"}]}"#),
+    ("single quotes", r#"{'lanes': [{'name': 'g'}]}"#),
+    ("block comment", r#"{"lanes": [{"name": "g"}] /* c */}"#),
+    ("line comment", "// c\n{\"lanes\": [{\"name\": \"g\"}]}"),
+    (
+        "duplicate field",
+        r#"{"lanes": [{"name": "g", "name": "h"}]}"#,
+    ),
+    (
+        "duplicate lanes",
+        r#"{"lanes": [{"name": "g"}], "lanes": [{"name": "h"}]}"#,
+    ),
+    (
+        "duplicate map key",
+        r#"{"services": {"s": {"base": "a"}, "s": {"base": "b"}}, "lanes": [{"name": "g"}]}"#,
+    ),
+    (
+        "lone leading surrogate",
+        r#"{"lanes": [{"name": "g", "match": {"header": "a", "exact": "\ud800"}}]}"#,
+    ),
+    (
+        "lone trailing surrogate",
+        r#"{"lanes": [{"name": "g", "match": {"header": "a", "exact": "\udc00"}}]}"#,
+    ),
+    (
+        "control character in string",
+        "{\"lanes\": [{\"name\": \"g\", \"match\": {\"header\": \"a\", \"exact\": \"a\u{1}b\"}}]}",
+    ),
+    (
+        "raw tab in string",
+        "{\"lanes\": [{\"name\": \"g\", \"match\": {\"header\": \"a\", \"exact\": \"a\tb\"}}]}",
+    ),
+    (
+        "byte order mark",
+        "\u{feff}{\"lanes\": [{\"name\": \"g\"}]}",
+    ),
+    ("trailing garbage", r#"{"lanes": [{"name": "g"}]} x"#),
+    ("two documents", r#"{"lanes": [{"name": "g"}]} {}"#),
+    ("invalid escape", r#"{"lanes": [{"name": "g\x"}]}"#),
+    ("unterminated", r#"{"lanes": [{"name": "g"}"#),
+    (
+        "config as an array",
+        r#"["x-graylane", "lane", "ignore", "c", false, null, {}, [{"name": "g"}]]"#,
+    ),
+    ("lane as an array", r#"{"lanes": [["g", 1]]}"#),
+    (
+        "enum as an object",
+        r#"{"incoming": {"trust": null}, "lanes": [{"name": "g"}]}"#,
+    ),
+];
+
+#[test]
+fn malformed_json_is_rejected() {
+    // The same configs, well formed, are accepted: the rejection is about the JSON.
+    for good in [
+        r#"{"lanes": [{"name": "g", "priority": -1, "split": {"percent": 0.5}}]}"#,
+        r#"{"lanes": [{"name": "g", "split": {"percent": 1e1}}]}"#,
+        r#"{"lanes": [{"name": "g", "match": {"header": "a", "exact": "\ud83d\ude00\t"}}]}"#,
+        " \r\n\t{\"lanes\": [{\"name\": \"g\"}]} \n",
+    ] {
+        assert!(Config::from_json(good.as_bytes()).is_ok(), "{good}");
+    }
+    let mut accepted = Vec::new();
+    for (name, json) in MALFORMED {
+        if Config::from_json(json.as_bytes()).is_ok() {
+            accepted.push(*name);
+        }
+    }
+    assert!(accepted.is_empty(), "accepted: {accepted:?}");
+}
+
+#[test]
+fn deep_nesting_is_rejected_without_overflowing_the_stack() {
+    let arrays = |n: usize| "[".repeat(n) + &"]".repeat(n);
+    let nots = |n: usize| {
+        let c = r#"{"not": "#.repeat(n) + r#"{"header": "a", "exact": "b"}"# + &"}".repeat(n);
+        format!(r#"{{"lanes": [{{"name": "g", "match": {c}}}]}}"#)
+    };
+    for (json, want) in [
+        (arrays(10_000), "invalid type: sequence, expected an object"),
+        (
+            format!(r#"{{"lanes": {}}}"#, arrays(10_000)),
+            "lanes[0]: invalid type: sequence, expected an object",
+        ),
+        (nots(10_000), "recursion limit exceeded"),
+    ] {
+        let got = Config::from_json(json.as_bytes()).unwrap_err().to_string();
+        assert!(got.contains(want), "{got}");
+    }
+    // Conditions nest as deep as anyone writes them.
+    assert!(Config::from_json(nots(100).as_bytes()).is_ok());
+}
+
+#[test]
+fn malformed_json_errors_say_what_is_accepted() {
+    for (json, want) in [
+        (
+            r#"{"lanes": [{"name": "g", "split": {"percent": 2.}}]}"#,
+            "lanes[0].split.percent: invalid JSON at line 1 column 49: invalid number; write numbers as JSON does",
+        ),
+        (
+            r#"{"lanes": [{"name": "g",}]}"#,
+            "lanes[0]: invalid JSON at line 1 column 25: trailing comma; remove the comma",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "name": "h"}]}"#,
+            "lanes[0].name: duplicate member `name`",
+        ),
+        (
+            r#"{"lanes": [{"name": "g", "split": {"percent": NaN}}]}"#,
+            "JSON has no comments, single quotes, NaN or Infinity",
+        ),
+        (
+            r#"{"incoming": {"trust": null}, "lanes": [{"name": "g"}]}"#,
+            "incoming: invalid type: map, expected a string",
+        ),
+        (r#"[{"name": "g"}]"#, "invalid type: sequence, expected an object"),
+        (
+            r#"{"lanes": [{"name": "g"}]} x"#,
+            "invalid JSON at line 1 column 28: trailing characters",
+        ),
+    ] {
+        let got = Config::from_json(json.as_bytes()).unwrap_err().to_string();
+        assert!(got.contains(want), "{json}\n  got:  {got}\n  want: {want}");
+    }
 }

@@ -2,10 +2,12 @@
 //! changes that carry it (SPEC §5). Host-independent: the filter implements
 //! [`Request`] with host calls, tests and the CLI with a header list.
 
+mod compiled;
 mod rules;
 pub mod split;
 mod view;
 
+pub use compiled::{Compiled, Incoming, OnMissingKey, Service, Shadow, BASE};
 pub use rules::{
     literal_prefix, Attr, CompiledRegex, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split,
     SplitKey,
@@ -13,7 +15,8 @@ pub use rules::{
 pub use split::{bucket, AssignedCookie, SplitResult, BUCKETS};
 pub use view::{View, MAX_VALUE_LEN};
 
-use crate::config::{Config, Incoming, Service};
+use crate::baggage::{self, Compare};
+use std::borrow::Cow;
 
 /// Read access to a request's headers (pseudo-headers `:path`,
 /// `:authority`, `:method` included). Names are asked in lower case.
@@ -113,7 +116,7 @@ pub struct Explanation {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Effects<'c> {
     /// Request headers to set (`Some`) or remove (`None`); only real changes.
-    pub set: Vec<(&'c str, Option<String>)>,
+    pub set: Vec<(&'c str, Option<Cow<'c, str>>)>,
     /// The cluster chosen through `services`, if the host has an entry.
     pub cluster: Option<&'c str>,
     /// The service whose lane version is missing: routed to its base.
@@ -134,7 +137,7 @@ pub struct Outcome<'c> {
 /// Decides the lane of a request and its effects. `rng` is called only when
 /// a random draw is needed (anonymous split, assigned cookie).
 pub fn process<'c, R: Request + ?Sized>(
-    config: &'c Config,
+    config: &'c Compiled,
     req: &R,
     rng: &mut dyn FnMut() -> u64,
 ) -> Outcome<'c> {
@@ -147,7 +150,7 @@ pub fn process<'c, R: Request + ?Sized>(
 /// SPEC §4 step 1: the decision so far. `Err` holds a finished decision
 /// (a valid incoming tag at a trusting hop); `Ok` one for the rules to
 /// complete, noting a dropped invalid tag.
-fn start<R: Request + ?Sized>(config: &Config, view: &View<'_, R>) -> Result<Decision, Decision> {
+fn start<R: Request + ?Sized>(config: &Compiled, view: &View<'_, R>) -> Result<Decision, Decision> {
     let mut d = Decision {
         lane: None,
         source: Source::Default,
@@ -158,10 +161,11 @@ fn start<R: Request + ?Sized>(config: &Config, view: &View<'_, R>) -> Result<Dec
     if config.incoming != Incoming::Trust {
         return Ok(d);
     }
-    let tag = match view.baggage().get(&config.baggage_key) {
-        Some(m) => m.decoded_value(),
+    // The member counts wherever it stands in the incoming baggage (SPEC §8).
+    let tag: Option<Cow<'_, str>> = match baggage::find(view.baggage(), &config.baggage_key) {
+        Some(m) => m.decoded(),
         None => match view.first_header(&config.lane_header) {
-            Some(v) => std::str::from_utf8(v).ok().map(str::to_owned),
+            Some(v) => std::str::from_utf8(v).ok().map(Cow::Borrowed),
             None => return Ok(d),
         },
     };
@@ -180,7 +184,7 @@ fn start<R: Request + ?Sized>(config: &Config, view: &View<'_, R>) -> Result<Dec
 
 /// SPEC §4: the decision, through the exact-value index.
 pub fn decide<R: Request + ?Sized>(
-    config: &Config,
+    config: &Compiled,
     view: &View<'_, R>,
     rng: &mut dyn FnMut() -> u64,
 ) -> Decision {
@@ -218,40 +222,76 @@ pub fn decide<R: Request + ?Sized>(
     }
     // Lanes the index points at (usually none or a few), merged in rank
     // order with the lanes that have no index anchor.
-    let mut hits: Vec<u32> = Vec::new();
+    let mut hits = Hits::default();
     for group in &rules.index {
         for_values(view, &group.attr, &mut |v| {
             if let Some(ranks) =
                 value_str(v).and_then(|s| lookup(&group.lanes, s, group.ignore_case))
             {
-                hits.extend_from_slice(ranks);
+                hits.extend(ranks);
             }
             false
         });
     }
-    hits.sort_unstable();
-    hits.dedup();
-    let mut hits = hits.into_iter().peekable();
+    let mut hits = hits.sorted().iter().copied().peekable();
     let mut rest = rules.unindexed.iter().copied().peekable();
+    let mut last = None;
     loop {
         let rank = match (hits.peek(), rest.peek()) {
-            (Some(&h), Some(&r)) if h <= r => {
-                if h == r {
-                    rest.next();
-                }
-                hits.next()
-            }
+            (Some(&h), Some(&r)) if h <= r => hits.next(),
             (_, Some(_)) => rest.next(),
             (Some(_), None) => hits.next(),
             (None, None) => None,
         };
-        match rank {
-            Some(rank) if try_rank(rank, &mut d) => break,
-            Some(_) => {}
-            None => break,
+        let Some(rank) = rank else { break };
+        // A lane reached twice (two index values, or index and rest) is tried once.
+        if last == Some(rank) {
+            continue;
+        }
+        last = Some(rank);
+        if try_rank(rank, &mut d) {
+            break;
         }
     }
     d
+}
+
+/// Ranks the index found: on the stack for the usual few, a list beyond.
+#[derive(Default)]
+struct Hits {
+    inline: [u32; 8],
+    len: usize,
+    spill: Vec<u32>,
+}
+
+impl Hits {
+    fn extend(&mut self, ranks: &[u32]) {
+        for &r in ranks {
+            match self.inline.get_mut(self.len) {
+                Some(slot) if self.spill.is_empty() => {
+                    *slot = r;
+                    self.len += 1;
+                }
+                _ => {
+                    if self.spill.is_empty() {
+                        self.spill.extend_from_slice(&self.inline);
+                    }
+                    self.spill.push(r);
+                }
+            }
+        }
+    }
+
+    /// The ranks in order (repeats possible).
+    fn sorted(&mut self) -> &[u32] {
+        let list: &mut [u32] = if self.spill.is_empty() {
+            self.inline.get_mut(..self.len).unwrap_or_default()
+        } else {
+            self.spill.as_mut_slice()
+        };
+        list.sort_unstable();
+        list
+    }
 }
 
 fn lookup<'m>(
@@ -269,7 +309,7 @@ fn lookup<'m>(
 /// The same decision as [`decide`], evaluating every rule in order and
 /// recording why each one before the winner did not win.
 pub fn explain<R: Request + ?Sized>(
-    config: &Config,
+    config: &Compiled,
     req: &R,
     rng: &mut dyn FnMut() -> u64,
 ) -> Explanation {
@@ -431,17 +471,11 @@ fn for_values<R: Request + ?Sized>(
     match attr {
         Attr::Header(h) => view.header(h).any(f),
         Attr::Cookie(c) => view.cookie(c).any(f),
-        Attr::Query(q) => view.query(q).any(f),
+        Attr::Query(q) => view.query(q).any(|v| f(v.as_bytes())),
         Attr::Path => view.path().is_some_and(f),
         Attr::Method => view.first_header(":method").is_some_and(f),
         Attr::Host => view.host().is_some_and(f),
-        Attr::Baggage(k) => view
-            .baggage()
-            .members
-            .iter()
-            .filter(|m| m.key == k)
-            .filter_map(|m| m.decoded_value())
-            .any(|v| f(v.as_bytes())),
+        Attr::Baggage(k) => view.baggage_values(k).any(|v| f(v.as_bytes())),
     }
 }
 
@@ -452,9 +486,13 @@ fn starts_with_ci(s: &str, p: &str) -> bool {
 }
 
 fn ends_with_ci(s: &str, p: &str) -> bool {
+    ends_with_ci_bytes(s.as_bytes(), p)
+}
+
+fn ends_with_ci_bytes(s: &[u8], p: &str) -> bool {
     s.len()
         .checked_sub(p.len())
-        .and_then(|start| s.as_bytes().get(start..))
+        .and_then(|start| s.get(start..))
         .is_some_and(|t| t.eq_ignore_ascii_case(p.as_bytes()))
 }
 
@@ -504,18 +542,18 @@ fn header_is<R: Request + ?Sized>(view: &View<'_, R>, name: &str, want: Option<&
 }
 
 fn set_if_changed<'c, R: Request + ?Sized>(
-    set: &mut Vec<(&'c str, Option<String>)>,
+    set: &mut Vec<(&'c str, Option<Cow<'c, str>>)>,
     view: &View<'_, R>,
     name: &'c str,
-    want: Option<&str>,
+    want: Option<&'c str>,
 ) {
     if !header_is(view, name, want) {
-        set.push((name, want.map(str::to_owned)));
+        set.push((name, want.map(Cow::Borrowed)));
     }
 }
 
 fn service_for<'c, R: Request + ?Sized>(
-    config: &'c Config,
+    config: &'c Compiled,
     view: &View<'_, R>,
 ) -> Option<&'c Service> {
     if config.services.is_empty() {
@@ -531,7 +569,7 @@ fn service_for<'c, R: Request + ?Sized>(
 
 /// SPEC §5 and §6: the header changes for a request in `lane`.
 pub fn effects<'c, R: Request + ?Sized>(
-    config: &'c Config,
+    config: &'c Compiled,
     view: &View<'_, R>,
     lane: Option<LaneId>,
 ) -> Effects<'c> {
@@ -539,22 +577,48 @@ pub fn effects<'c, R: Request + ?Sized>(
     let name = lane.map(|id| config.lane_name(Some(id)));
     set_if_changed(&mut e.set, view, &config.lane_header, name);
 
-    let mut edits: Vec<(&str, Option<&str>)> = vec![(config.baggage_key.as_str(), name)];
+    let mut edits: [(&str, Option<&str>); 2] = [(config.baggage_key.as_str(), name), ("", None)];
+    let mut n_edits = 1;
     if let Some(shadow) = &config.shadow {
         e.shadow = view
             .host()
-            .is_some_and(|h| ends_with_ci(&String::from_utf8_lossy(h), &shadow.host_suffix));
+            .is_some_and(|h| ends_with_ci_bytes(h, &shadow.host_suffix));
         if e.shadow {
-            edits.push((&shadow.baggage_key, Some("1")));
+            edits[1] = (&shadow.baggage_key, Some("1"));
+            n_edits = 2;
         } else if config.incoming == Incoming::Ignore {
             // At the edge a client cannot mark its own traffic as mirrored.
-            edits.push((&shadow.baggage_key, None));
+            edits[1] = (&shadow.baggage_key, None);
+            n_edits = 2;
         }
     }
-    let baggage = view.baggage();
-    e.baggage_dropped = baggage.dropped;
-    let new_baggage = baggage.with_members(&edits);
-    set_if_changed(&mut e.set, view, "baggage", new_baggage.as_deref());
+    let edits = edits.get(..n_edits).unwrap_or_default();
+    let plan = baggage::plan(view.baggage(), edits);
+    e.baggage_dropped = plan.dropped;
+    let mut current = view.header("baggage");
+    let (first, more) = (current.next(), current.next().is_some());
+    let changed = if plan.len == 0 {
+        first.is_some()
+    } else if let (Some(current), false) = (first, more) {
+        // Usually nothing changes: known from the plan, with no second pass.
+        !plan.keeps(current, edits) && {
+            let mut same = Compare::new(current);
+            baggage::write(view.baggage(), edits, &plan, &mut same);
+            !same.equal()
+        }
+    } else {
+        let mut same = Compare::new(first.unwrap_or_default());
+        baggage::write(view.baggage(), edits, &plan, &mut same);
+        more || first.is_none() || !same.equal()
+    };
+    if changed {
+        let value = (plan.len > 0).then(|| {
+            let mut out = String::with_capacity(plan.len);
+            baggage::write(view.baggage(), edits, &plan, &mut out);
+            Cow::Owned(out)
+        });
+        e.set.push(("baggage", value));
+    }
 
     let cluster = service_for(config, view).map(|svc| {
         match lane
@@ -574,6 +638,3 @@ pub fn effects<'c, R: Request + ?Sized>(
     set_if_changed(&mut e.set, view, &config.cluster_header, cluster);
     e
 }
-
-#[cfg(test)]
-mod tests;

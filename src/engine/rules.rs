@@ -1,16 +1,19 @@
 //! The compiled lane rules, and the index that keeps decision cost flat as
 //! the number of lanes grows.
 
-use crate::config::OnMissingKey;
+use super::compiled::OnMissingKey;
 use hashbrown::{HashMap, HashSet};
 
 /// Index of a lane in config order.
 pub type LaneId = usize;
 
-/// A lane rule, compiled.
+/// A declared lane: a lane rule, compiled, or a lane a hop only
+/// propagates (`rule: false`: never evaluated, only accepted as a tag).
 #[derive(Debug, Clone)]
 pub struct Lane {
     pub name: String,
+    /// Declared in `lanes` (evaluated in `Rules::order`), not in `propagate`.
+    pub rule: bool,
     pub priority: i64,
     /// `None`: every request.
     pub cond: Option<Cond>,
@@ -184,7 +187,7 @@ pub(crate) struct IndexGroup {
 pub struct Rules {
     /// In config order; a [`LaneId`] indexes this.
     pub lanes: Vec<Lane>,
-    /// Lane ids in evaluation order: priority, then config order.
+    /// Ids of the lane rules in evaluation order: priority, then config order.
     pub order: Vec<LaneId>,
     by_name: HashMap<String, LaneId>,
     /// Ranks (positions in `order`) of lanes without an index anchor.
@@ -195,7 +198,9 @@ pub struct Rules {
 impl Rules {
     /// Orders the lanes and builds the exact-value index.
     pub fn new(lanes: Vec<Lane>) -> Rules {
-        let mut order: Vec<LaneId> = (0..lanes.len()).collect();
+        let mut order: Vec<LaneId> = (0..lanes.len())
+            .filter(|&id| lanes.get(id).is_some_and(|l| l.rule))
+            .collect();
         order.sort_by_key(|&id| (lanes.get(id).map_or(i64::MAX, |l| l.priority), id));
         let by_name = lanes
             .iter()

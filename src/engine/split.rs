@@ -1,9 +1,10 @@
 //! Traffic splits: the bucket of a key (SPEC §3) and the split decision.
 
+use super::compiled::OnMissingKey;
 use super::rules::{KeySource, Split};
 use super::view::View;
 use super::Request;
-use crate::config::OnMissingKey;
+use std::borrow::Cow;
 use xxhash_rust::xxh64::Xxh64;
 
 /// Number of buckets: a bucket is `0..BUCKETS`, one per 0.01 %.
@@ -78,11 +79,14 @@ impl AssignedCookie {
 fn key_value<'v, R: Request + ?Sized>(
     view: &'v View<'_, R>,
     source: &'v KeySource,
-) -> Option<&'v [u8]> {
+) -> Option<Cow<'v, [u8]>> {
     let v = match source {
-        KeySource::Header(h) => view.first_header(h),
-        KeySource::Cookie(c) => view.cookie(c).next(),
-        KeySource::Query(q) => view.query(q).next(),
+        KeySource::Header(h) => view.first_header(h).map(Cow::Borrowed),
+        KeySource::Cookie(c) => view.cookie(c).next().map(Cow::Borrowed),
+        KeySource::Query(q) => view.query(q).next().map(|v| match v {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        }),
     };
     v.filter(|v| !v.is_empty())
 }
@@ -103,7 +107,7 @@ pub fn apply<R: Request + ?Sized>(
         };
     };
     if let Some(k) = key_value(view, &key.source) {
-        let bucket = bucket(&split.salt, k);
+        let bucket = bucket(&split.salt, &k);
         return SplitResult::Keyed {
             bucket,
             admitted: split.admits(bucket),

@@ -1,10 +1,10 @@
-//! Attributes of one request (SPEC §3 "Attributes"), extracted lazily and
-//! at most once each: cookies, query and baggage are parsed on first use.
+//! Attributes of one request (SPEC §3 "Attributes"), read in place from the
+//! header values: cookies, query parameters and baggage members are scanned
+//! on the bytes when asked for, without building lists.
 
 use super::Request;
-use crate::baggage::{percent_decode, Baggage};
+use crate::baggage::{self, percent_decode, Item};
 use std::borrow::Cow;
-use std::cell::OnceCell;
 
 /// Longest attribute value that can match; longer ones simply do not (SPEC §8).
 pub const MAX_VALUE_LEN: usize = 8192;
@@ -12,19 +12,11 @@ pub const MAX_VALUE_LEN: usize = 8192;
 /// A request as the engine sees it.
 pub struct View<'a, R: Request + ?Sized> {
     req: &'a R,
-    cookies: OnceCell<Vec<(&'a [u8], &'a [u8])>>,
-    query: OnceCell<Vec<(Cow<'a, str>, Cow<'a, str>)>>,
-    baggage: OnceCell<Baggage<'a>>,
 }
 
 impl<'a, R: Request + ?Sized> View<'a, R> {
     pub fn new(req: &'a R) -> Self {
-        View {
-            req,
-            cookies: OnceCell::new(),
-            query: OnceCell::new(),
-            baggage: OnceCell::new(),
-        }
+        View { req }
     }
 
     pub fn request(&self) -> &'a R {
@@ -62,85 +54,118 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
         a.get(..end)
     }
 
-    /// Every `name=value` pair of every `cookie` header.
-    pub fn cookies(&self) -> &[(&'a [u8], &'a [u8])] {
-        self.cookies.get_or_init(|| {
-            let mut out = Vec::new();
-            for header in self.req.header("cookie") {
-                for pair in header.split(|&b| b == b';') {
-                    let pair = trim(pair);
-                    let Some(eq) = pair.iter().position(|&b| b == b'=') else {
-                        continue;
-                    };
-                    let (Some(name), Some(value)) = (pair.get(..eq), pair.get(eq + 1..)) else {
-                        continue;
-                    };
-                    let value = trim(value);
-                    let value = value
-                        .strip_prefix(b"\"")
-                        .and_then(|v| v.strip_suffix(b"\""))
-                        .unwrap_or(value);
-                    out.push((trim(name), value));
-                }
-            }
-            out
+    /// Every `name=value` pair of every `cookie` header, in order.
+    pub fn cookies(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a, R> {
+        self.req.header("cookie").flat_map(|header| {
+            header.split(|&b| b == b';').filter_map(|pair| {
+                let pair = trim(pair);
+                let eq = pair.iter().position(|&b| b == b'=')?;
+                let value = trim(pair.get(eq + 1..)?);
+                let value = value
+                    .strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(value);
+                Some((trim(pair.get(..eq)?), value))
+            })
         })
     }
 
     /// Values of a cookie, in order.
     pub fn cookie<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
         self.cookies()
-            .iter()
             .filter(move |(n, _)| *n == name.as_bytes())
-            .map(|(_, v)| *v)
+            .map(|(_, v)| v)
+    }
+
+    /// The raw (still encoded) `name=value` pairs of the query string.
+    fn raw_query(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a, R> {
+        let q = self
+            .first_header(":path")
+            .and_then(|p| {
+                let start = p.iter().position(|&b| b == b'?')? + 1;
+                p.get(start..)
+            })
+            .unwrap_or_default();
+        let q = q.split(|&b| b == b'#').next().unwrap_or_default();
+        q.split(|&b| b == b'&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| match kv.iter().position(|&b| b == b'=') {
+                Some(i) => (
+                    kv.get(..i).unwrap_or_default(),
+                    kv.get(i + 1..).unwrap_or_default(),
+                ),
+                None => (kv, &b""[..]),
+            })
     }
 
     /// Every query parameter, percent-decoded (`+` is a space). Pairs that do
     /// not decode to UTF-8 are left out.
-    pub fn query_pairs(&self) -> &[(Cow<'a, str>, Cow<'a, str>)] {
-        self.query.get_or_init(|| {
-            let Some(p) = self.first_header(":path") else {
-                return Vec::new();
-            };
-            let Some(q) = p
-                .iter()
-                .position(|&b| b == b'?')
-                .and_then(|i| p.get(i + 1..))
-            else {
-                return Vec::new();
-            };
-            let q = q.split(|&b| b == b'#').next().unwrap_or_default();
-            q.split(|&b| b == b'&')
-                .filter(|kv| !kv.is_empty())
-                .filter_map(|kv| {
-                    let (k, v) = match kv.iter().position(|&b| b == b'=') {
-                        Some(i) => (kv.get(..i)?, kv.get(i + 1..)?),
-                        None => (kv, &b""[..]),
-                    };
-                    Some((percent_decode(k, true)?, percent_decode(v, true)?))
-                })
-                .collect()
+    pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + use<'a, R> {
+        self.raw_query().filter_map(|(k, v)| {
+            let v = percent_decode(v, true)?;
+            Some((percent_decode(k, true)?, v))
         })
     }
 
-    /// Values of a query parameter, in order.
-    pub fn query<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
-        self.query_pairs()
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_bytes())
+    /// Values of a query parameter, decoded, in order. Names are compared
+    /// decoded, without allocating; a value is copied only when encoded.
+    pub fn query<'s>(&'s self, name: &'s str) -> impl Iterator<Item = Cow<'a, str>> + 's {
+        self.raw_query()
+            .filter(move |(k, _)| decodes_to(k, name.as_bytes()))
+            .filter_map(|(_, v)| percent_decode(v, true))
     }
 
-    /// The incoming baggage, every `baggage` header as one list.
-    pub fn baggage(&self) -> &Baggage<'a> {
-        self.baggage
-            .get_or_init(|| Baggage::parse(self.req.header("baggage")))
+    /// Every list-member of the incoming baggage (all `baggage` headers), read
+    /// in place and not limited: a member counts wherever it stands.
+    pub fn baggage(&self) -> impl Iterator<Item = Item<'a>> + use<'a, R> {
+        baggage::members(self.req.header("baggage"))
+    }
+
+    /// Decoded values of the baggage members with this key, in order.
+    pub fn baggage_values<'s>(&'s self, key: &'s str) -> impl Iterator<Item = Cow<'a, str>> + 's {
+        self.baggage().filter_map(move |i| match i {
+            Item::Valid(m) if m.key == key => m.decoded(),
+            _ => None,
+        })
     }
 
     /// Decoded value of the first baggage member with this key.
     pub fn baggage_value(&self, key: &str) -> Option<String> {
-        self.baggage().get(key)?.decoded_value()
+        baggage::find(self.baggage(), key)?
+            .decoded()
+            .map(Cow::into_owned)
     }
+}
+
+/// Whether `raw` percent-decodes (`+` is a space) to exactly `want`.
+fn decodes_to(raw: &[u8], want: &[u8]) -> bool {
+    let mut want = want.iter();
+    let mut it = raw.iter();
+    while let Some(&b) = it.next() {
+        let c = match b {
+            b'%' => {
+                let (Some(hi), Some(lo)) = (
+                    it.next().and_then(|&h| hex(h)),
+                    it.next().and_then(|&l| hex(l)),
+                ) else {
+                    return false;
+                };
+                hi << 4 | lo
+            }
+            b'+' => b' ',
+            b => b,
+        };
+        if want.next() != Some(&c) {
+            return false;
+        }
+    }
+    want.next().is_none()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 fn trim(s: &[u8]) -> &[u8] {

@@ -3,15 +3,14 @@
 //! `graylane.fallbacks.service.SVC`) that the `stats_tags` of the shipped
 //! Envoy configs turn into Prometheus labels; see `crate::metric_names`.
 
-use crate::config::Config;
+use super::abi;
+use crate::config::{Config, WarningKind};
 use crate::engine::{Outcome, Source};
 use crate::metric_names as names;
 use hashbrown::HashMap;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 
 fn counter(name: &str) -> Option<u32> {
-    match hostcalls::define_metric(MetricType::Counter, name) {
+    match abi::define_counter(name) {
         Ok(id) => Some(id),
         Err(status) => {
             log::warn!("cannot define metric {name}: {status:?}");
@@ -23,7 +22,7 @@ fn counter(name: &str) -> Option<u32> {
 fn inc(id: Option<u32>, by: i64) {
     if let Some(id) = id {
         // A failed increment loses one count; never worth failing a request.
-        let _ = hostcalls::increment_metric(id, by);
+        let _ = abi::increment(id, by);
     }
 }
 
@@ -69,10 +68,13 @@ impl Metrics {
             .map(|s| {
                 // Only the pairs that can happen: base is always `default`.
                 std::iter::once(None)
-                    .chain(config.rules.lanes.iter().map(|l| Some(l.name.as_str())))
+                    .chain(config.rules.lanes.iter().map(Some))
                     .map(|lane| match (s, lane) {
-                        (Source::Default, None) | (Source::Rule | Source::Propagated, Some(_)) => {
-                            counter(&names::requests(*s, lane))
+                        (Source::Default, None) | (Source::Propagated, Some(_)) => {
+                            counter(&names::requests(*s, lane.map(|l| l.name.as_str())))
+                        }
+                        (Source::Rule, Some(l)) if l.rule => {
+                            counter(&names::requests(*s, Some(l.name.as_str())))
                         }
                         _ => None,
                     })
@@ -83,7 +85,11 @@ impl Metrics {
             .rules
             .lanes
             .iter()
-            .map(|l| counter(&names::rule_wins(&l.name)))
+            .map(|l| {
+                l.rule
+                    .then(|| counter(&names::rule_wins(&l.name)))
+                    .flatten()
+            })
             .collect();
         m.fallbacks = config
             .services
@@ -98,7 +104,7 @@ impl Metrics {
         let shadowed = config
             .warnings
             .iter()
-            .filter(|w| w.kind == crate::config::WarningKind::Shadowed)
+            .filter(|w| w.kind == WarningKind::Shadowed)
             .count();
         inc(
             self.config_warnings,

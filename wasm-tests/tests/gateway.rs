@@ -156,6 +156,30 @@ fn bad_config_is_refused_with_its_json_path() {
         log.contains("lanes[0].priorty: unknown field `priorty`, expected one of"),
         "{log}"
     );
+    // Malformed JSON a lenient reader would take, and nesting far past the
+    // parser's limit of 128: refused with a message, never a crashed VM.
+    let log = refused(r#"{"lanes": [{"name": "gray", "split": {"percent": 2.}}]}"#);
+    assert!(
+        log.contains("configuration rejected: lanes[0].split.percent: invalid JSON at line 1")
+            && log.contains("invalid number"),
+        "{log}"
+    );
+    let leaf = r#"{"header": "a", "exact": "b"}"#;
+    let deep = r#"{"not": "#.repeat(10_000) + leaf + &"}".repeat(10_000);
+    let log = refused(&format!(
+        r#"{{"lanes": [{{"name": "gray", "match": {deep}}}]}}"#
+    ));
+    assert!(
+        log.contains("configuration rejected: lanes[0].match.not.not.not.")
+            && log.contains("recursion limit exceeded"),
+        "{}",
+        &log[log.len().saturating_sub(4000)..]
+    );
+    let log = refused(&("[".repeat(10_000) + &"]".repeat(10_000)));
+    assert!(
+        log.contains("configuration rejected: invalid type: sequence, expected an object"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -206,9 +206,10 @@ fn cases() -> Vec<Case> {
                 format!("tenant=acme,{}", members(999)).into_bytes(),
             )],
         ),
+        // The limits bound what is forwarded, not what is read (SPEC §8).
         case(
             "1,000 baggage members, tenant past the 180-member limit",
-            "base",
+            "tenant",
             vec![(
                 "baggage",
                 format!("{},tenant=acme", members(999)).into_bytes(),
@@ -414,4 +415,65 @@ fn hostile_requests_are_answered_by_their_lane_and_the_vm_survives() {
         all.len(),
         failures.join("\n")
     );
+}
+
+/// A hop (`incoming: trust`) finds the lane member wherever it stands in
+/// the incoming baggage, and forwards baggage within the W3C limits that
+/// still carries it (SPEC §8).
+#[test]
+fn a_hop_finds_the_lane_member_past_the_member_limit() {
+    const HOP: &str = r#"{
+      "incoming": "trust",
+      "propagate": ["beta"],
+      "lanes": [
+        { "name": "gray", "priority": 10, "match": { "header": "location", "exact": "cn-shenzhen" } }
+      ]
+    }"#;
+    let gw = Gateway::start_with_options(HOP, &["gray", "beta"], &[], HCM_LIMITS);
+    let cases: Vec<(&str, &str, String)> = vec![
+        (
+            "last of 1,000 members",
+            "beta",
+            format!("{},lane=beta", members(999)),
+        ),
+        (
+            "first of 1,000 members",
+            "beta",
+            format!("lane=beta,{}", members(999)),
+        ),
+        (
+            "after 64 KiB of members",
+            "beta",
+            format!("{},lane=beta", members(6000)),
+        ),
+        (
+            "an undeclared lane last",
+            "base",
+            format!("{},lane=nope", members(999)),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, want, bag) in &cases {
+        for server in gw.backends.values() {
+            server.take();
+        }
+        let r = gw.send(&[("baggage", bag.as_bytes())]);
+        let backend = r.header("x-backend").unwrap_or("none").to_string();
+        if r.status != 200 || backend != *want {
+            failures.push(format!(
+                "{name}: status {} from backend {backend}, want 200 from {want}",
+                r.status
+            ));
+            continue;
+        }
+        let received = gw.backends[*want].take();
+        let Some(got) = received.last() else {
+            failures.push(format!("{name}: backend {want} received nothing"));
+            continue;
+        };
+        for e in check_received(got, want, false) {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -1,5 +1,7 @@
-use super::*;
+//! The engine's tests, on configurations compiled from JSON.
+
 use crate::config::Config;
+use crate::engine::*;
 use crate::testvectors::{DECISION_TABLE, GOLDEN_BUCKETS, TABLE_CONFIG};
 
 fn config(json: &str) -> Config {
@@ -435,4 +437,27 @@ fn regex_literal_prefix_is_sound() {
     assert_eq!(lane_of(&c, &[("ua", "MoZilla")]), "a");
     assert_eq!(lane_of(&c, &[("ua", "MOZILLA/5.0 X")]), "b");
     assert_eq!(lane_of(&c, &[("ua", "MOZILLA/5.0 Y")]), "base");
+}
+
+#[test]
+fn a_hop_finds_the_lane_member_wherever_it_stands() {
+    let c = config(
+        r#"{"incoming": "trust", "propagate": ["beta"], "lanes": [{"name": "gray", "match": {"header": "x", "present": true}}]}"#,
+    );
+    let many: Vec<String> = (0..999).map(|i| format!("k{i}=v{i}")).collect();
+    let bag = format!("{},lane=beta", many.join(","));
+    let out = process(&c, &req(&[("baggage", &bag)]), &mut rng(1));
+    assert_eq!(c.lane_name(out.decision.lane), "beta");
+    assert_eq!(out.decision.source, Source::Propagated);
+    // What is forwarded fits the limits and keeps the lane member.
+    let forwarded = set_of(&out.effects, "baggage").flatten().unwrap();
+    let b = crate::baggage::Baggage::parse([forwarded.as_bytes()]);
+    assert_eq!(b.dropped, 0);
+    assert_eq!(b.members.len(), crate::baggage::MAX_MEMBERS);
+    assert_eq!(b.get("lane").unwrap().value, "beta");
+    assert!(forwarded.len() <= crate::baggage::MAX_BYTES);
+    assert_eq!(
+        out.effects.baggage_dropped,
+        1000 - crate::baggage::MAX_MEMBERS
+    );
 }
