@@ -600,8 +600,10 @@ pub fn effects<'c, R: Request + ?Sized>(
     let changed = if plan.len == 0 {
         first.is_some()
     } else if let (Some(current), false) = (first, more) {
-        // Usually nothing changes: known from the plan, with no second pass.
-        !plan.keeps(current, edits) && {
+        // Usually known from the plan, with no second pass: nothing changes,
+        // or a member is set whose key is not there yet.
+        let adds = plan.touched == 0 && edits.iter().any(|(_, v)| v.is_some());
+        adds || !plan.keeps(current, edits) && {
             let mut same = Compare::new(current);
             baggage::write(view.baggage(), edits, &plan, &mut same);
             !same.equal()
