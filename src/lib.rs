@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod metric_names;
+#[cfg(not(target_os = "wasi"))]
+pub mod report;
 pub mod testvectors;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
