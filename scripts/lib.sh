@@ -20,9 +20,10 @@ apt_install() {
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     if [ ! -f "$TOOLS/.apt-updated" ]; then
-        $sudo apt-get update -qq >/dev/null && mkdir -p "$TOOLS" && touch "$TOOLS/.apt-updated"
+        $sudo apt-get update -qq -o DPkg::Lock::Timeout=300 >/dev/null && mkdir -p "$TOOLS" && touch "$TOOLS/.apt-updated"
     fi
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
+    # Other apt users (several test runs at once) hold the lock for a while: wait.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=300 "$pkg" >/dev/null
 }
 
 # Sets ENVOY_BIN (and ENVOY_RUN, the command that runs a config): func-e when

@@ -693,6 +693,23 @@ fn playground_in_chromium() {
     load(b, &page, &fragment(&beta));
     let lane = b.text(&b.find("#lane"));
     assert_eq!(lane, "beta");
+    // Everything the page loaded is its own: no CDN, nothing else fetched.
+    let loaded = b.execute(
+        "return [location.href, ...performance.getEntriesByType('resource').map((e) => e.name)];",
+        json!([]),
+    );
+    let loaded: Vec<&str> = loaded
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        loaded.len() >= 5,
+        "page, script, glue, wasm, style: {loaded:?}"
+    );
+    assert!(loaded.iter().all(|u| u.starts_with(&page)), "{loaded:?}");
+    println!("the page loaded only its own files: {}", loaded.len());
     println!("permalink: #lane = {lane:?}");
     let app = user_in("gray-2026-11", 0, 1249);
     let yaml = case(
