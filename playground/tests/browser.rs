@@ -724,6 +724,40 @@ fn playground_in_chromium() {
     load(b, &page, &fragment(&yaml));
     assert_eq!(b.text(&b.find("#lane")), "gray");
     println!("permalink with a WasmPlugin YAML (x-app-id {app}): #lane = \"gray\"");
+    // A shadowed lane's warning names the lane that shadows it.
+    let shadowed = case(
+        &json!({"lanes": [{"name": "all", "priority": 1},
+            {"name": "beta", "priority": 2, "match": {"header": "x-beta", "exact": "on"}}]}),
+        &[(":path", "/"), ("x-beta", "on")],
+        None,
+    );
+    load(b, &page, &fragment(&shadowed));
+    let warnings = b.text(&b.find("#warnings"));
+    assert!(
+        warnings.contains("lane \"beta\" can never win") && warnings.contains("shadowed by all"),
+        "{warnings}"
+    );
+    assert_eq!(b.text(&b.find("#lane")), "all");
+    println!("shadowed lane: #warnings = {warnings:?}");
+    // Two WasmPlugins: the link's "plugin" chooses the one that decides.
+    let two = format!(
+        "{YAML}---\nkind: WasmPlugin\nmetadata: {{name: hop}}\nspec:\n  pluginConfig:\n    incoming: trust\n    lanes: [{{name: blue}}]\n"
+    );
+    let headers = json!([
+        [":path", "/"],
+        ["location", "cn-shenzhen"],
+        ["x-app-id", app]
+    ]);
+    for (plugin, want) in [("edge", "gray"), ("hop", "blue")] {
+        let state = json!({"config": two, "headers": headers, "plugin": plugin});
+        load(b, &page, &URL_SAFE_NO_PAD.encode(state.to_string()));
+        assert_eq!(b.text(&b.find("#lane")), want, "plugin {plugin}");
+        let chosen = b.execute("return document.getElementById('plugin').value", json!([]));
+        assert_eq!(chosen, json!(plugin));
+    }
+    println!(
+        "two WasmPlugins in one YAML: \"plugin\" in the link chooses edge (gray) or hop (blue)"
+    );
 
     // (b) An invalid config typed into the editor shows its JSON path.
     let config = b.find("#config");
