@@ -162,7 +162,7 @@ pub fn explain(config: &Config, request: &HeaderList, random: Option<u64>) -> Re
         headers: e
             .set
             .iter()
-            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .map(|(k, v)| ((*k).to_string(), v.as_deref().map(str::to_owned)))
             .collect(),
         cluster: e.cluster.map(str::to_owned),
         fallback: e.fallback.map(str::to_owned),
