@@ -20,7 +20,7 @@ CARGO_PROFILE_RELEASE_STRIP=false cargo build --quiet --release --target wasm32-
 rm -rf "$OUT"
 mkdir -p "$OUT"
 wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$OUT" \
-    "$ROOT/target/wasm32-unknown-unknown/release/graylane_playground.wasm"
+    "${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-unknown-unknown/release/graylane_playground.wasm"
 BG="$OUT/graylane_playground_bg.wasm"
 # No wasm-opt here: Debian's binaryen (108) rewrites wasm-bindgen's externref
 # table as anyref, and browsers then refuse the module. The release profile

@@ -4,7 +4,7 @@
 
 use super::explain::{key_text, Report};
 use crate::config::Config;
-use crate::engine::{bucket, KeySource, LaneId, Request, Split, View, BUCKETS};
+use crate::engine::{split, LaneId, Request, Split, SplitResult, View, BUCKETS};
 use serde_json::{json, Value};
 
 /// Where a request falls on one lane's split.
@@ -50,15 +50,21 @@ pub struct Bar {
     pub overlaps: Vec<Overlap>,
 }
 
-/// The split's key value, read as the split reads it: the first value of
-/// its source; an empty value counts as absent.
-fn key_value<'v, R: Request + ?Sized>(view: &'v View<'_, R>, split: &'v Split) -> Option<&'v [u8]> {
-    let v = match &split.key.as_ref()?.source {
-        KeySource::Header(h) => view.first_header(h),
-        KeySource::Cookie(c) => view.cookie(c).next(),
-        KeySource::Query(q) => view.query(q).next(),
+/// The bucket of the request's own split key, as the split computes it;
+/// `None` when the split would draw (no key, key absent, assigned cookie).
+fn keyed_bucket<R: Request + ?Sized>(view: &View<'_, R>, split: &Split) -> Option<u16> {
+    let mut draws = 0u32;
+    let result = {
+        let mut rng = || {
+            draws += 1;
+            0
+        };
+        split::apply(split, view, &mut rng, &mut Vec::new())
     };
-    v.filter(|v| !v.is_empty())
+    match result {
+        SplitResult::Keyed { bucket, .. } if draws == 0 => Some(bucket),
+        _ => None,
+    }
 }
 
 /// The bucket the decision of `report` drew for lane `id`, if any.
@@ -85,10 +91,7 @@ pub fn buckets<R: Request + ?Sized>(config: &Config, request: Option<(&R, &Repor
         let Some(split) = &lane.split else {
             continue;
         };
-        let keyed = view
-            .as_ref()
-            .and_then(|v| key_value(v, split))
-            .map(|k| bucket(&split.salt, k));
+        let keyed = view.as_ref().and_then(|v| keyed_bucket(v, split));
         let at = match (keyed, request) {
             (Some(b), _) => Some((b, "keyed")),
             (None, Some((_, report))) => drawn(report, id).map(|b| {
@@ -194,6 +197,7 @@ pub fn to_json(bars: &[Bar]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::bucket;
     use crate::report::explain::{explain, request};
 
     const THREE_WAY: &[u8] = br#"{"lanes": [

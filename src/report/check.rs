@@ -70,13 +70,14 @@ pub fn all_text(checked: &[Checked]) -> String {
         .collect()
 }
 
-fn kind_name(kind: WarningKind) -> &'static str {
-    match kind {
-        WarningKind::Shadowed => "shadowed",
-        WarningKind::ZeroPercent => "zeroPercent",
-        WarningKind::UnknownServiceLane => "unknownServiceLane",
-        WarningKind::OverlappingBuckets => "overlappingBuckets",
-    }
+/// `Shadowed` -> `shadowed`, `ZeroPercent` -> `zeroPercent`: the warning
+/// kind as a JSON name.
+fn kind_name(kind: WarningKind) -> String {
+    let name = format!("{kind:?}");
+    let mut chars = name.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_ascii_lowercase().to_string() + chars.as_str()
+    })
 }
 
 /// For each lane that can never win, the first higher-ranked lane that
