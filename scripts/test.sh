@@ -54,6 +54,12 @@ step "engine tests compiled to wasm32-unknown-unknown (wasm-bindgen-test under N
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     cargo test -p graylane-wasm-tests --target wasm32-unknown-unknown --test engine_wasm
 
+step "playground: build it, then drive it in headless Chromium and compare with graylane explain"
+apt_install chromium chromium
+apt_install chromedriver chromium-driver
+bash scripts/playground.sh
+cargo test --quiet -p graylane-playground -- --nocapture
+
 toolchains="$(rustup toolchain list)"
 if [[ "$toolchains" == *nightly* ]]; then
     step "fuzzing smoke: each cargo-fuzz target for 20 s (nightly)"

@@ -10,6 +10,8 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod metric_names;
+#[cfg(not(target_os = "wasi"))]
+pub mod report;
 pub mod testvectors;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]

@@ -232,22 +232,6 @@ impl ExplainArgs {
     }
 }
 
-/// The random source of `explain`: always `n` with `--random n`, otherwise
-/// SplitMix64 seeded with 0, so that runs are reproducible.
-pub fn rng(fixed: Option<u64>) -> impl FnMut() -> u64 {
-    let mut state: u64 = 0;
-    move || {
-        if let Some(n) = fixed {
-            return n;
-        }
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,16 +317,5 @@ mod tests {
             let e = explain(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
         }
-    }
-
-    #[test]
-    fn rng_is_fixed() {
-        let mut r = rng(None);
-        let first = (r(), r());
-        let mut r2 = rng(None);
-        assert_eq!(first, (r2(), r2()));
-        assert_ne!(first.0, first.1);
-        let mut f = rng(Some(42));
-        assert_eq!((f(), f()), (42, 42));
     }
 }

@@ -3,6 +3,7 @@
 use super::input::{self, Document, InputError};
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::config::Config;
+use crate::report;
 use std::io::Write;
 use std::path::Path;
 
@@ -14,10 +15,7 @@ pub fn run(path: &str, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let labelled = docs.len() > 1;
     let mut code = EXIT_OK;
     for doc in &docs {
-        let prefix = match (&doc.name, labelled) {
-            (Some(name), true) => format!("{name}: "),
-            _ => String::new(),
-        };
+        let prefix = report::check::prefix(doc.name.as_deref(), labelled);
         if check_one(doc, &prefix, out).is_err() {
             code = EXIT_INVALID;
         }
@@ -38,7 +36,8 @@ pub(super) fn load(
             Err(EXIT_USAGE)
         }
         Err(InputError::Invalid(message)) => {
-            let _ = writeln!(out, "error: {}: {message}", path.display());
+            let text = report::check::input_error_text(&path.display().to_string(), &message);
+            let _ = write!(out, "{text}");
             Err(EXIT_INVALID)
         }
     }
@@ -46,22 +45,7 @@ pub(super) fn load(
 
 /// Prints the result of one configuration; `Err` when it is invalid.
 fn check_one(doc: &Document, prefix: &str, out: &mut dyn Write) -> Result<(), ()> {
-    match Config::from_json(&doc.json) {
-        Ok(config) => {
-            for w in &config.warnings {
-                let _ = writeln!(out, "{prefix}warning: {w}");
-            }
-            let _ = writeln!(
-                out,
-                "{prefix}ok: {} lanes, {} services",
-                config.rules.lanes.len(),
-                config.services.len()
-            );
-            Ok(())
-        }
-        Err(e) => {
-            let _ = writeln!(out, "{prefix}error: {e}");
-            Err(())
-        }
-    }
+    let result = Config::from_json(&doc.json);
+    let _ = write!(out, "{}", report::check::text(&result, prefix));
+    result.map(drop).map_err(drop)
 }
