@@ -4,7 +4,7 @@
 //! Sound, not complete: a lane is reported as shadowed only when it is
 //! proved that a higher-priority lane admits every request it admits.
 
-use crate::engine::{Cond, Lane, LaneId, OnMissingKey, Rules, Split, BUCKETS};
+use crate::engine::{describe, Cond, Lane, LaneId, OnMissingKey, Rules, Split, BUCKETS};
 use std::fmt;
 
 /// What kind of warning: each has its own counter.
@@ -39,6 +39,19 @@ impl fmt::Display for Warning {
 /// Every warning the rules deserve.
 pub fn analyze(rules: &Rules) -> Vec<Warning> {
     let mut out = Vec::new();
+    // One bit per conjunct (by its text): a lane whose bits are not all in
+    // another's cannot have all its conjuncts there, so most of the pairs
+    // are ruled out without comparing conditions.
+    let masks: Vec<u64> = rules
+        .lanes
+        .iter()
+        .map(|l| {
+            conjuncts(l.cond.as_ref()).iter().fold(0u64, |m, c| {
+                m | 1u64 << (xxhash_rust::xxh64::xxh64(describe(c).as_bytes(), 0) % 64)
+            })
+        })
+        .collect();
+    let mask = |id: LaneId| masks.get(id).copied().unwrap_or(u64::MAX);
     for (rank, &low_id) in rules.order.iter().enumerate() {
         let Some(low) = rules.lanes.get(low_id) else {
             continue;
@@ -51,6 +64,9 @@ pub fn analyze(rules: &Rules) -> Vec<Warning> {
             let Some(high) = rules.lanes.get(high_id) else {
                 continue;
             };
+            if mask(high_id) & !mask(low_id) != 0 {
+                continue;
+            }
             if shadows(high, low) {
                 out.push(Warning {
                     kind: WarningKind::Shadowed,
@@ -68,12 +84,13 @@ pub fn analyze(rules: &Rules) -> Vec<Warning> {
     out
 }
 
-/// The conjuncts of a condition: the members of a top-level `all`, else itself.
-fn conjuncts(cond: Option<&Cond>) -> Vec<&Cond> {
+/// The conjuncts of a condition: the members of a top-level `all`, else
+/// itself. Borrowed, not collected: this runs for every pair of lanes.
+fn conjuncts(cond: Option<&Cond>) -> &[Cond] {
     match cond {
-        None => Vec::new(),
-        Some(Cond::All(list)) => list.iter().collect(),
-        Some(c) => vec![c],
+        None => &[],
+        Some(Cond::All(list)) => list,
+        Some(c) => std::slice::from_ref(c),
     }
 }
 
