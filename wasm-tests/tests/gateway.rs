@@ -4,8 +4,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use graylane::testvectors::{DECISION_TABLE, TABLE_CONFIG};
-use graylane_wasm_tests::configs::{bootstrap, listener, wasm_filter, Gateway};
-use graylane_wasm_tests::harness::{free_port, Envoy};
+use graylane_wasm_tests::configs::{bootstrap, cluster, listener, wasm_filter, Gateway};
+use graylane_wasm_tests::harness::{free_port, request_str, wasm_path, Envoy, Server};
 use std::collections::BTreeSet;
 
 const TABLE_LANES: &[&str] = &[
@@ -268,5 +268,84 @@ fn anonymous_browsers_get_a_sticky_assigned_cookie() {
     assert!(
         prom.lines().any(|l| l == "graylane_cookies_assigned{} 200"),
         "{prom}"
+    );
+}
+
+/// Two listeners whose graylane filters have the same `vm_config` share one
+/// VM per thread (each plugin is a root context in it); every stream is
+/// decided by its own plugin's configuration, with requests interleaved.
+#[test]
+fn plugins_sharing_a_vm_keep_their_own_configs() {
+    let one = r#"{"lanes": [{"name": "one", "match": {"header": "x-pick", "present": true}}]}"#;
+    let two = r#"{"lanes": [{"name": "two", "match": {"header": "x-pick", "present": true}}],
+                  "laneHeader": "x-lane-two"}"#;
+    let (p1, p2) = (free_port(), free_port());
+    let backend = Server::echo("backend");
+    let routes = |header: &str, lane: &str| {
+        format!(
+            r#"
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/", headers: [ {{ name: {header}, string_match: {{ exact: "{lane}" }} }} ] }}
+                route: {{ cluster: backend }}
+                request_headers_to_add: [ {{ header: {{ key: x-routed, value: "{lane}" }} }} ]
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: backend }}
+                request_headers_to_add: [ {{ header: {{ key: x-routed, value: base }} }} ]"#
+        )
+    };
+    let listeners = format!(
+        "{}{}",
+        listener("one", p1, &wasm_filter(one), &routes("x-graylane", "one")),
+        listener("two", p2, &wasm_filter(two), &routes("x-lane-two", "two"))
+    );
+    let envoy = Envoy::start_with(
+        &bootstrap(&listeners, &cluster("backend", backend.port)),
+        &[("WASM", wasm_path().display().to_string())],
+        1,
+    );
+    for i in 0..40 {
+        let (port, want) = if i % 2 == 0 { (p1, "one") } else { (p2, "two") };
+        let pick = if i % 3 == 0 {
+            None
+        } else {
+            Some(("x-pick", "1"))
+        };
+        let headers: Vec<(&str, &str)> = pick.into_iter().collect();
+        let r = request_str(port, "/", &headers);
+        assert_eq!(r.status, 200, "{}", envoy.log_text());
+        let got = backend.take();
+        let routed = got
+            .last()
+            .and_then(|g| g.header("x-routed"))
+            .unwrap_or("none");
+        let want = if pick.is_some() { want } else { "base" };
+        assert_eq!(routed, want, "request {i} on port {port}");
+    }
+    // The two plugins run in as many VMs as one plugin alone does.
+    let active = |e: &Envoy| e.counter("wasm.envoy.wasm.runtime.v8.active");
+    let alone = Envoy::start_with(
+        &bootstrap(
+            &listener(
+                "one",
+                free_port(),
+                &wasm_filter(one),
+                &routes("x-graylane", "one"),
+            ),
+            &cluster("backend", backend.port),
+        ),
+        &[("WASM", wasm_path().display().to_string())],
+        1,
+    );
+    assert_eq!(
+        active(&envoy),
+        active(&alone),
+        "the two plugins did not share their VMs"
+    );
+    // Each plugin's configuration was accepted in each VM it runs in.
+    assert_eq!(
+        envoy.counter("wasmcustom.graylane.config_accepted"),
+        2 * alone.counter("wasmcustom.graylane.config_accepted")
     );
 }
