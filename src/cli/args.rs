@@ -209,26 +209,26 @@ impl ExplainArgs {
     }
 
     /// The request headers, pseudo-headers first, as Envoy hands them to
-    /// the filter.
+    /// the filter (built as the playground builds its request).
     pub fn request(&self) -> HeaderList {
-        let mut list: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut push =
-            |name: &str, value: &str| list.push((name.to_string(), value.as_bytes().to_vec()));
+        let path = self.full_path();
+        let cookies = self.cookies.join("; ");
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
         if let Some(a) = &self.authority {
-            push(":authority", a);
+            pairs.push((":authority", a));
         }
-        push(":path", &self.full_path());
-        push(":method", self.method.as_deref().unwrap_or("GET"));
-        for (name, value) in &self.headers {
-            push(name, value);
+        pairs.push((":path", &path));
+        if let Some(m) = &self.method {
+            pairs.push((":method", m));
         }
+        pairs.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         if !self.cookies.is_empty() {
-            push("cookie", &self.cookies.join("; "));
+            pairs.push(("cookie", &cookies));
         }
         if let Some(b) = &self.baggage {
-            push("baggage", b);
+            pairs.push(("baggage", b));
         }
-        HeaderList(list)
+        crate::report::explain::request(pairs)
     }
 }
 
