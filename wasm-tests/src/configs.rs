@@ -5,6 +5,17 @@ use crate::harness::json_string_value;
 /// The graylane HTTP filter with a plugin configuration (JSON text),
 /// delivered as Istio does: a `google.protobuf.StringValue`.
 pub fn wasm_filter(plugin_json: &str) -> String {
+    wasm_filter_with(
+        plugin_json,
+        "FAIL_RELOAD",
+        r#"{ local: { filename: "{{WASM}}" } }"#,
+    )
+}
+
+/// [`wasm_filter`] with another `failure_policy` and another
+/// `vm_config.code` (`code_yaml`: a one-line YAML flow mapping, such as
+/// `{ remote: { ... } }`).
+pub fn wasm_filter_with(plugin_json: &str, failure_policy: &str, code_yaml: &str) -> String {
     format!(
         r#"
           - name: graylane
@@ -13,10 +24,10 @@ pub fn wasm_filter(plugin_json: &str) -> String {
               config:
                 name: graylane
                 root_id: graylane
-                failure_policy: FAIL_RELOAD
+                failure_policy: {failure_policy}
                 vm_config:
                   runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: "{{{{WASM}}}}" }} }}
+                  code: {code_yaml}
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: {}"#,

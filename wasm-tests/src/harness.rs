@@ -65,6 +65,22 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Polls `ok` every `poll` until it holds; fails after `limit`. The time it
+/// took.
+pub fn wait_until(
+    what: &str,
+    limit: Duration,
+    poll: Duration,
+    mut ok: impl FnMut() -> bool,
+) -> Duration {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        thread::sleep(poll);
+    }
+    t0.elapsed()
+}
+
 /// Indents text so it reads as a nested JSON string inside YAML.
 pub fn json_string_value(json: &str) -> String {
     serde_json::to_string(json).expect("json string")
@@ -193,6 +209,14 @@ impl Envoy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether the log, from byte `from` on (a length of [`Envoy::log_text`]
+    /// taken before), holds `needle`.
+    pub fn logged_since(&self, from: usize, needle: &str) -> bool {
+        self.log_text()
+            .get(from..)
+            .is_some_and(|l| l.contains(needle))
+    }
+
     /// Waits up to 10 s for `needle` to appear in the log; returns the log.
     pub fn wait_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -244,17 +268,24 @@ impl Envoy {
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if thread::panicking() {
-            eprintln!(
-                "----- Envoy log ({}) -----\n{}",
-                self.log.display(),
-                self.log_text()
-            );
-        }
+        stop_process(&mut self.child, "Envoy", &self.log);
+    }
+}
+
+/// What a process handle does when it drops: kills the process by PID (if
+/// it still has it) and waits for it; during a panic, prints the process's
+/// log (`name` says whose).
+pub fn stop_process(child: &mut Option<Child>, name: &str, log: &Path) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    if thread::panicking() {
+        eprintln!(
+            "----- {name} log ({}) -----\n{}",
+            log.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
     }
 }
 

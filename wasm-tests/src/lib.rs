@@ -14,6 +14,10 @@ pub mod configs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod costhost;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod examples;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod harness;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod load;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod manifests;

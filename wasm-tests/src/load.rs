@@ -103,6 +103,22 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report in one line, for a test's printed summary: `N requests
+    /// on C keep-alive connections in S s (R/s), statuses {..}, answers
+    /// {..}, reconnects N`.
+    pub fn summary(&self, connections: usize) -> String {
+        format!(
+            "{} requests on {connections} keep-alive connections in {:.1} s ({:.0}/s), \
+             statuses {:?}, answers {:?}, reconnects {}",
+            self.requests,
+            self.elapsed.as_secs_f64(),
+            self.per_second(),
+            self.statuses,
+            self.labels,
+            self.reconnects,
+        )
+    }
+
     /// Requests that did not get a 200.
     pub fn failed(&self) -> usize {
         self.statuses

@@ -12,7 +12,7 @@
 
 use graylane_wasm_tests::chain::fulllink_config;
 use graylane_wasm_tests::harness::{
-    free_port, get, repo_root, request, scratch_dir, Envoy, Server,
+    free_port, get, repo_root, request, scratch_dir, stop_process, Envoy, Server,
 };
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
@@ -135,16 +135,7 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if thread::panicking() {
-            eprintln!(
-                "----- Prometheus log -----\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
+        stop_process(&mut self.child, "Prometheus", &self.log);
     }
 }
 

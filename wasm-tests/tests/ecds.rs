@@ -21,9 +21,11 @@
 
 use graylane::config::Config;
 use graylane::engine::{self, HeaderList};
+use graylane_wasm_tests::examples::{
+    self, backend_in, backend_of, fill_plugin as fill, split_plugin,
+};
 use graylane_wasm_tests::harness::{
-    free_port, json_string_value, read_body, read_head, repo_root, request, scratch_dir, wasm_path,
-    Envoy,
+    free_port, read_body, read_head, request, scratch_dir, wait_until, wasm_path, Envoy,
 };
 use graylane_wasm_tests::load::{self, Plan, Reply, Sample, Target};
 use std::io::{BufReader, Write};
@@ -42,8 +44,7 @@ const UPDATE_SUCCESS: &str = "extension_config_discovery.http_filter.graylane.up
 const GRAYLANE_REJECTED: &str = "wasmcustom.graylane.config_rejected";
 
 fn read_example(file: &str) -> String {
-    let p = repo_root().join("envoy/ecds").join(file);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    examples::read_example("envoy/ecds", file)
 }
 
 /// The committed `envoy/ecds/` gateway on free ports, its filter file in a
@@ -58,33 +59,15 @@ struct EcdsGateway {
     initial: String,
 }
 
-/// The plugin configuration (JSON) of filter.yaml, and the file with a
-/// placeholder in its place.
-fn split_filter(text: &str) -> (String, String) {
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("value: '{"))
-        .expect("filter.yaml: a `value: '{...}'` line holding the plugin configuration");
-    let json = line
-        .trim()
-        .trim_start_matches("value: '")
-        .trim_end_matches('\'')
-        .to_string();
-    let indent = &line[..line.len() - line.trim_start().len()];
-    (
-        json,
-        text.replace(line, &format!("{indent}value: {{{{PLUGIN}}}}")),
-    )
-}
-
 impl EcdsGateway {
     fn start() -> EcdsGateway {
         let gw = Self::start_with(None);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while backend_of(gw.port, &[]).is_none() {
-            assert!(Instant::now() < deadline, "the ECDS gateway never served");
-            thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            "the ECDS gateway serving",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || backend_of(gw.port, &[]).is_some(),
+        );
         gw
     }
 
@@ -102,10 +85,13 @@ impl EcdsGateway {
         let (port, backends) = (free_port(), free_port());
         let dir = scratch_dir("ecds");
         let filter = dir.join("filter.yaml");
-        let (initial, template) = split_filter(&read_example("filter.yaml").replace(
-            "filename: target/graylane.wasm",
-            &format!("filename: {}", wasm_path().display()),
-        ));
+        let (initial, template) = split_plugin(
+            &read_example("filter.yaml").replace(
+                "filename: target/graylane.wasm",
+                &format!("filename: {}", wasm_path().display()),
+            ),
+            "filter.yaml",
+        );
         let mut bootstrap = read_example("bootstrap.yaml");
         for (from, to) in [
             ("port_value: 10300 ", format!("port_value: {port} ")),
@@ -172,25 +158,6 @@ impl EcdsGateway {
             .to_string();
         (c["version_info"].as_str().unwrap_or("").to_string(), value)
     }
-}
-
-fn fill(template: &str, plugin_json: &str) -> String {
-    template.replace("{{PLUGIN}}", &json_string_value(plugin_json))
-}
-
-/// The backend named in an answer (`backend=<name> ...`).
-fn backend_in(body: &str) -> String {
-    body.strip_prefix("backend=")
-        .and_then(|b| b.split_whitespace().next())
-        .unwrap_or("?")
-        .to_string()
-}
-
-/// Which backend answered a request on a new connection; `None` on failure.
-fn backend_of(port: u16, headers: &[(&str, &str)]) -> Option<String> {
-    let raw: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-    let r = request(port, "GET", "/", &raw).ok()?;
-    (r.status == 200).then(|| backend_in(&r.text()))
 }
 
 /// One keep-alive connection, opened before any update.
@@ -403,13 +370,8 @@ fn answers(config: &Config, probes: &[Target]) -> Vec<String> {
     probes.iter().map(|t| expected(config, t)).collect()
 }
 
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !ok() {
-        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
-        thread::sleep(Duration::from_millis(2));
-    }
-    t0.elapsed()
+fn wait_for(what: &str, limit: Duration, ok: impl FnMut() -> bool) -> Duration {
+    wait_until(what, limit, Duration::from_millis(2), ok)
 }
 
 /// A counter that may be flushed from the VM with a delay: polled.
@@ -551,12 +513,7 @@ fn ecds_updates_under_load_apply_to_open_connections_or_are_rejected() {
             wait_for(
                 &format!("{what}: `{needle}` in the log"),
                 Duration::from_secs(5),
-                || {
-                    gw.envoy
-                        .log_text()
-                        .get(log_before..)
-                        .is_some_and(|l| l.contains(&needle))
-                },
+                || gw.envoy.logged_since(log_before, &needle),
             );
             wait_counter_above(
                 &gw,
@@ -631,16 +588,10 @@ fn ecds_updates_under_load_apply_to_open_connections_or_are_rejected() {
     let ecds_reloads = gw.counter(CONFIG_RELOAD);
     let ecds_fails = gw.counter(CONFIG_FAIL);
     let summary = format!(
-        "ecds: {} requests on {connections} keep-alive connections in {:.1} s ({:.0}/s), statuses {:?}, \
-         answers {:?}, reconnects {}; {} valid updates in effect on an open connection after {} ms \
+        "ecds: {}; {} valid updates in effect on an open connection after {} ms \
          (last old answer on the load's connections at +{} ms); {} invalid updates rejected after {} ms; \
          config_reload {ecds_reloads} config_fail {ecds_fails}",
-        report.requests,
-        report.elapsed.as_secs_f64(),
-        report.per_second(),
-        report.statuses,
-        report.labels,
-        report.reconnects,
+        report.summary(connections),
         applied.len(),
         applied.iter().map(|(_, d)| ms(*d)).collect::<Vec<_>>().join("/"),
         last_old[1..].iter().map(|d| ms(*d)).collect::<Vec<_>>().join("/"),

@@ -40,84 +40,24 @@
 //! (sigs.k8s.io/yaml, Go `encoding/json`), the API server keeps a custom
 //! resource as unstructured JSON (integers as int64, other numbers as
 //! float64) and writes it with `encoding/json`: compact, keys sorted,
-//! HTML-safe strings. [`eg_json`] writes the same bytes.
+//! HTML-safe strings. [`apiextensions_json`] writes the same bytes.
 
 use graylane::config::{Config, Incoming};
 use graylane_wasm_tests::harness::{
     json_string_value, repo_root, request, scratch_dir, Envoy, Received, Response, Server,
 };
-use serde::Deserialize;
+use graylane_wasm_tests::manifests::{
+    apiextensions_json, objects_in, of_kind, Object, RENDERED_ALIKE,
+};
 use serde_norway::Value as Yaml;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const DIR: &str = "envoy/envoy-gateway";
-
-/// One Kubernetes object of the recipe.
-struct Object {
-    file: String,
-    doc: Yaml,
-}
-
-impl Object {
-    fn kind(&self) -> &str {
-        self.doc["kind"].as_str().unwrap_or_default()
-    }
-
-    fn name(&self) -> &str {
-        self.doc["metadata"]["name"].as_str().unwrap_or("?")
-    }
-
-    fn namespace(&self) -> &str {
-        self.doc["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-    }
-
-    fn label(&self) -> String {
-        format!("{}/{} ({})", self.namespace(), self.name(), self.file)
-    }
-
-    fn spec(&self) -> &Yaml {
-        &self.doc["spec"]
-    }
-}
-
-/// Every object in the `*.yaml` files of `dir` (not its subdirectories: what
-/// `kubectl apply -f dir` applies).
-fn objects_in(dir: &Path) -> Vec<Object> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
-    let mut objects = Vec::new();
-    for path in files {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let file = path
-            .strip_prefix(repo_root().join(DIR))
-            .unwrap_or(&path)
-            .display()
-            .to_string();
-        assert_no_yaml11_booleans(&file, &text);
-        for de in serde_norway::Deserializer::from_str(&text) {
-            let doc = Yaml::deserialize(de).unwrap_or_else(|e| panic!("{file}: {e}"));
-            if !doc.is_null() {
-                objects.push(Object {
-                    file: file.clone(),
-                    doc,
-                });
-            }
-        }
-    }
-    objects
-}
 
 /// The two ways to apply the recipe: `kubectl apply -f envoy/envoy-gateway/`
 /// (the policy with the code from an OCI image, on the Gateway), and then
@@ -126,8 +66,8 @@ fn objects_in(dir: &Path) -> Vec<Object> {
 /// same name).
 fn variants() -> Vec<(&'static str, Vec<Object>)> {
     let root = repo_root().join(DIR);
-    let base = objects_in(&root);
-    let over_http = objects_in(&root.join("over-http"));
+    let base = objects_in(&root, &root);
+    let over_http = objects_in(&root.join("over-http"), &root);
     assert!(
         over_http.iter().all(|o| o.kind() == "EnvoyExtensionPolicy"),
         "over-http/ holds only the alternative policy"
@@ -139,10 +79,7 @@ fn variants() -> Vec<(&'static str, Vec<Object>)> {
                 p.kind() == o.kind() && p.name() == o.name() && p.namespace() == o.namespace()
             })
         })
-        .map(|o| Object {
-            file: o.file.clone(),
-            doc: o.doc.clone(),
-        })
+        .cloned()
         .collect();
     assert_eq!(
         replaced.len() + over_http.len(),
@@ -153,153 +90,20 @@ fn variants() -> Vec<(&'static str, Vec<Object>)> {
     vec![("image", base), ("over-http", replaced)]
 }
 
-/// kubectl reads YAML 1.1: a plain `yes`, `no`, `on`, `off`, `y` or `n` is
-/// a boolean for it and a string for `serde_norway` (YAML 1.2).
-fn assert_no_yaml11_booleans(file: &str, text: &str) {
-    const YAML11_BOOLS: &[&str] = &["y", "yes", "n", "no", "on", "off"];
-    for (n, line) in text.lines().enumerate() {
-        let code = match line.find(" #") {
-            _ if line.trim_start().starts_with('#') => "",
-            Some(i) => &line[..i],
-            None => line,
-        };
-        for token in code.split(|c: char| c.is_whitespace() || ",:[]{}".contains(c)) {
-            assert!(
-                !YAML11_BOOLS.contains(&token.to_ascii_lowercase().as_str()),
-                "{file}:{}: plain `{token}` is a boolean for kubectl (YAML 1.1): quote it",
-                n + 1
-            );
-        }
-    }
-}
-
-fn of_kind<'a>(objects: &'a [Object], kind: &str) -> Vec<&'a Object> {
-    objects.iter().filter(|o| o.kind() == kind).collect()
-}
-
-/// The bytes of an `apiextensionsv1.JSON` field as Envoy Gateway reads them
-/// from the API server (see the module comment).
-fn eg_json(value: &Yaml, out: &mut String, path: &str) {
-    match value {
-        Yaml::Null => out.push_str("null"),
-        Yaml::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Yaml::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                // int64 in the API server: exact.
-                write!(out, "{i}").unwrap();
-            } else {
-                // Past int64, or not an integer: float64.
-                let f = n.as_f64().unwrap_or_else(|| panic!("{path}: number {n}"));
-                go_float(f, out, path);
-            }
-        }
-        Yaml::String(s) => go_string(s, out),
-        Yaml::Sequence(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                eg_json(item, out, &format!("{path}[{i}]"));
-            }
-            out.push(']');
-        }
-        Yaml::Mapping(map) => {
-            let mut entries: Vec<(&str, &Yaml)> = map
-                .iter()
-                .map(|(k, v)| {
-                    let key = k
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{path}: a key that is not a string: {k:?}"));
-                    (key, v)
-                })
-                .collect();
-            // Go sorts map keys byte by byte, as Rust compares strings.
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (key, v)) in entries.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_string(key, out);
-                out.push(':');
-                eg_json(v, out, &format!("{path}.{key}"));
-            }
-            out.push('}');
-        }
-        Yaml::Tagged(t) => panic!("{path}: YAML tag {} has no JSON form", t.tag),
-    }
-}
-
-/// Go's `encoding/json` for a float64: the shortest text that reads back
-/// the same, in exponent form below 1e-6 and from 1e21 on.
-fn go_float(f: f64, out: &mut String, path: &str) {
-    assert!(f.is_finite(), "{path}: {f} has no JSON form");
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        let text = format!("{f:e}");
-        let (mantissa, exp) = text.split_once('e').unwrap();
-        if exp.starts_with('-') {
-            write!(out, "{mantissa}e{exp}").unwrap();
-        } else {
-            write!(out, "{mantissa}e+{exp}").unwrap();
-        }
-    } else {
-        write!(out, "{f}").unwrap();
-    }
-}
-
-/// Go's `json.Marshal` for a string: HTML-safe, U+2028 and U+2029 escaped.
-fn go_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                write!(out, "\\u{:04x}", u32::from(c)).unwrap();
-            }
-            c if u32::from(c) < 0x20 => write!(out, "\\u{:04x}", u32::from(c)).unwrap(),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 fn eg_json_of(text: &str) -> String {
-    let mut out = String::new();
-    eg_json(&serde_norway::from_str(text).unwrap(), &mut out, "test");
-    out
+    apiextensions_json(&serde_norway::from_str(text).unwrap(), "test")
 }
 
 #[test]
 fn config_is_written_as_envoy_gateway_gets_it() {
-    assert_eq!(
-        eg_json_of("{name: gray, priority: 10, match: {header: location, exact: cn-shenzhen}}"),
-        r#"{"match":{"exact":"cn-shenzhen","header":"location"},"name":"gray","priority":10}"#
-    );
-    assert_eq!(
-        eg_json_of("{percent: 12.5, list: [true, null, 0, -3, 1.0]}"),
-        r#"{"list":[true,null,0,-3,1],"percent":12.5}"#
-    );
+    for (yaml, json) in RENDERED_ALIKE {
+        assert_eq!(eg_json_of(yaml), *json, "{yaml}");
+    }
     // Integers are int64 in the API server: exact, unlike Istio's
     // pluginConfig (a protobuf Struct, all doubles). Past int64: float64.
     assert_eq!(
         eg_json_of("[9007199254740993, 9223372036854775807, 9223372036854775808]"),
         "[9007199254740993,9223372036854775807,9223372036854776000]"
-    );
-    assert_eq!(
-        eg_json_of("[0.000001, 0.0000001, 1e20, 1e21, 2.5e-9]"),
-        "[0.000001,1e-7,100000000000000000000,1e+21,2.5e-9]"
-    );
-    assert_eq!(
-        eg_json_of(r#"{"a<b": "x & \"y\" > z\t\u2028"}"#),
-        r#"{"a\u003cb":"x \u0026 \"y\" \u003e z\t\u2028"}"#
     );
 }
 
@@ -379,12 +183,11 @@ fn wasms(objects: &[Object]) -> Vec<Wasm<'_>> {
                 policy.namespace(),
                 policy.name()
             );
-            let mut json = String::new();
-            match entry.get("config") {
+            let json = match entry.get("config") {
                 // No config: the filter gets an empty string.
-                None => {}
-                Some(c) => eg_json(c, &mut json, "config"),
-            }
+                None => String::new(),
+                Some(c) => apiextensions_json(c, "config"),
+            };
             // What `graylane check` does with it, and what the filter does
             // when Envoy hands it over.
             let config = Config::from_json(json.as_bytes()).unwrap_or_else(|e| {
@@ -825,8 +628,7 @@ fn manifests_are_consistent() {
         let text = std::fs::read_to_string(repo_root().join("envoy/istio/gateway-wasmplugin.yaml"))
             .unwrap();
         let doc: Yaml = serde_norway::from_str(&text).unwrap();
-        let mut json = String::new();
-        eg_json(&doc["spec"]["pluginConfig"], &mut json, "pluginConfig");
+        let json = apiextensions_json(&doc["spec"]["pluginConfig"], "pluginConfig");
         Config::from_json(json.as_bytes()).unwrap()
     };
     for (variant, objects) in variants() {

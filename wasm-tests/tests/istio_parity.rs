@@ -9,97 +9,20 @@
 
 use graylane::config::{Config, Incoming};
 use graylane_wasm_tests::configs::{cluster, lane_routes, listener};
-use graylane_wasm_tests::harness::{
-    free_port, repo_root, request_str, scratch_dir, wasm_path, Envoy, Server,
+use graylane_wasm_tests::harness::{free_port, request_str, scratch_dir, wasm_path, Envoy, Server};
+use graylane_wasm_tests::manifests::{
+    jsonpb_struct_json, of_kind, repo_objects, Object, RENDERED_ALIKE,
 };
-use serde::Deserialize;
 use serde_norway::Value as Yaml;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// One Kubernetes object of `envoy/istio/`.
-struct Object {
-    file: String,
-    doc: Yaml,
-}
-
-impl Object {
-    fn kind(&self) -> &str {
-        self.doc["kind"].as_str().unwrap_or_default()
-    }
-
-    fn name(&self) -> String {
-        let meta = &self.doc["metadata"];
-        format!(
-            "{}/{} ({})",
-            meta["namespace"].as_str().unwrap_or("default"),
-            meta["name"].as_str().unwrap_or("?"),
-            self.file
-        )
-    }
-
-    fn spec(&self) -> &Yaml {
-        &self.doc["spec"]
-    }
-}
-
 /// Every object in every `*.yaml` file of `envoy/istio/` (what
 /// `kubectl apply -f envoy/istio/` applies).
 fn manifests() -> Vec<Object> {
-    let dir = repo_root().join("envoy/istio");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
-    let mut objects = Vec::new();
-    for path in files {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let file = path.file_name().unwrap().to_string_lossy().into_owned();
-        assert_no_yaml11_booleans(&file, &text);
-        for de in serde_norway::Deserializer::from_str(&text) {
-            let doc = Yaml::deserialize(de).unwrap_or_else(|e| panic!("{file}: {e}"));
-            if !doc.is_null() {
-                objects.push(Object {
-                    file: file.clone(),
-                    doc,
-                });
-            }
-        }
-    }
-    objects
-}
-
-/// kubectl reads YAML with sigs.k8s.io/yaml, which follows YAML 1.1 there:
-/// a plain (unquoted) `yes`, `no`, `on`, `off`, `y` or `n`, key or value, is
-/// a boolean for it but a string for `serde_norway` (YAML 1.2), so Istio and
-/// this test would read the manifest differently. Quoted, they are strings
-/// for both.
-fn assert_no_yaml11_booleans(file: &str, text: &str) {
-    const YAML11_BOOLS: &[&str] = &["y", "yes", "n", "no", "on", "off"];
-    for (n, line) in text.lines().enumerate() {
-        let code = match line.find(" #") {
-            _ if line.trim_start().starts_with('#') => "",
-            Some(i) => &line[..i],
-            None => line,
-        };
-        for token in code.split(|c: char| c.is_whitespace() || ",:[]{}".contains(c)) {
-            assert!(
-                !YAML11_BOOLS.contains(&token.to_ascii_lowercase().as_str()),
-                "{file}:{}: plain `{token}` is a boolean for kubectl (YAML 1.1) and a string \
-                 for the test (YAML 1.2): quote it",
-                n + 1
-            );
-        }
-    }
-}
-
-fn of_kind<'a>(objects: &'a [Object], kind: &str) -> Vec<&'a Object> {
-    objects.iter().filter(|o| o.kind() == kind).collect()
+    repo_objects("envoy/istio")
 }
 
 /// The JSON text Istio gives the filter for a `WasmPlugin.spec.pluginConfig`.
@@ -123,113 +46,16 @@ fn of_kind<'a>(objects: &'a [Object], kind: &str) -> Vec<&'a Object> {
 /// `github.com/golang/protobuf/jsonpb` Marshaler with no indent, which
 /// writes a Struct as compact JSON with its keys sorted (jsonpb/encode.go,
 /// `marshalValue`, map case) and its numbers and strings through Go's
-/// `encoding/json` (`marshalSingularValue`). [`go_json`] writes the same
-/// bytes.
+/// `encoding/json` (`marshalSingularValue`). [`jsonpb_struct_json`] writes the
+/// same bytes.
 fn istio_plugin_json(plugin: &Object) -> String {
     let config = &plugin.spec()["pluginConfig"];
     assert!(
         config.as_mapping().is_some_and(|m| !m.is_empty()),
         "{}: no pluginConfig (Istio would then give the filter no configuration)",
-        plugin.name()
+        plugin.label()
     );
-    let mut out = String::new();
-    go_json(config, &mut out, "pluginConfig");
-    out
-}
-
-/// Writes a YAML value as Go's jsonpb writes the `google.protobuf.Value`
-/// the Kubernetes API server and Istio make of it.
-fn go_json(value: &Yaml, out: &mut String, path: &str) {
-    match value {
-        Yaml::Null => out.push_str("null"),
-        Yaml::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Yaml::Number(n) => {
-            // A Struct number is a double: integers past 2^53 lose precision
-            // on the way, as they do in Istio.
-            let f = n.as_f64().unwrap_or_else(|| panic!("{path}: number {n}"));
-            go_float(f, out, path);
-        }
-        Yaml::String(s) => go_string(s, out),
-        Yaml::Sequence(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_json(item, out, &format!("{path}[{i}]"));
-            }
-            out.push(']');
-        }
-        Yaml::Mapping(map) => {
-            let mut entries: Vec<(&str, &Yaml)> = map
-                .iter()
-                .map(|(k, v)| {
-                    let key = k
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{path}: a key that is not a string: {k:?}"));
-                    (key, v)
-                })
-                .collect();
-            // Go compares strings byte by byte, as Rust does.
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (key, v)) in entries.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_string(key, out);
-                out.push(':');
-                go_json(v, out, &format!("{path}.{key}"));
-            }
-            out.push('}');
-        }
-        Yaml::Tagged(t) => panic!("{path}: YAML tag {} has no JSON form", t.tag),
-    }
-}
-
-/// Go's `encoding/json` for a float64: the shortest text that reads back
-/// the same, in exponent form below 1e-6 and from 1e21 on (`1e-7`, `1e+21`).
-fn go_float(f: f64, out: &mut String, path: &str) {
-    assert!(f.is_finite(), "{path}: {f} has no JSON form");
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        // Rust writes `1e21` and `1e-7`; Go `1e+21` and (after its cleanup
-        // of `e-07`) `1e-7`.
-        let text = format!("{f:e}");
-        let (mantissa, exp) = text.split_once('e').unwrap();
-        if exp.starts_with('-') {
-            write!(out, "{mantissa}e{exp}").unwrap();
-        } else {
-            write!(out, "{mantissa}e+{exp}").unwrap();
-        }
-    } else {
-        // Display is the shortest round-trip text without an exponent, and
-        // no `.0` on integers: what Go's 'f' format with precision -1 gives.
-        write!(out, "{f}").unwrap();
-    }
-}
-
-/// Go's `json.Marshal` for a string: HTML-safe (`<`, `>`, `&` escaped) and
-/// with U+2028 and U+2029 escaped.
-fn go_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                write!(out, "\\u{:04x}", u32::from(c)).unwrap();
-            }
-            c if u32::from(c) < 0x20 => write!(out, "\\u{:04x}", u32::from(c)).unwrap(),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    jsonpb_struct_json(config, "pluginConfig")
 }
 
 fn yaml(text: &str) -> Yaml {
@@ -237,37 +63,21 @@ fn yaml(text: &str) -> Yaml {
 }
 
 fn go_json_of(text: &str) -> String {
-    let mut out = String::new();
-    go_json(&yaml(text), &mut out, "test");
-    out
+    jsonpb_struct_json(&yaml(text), "test")
 }
 
 #[test]
 fn plugin_config_is_written_as_istio_writes_it() {
-    // Sorted keys, compact, integers without `.0` (they are doubles).
-    assert_eq!(
-        go_json_of("{name: gray, priority: 10, match: {header: location, exact: cn-shenzhen}}"),
-        r#"{"match":{"exact":"cn-shenzhen","header":"location"},"name":"gray","priority":10}"#
-    );
-    assert_eq!(
-        go_json_of("{percent: 12.5, list: [true, null, 0, -3, 1.0]}"),
-        r#"{"list":[true,null,0,-3,1],"percent":12.5}"#
-    );
-    // Go's float format: exponent below 1e-6 and from 1e21 on.
-    assert_eq!(
-        go_json_of("[0.000001, 0.0000001, 1e20, 1e21, 2.5e-9]"),
-        "[0.000001,1e-7,100000000000000000000,1e+21,2.5e-9]"
-    );
+    // Sorted keys, compact, integers without `.0` (they are doubles), Go's
+    // float format and HTML-safe string escaping.
+    for (yaml, json) in RENDERED_ALIKE {
+        assert_eq!(go_json_of(yaml), *json, "{yaml}");
+    }
     // A double cannot hold every 64-bit integer: past 2^53 it rounds, in
     // Istio too. (A `range` bound that large does not survive a WasmPlugin.)
     assert_eq!(
         go_json_of("[9007199254740993, 123456789012345678]"),
         "[9007199254740992,123456789012345680]"
-    );
-    // Go's HTML-safe string escaping.
-    assert_eq!(
-        go_json_of(r#"{"a<b": "x & \"y\" > z\t\u2028"}"#),
-        r#"{"a\u003cb":"x \u0026 \"y\" \u003e z\t\u2028"}"#
     );
 }
 
@@ -284,7 +94,7 @@ fn plugins(objects: &[Object]) -> Vec<Plugin<'_>> {
         .map(|object| {
             let json = istio_plugin_json(object);
             let config = Config::from_json(json.as_bytes()).unwrap_or_else(|e| {
-                panic!("{}: pluginConfig rejected: {e}\n{json}", object.name())
+                panic!("{}: pluginConfig rejected: {e}\n{json}", object.label())
             });
             Plugin {
                 object,
@@ -325,7 +135,7 @@ fn virtual_service_lanes(
 ) -> (String, BTreeSet<String>, BTreeSet<String>) {
     let http = vs.spec()["http"]
         .as_sequence()
-        .unwrap_or_else(|| panic!("{}: no http routes", vs.name()));
+        .unwrap_or_else(|| panic!("{}: no http routes", vs.label()));
     let mut lanes = BTreeSet::new();
     let mut subsets = BTreeSet::new();
     let mut hosts = BTreeSet::new();
@@ -345,48 +155,48 @@ fn virtual_service_lanes(
             assert!(
                 matches.is_none(),
                 "{}: the last route must match every request (the default)",
-                vs.name()
+                vs.label()
             );
             assert_eq!(
                 to,
                 ["base"],
                 "{}: the default route must go to base (the fallback)",
-                vs.name()
+                vs.label()
             );
             continue;
         }
         let matches = matches.unwrap_or_else(|| {
             panic!(
                 "{}: route {i} before the default matches everything",
-                vs.name()
+                vs.label()
             )
         });
         for m in matches {
             let headers = m["headers"]
                 .as_mapping()
-                .unwrap_or_else(|| panic!("{}: route {i} matches no header", vs.name()));
+                .unwrap_or_else(|| panic!("{}: route {i} matches no header", vs.label()));
             let lane = headers.get(lane_header).unwrap_or_else(|| {
                 panic!(
                     "{}: route {i} does not match the lane header {lane_header}",
-                    vs.name()
+                    vs.label()
                 )
             });
             let exact = lane["exact"].as_str().unwrap_or_else(|| {
                 panic!(
                     "{}: route {i}: match {lane_header} with `exact: <lane>`",
-                    vs.name()
+                    vs.label()
                 )
             });
             assert_eq!(
                 to,
                 [exact],
                 "{}: the {exact} route must go to the {exact} subset",
-                vs.name()
+                vs.label()
             );
             lanes.insert(exact.to_string());
         }
     }
-    assert_eq!(hosts.len(), 1, "{}: routes to one service", vs.name());
+    assert_eq!(hosts.len(), 1, "{}: routes to one service", vs.label());
     (hosts.into_iter().next().unwrap(), lanes, subsets)
 }
 
@@ -398,7 +208,7 @@ fn manifests_are_consistent() {
 
     for p in &plugins {
         let spec = p.object.spec();
-        let name = p.object.name();
+        let name = p.object.label();
         assert_eq!(
             p.object.doc["apiVersion"].as_str(),
             Some("extensions.istio.io/v1alpha1"),
@@ -445,8 +255,8 @@ fn manifests_are_consistent() {
         .flatten()
         .map(|m| m["mode"].as_str().unwrap_or("CLIENT_AND_SERVER"))
         .collect();
-    assert_eq!(modes, ["CLIENT"], "{}", hop.object.name());
-    assert!(hop.config.services.is_empty(), "{}", hop.object.name());
+    assert_eq!(modes, ["CLIENT"], "{}", hop.object.label());
+    assert!(hop.config.services.is_empty(), "{}", hop.object.label());
     assert!(
         lane_names(&edge.config).is_subset(&lane_names(&hop.config)),
         "every lane of the edge is declared at the hops"
@@ -465,7 +275,7 @@ fn manifests_are_consistent() {
                 s["labels"]["version"].as_str(),
                 Some(name),
                 "{}: subset {name}",
-                dr.name()
+                dr.label()
             );
             subsets_of
                 .entry(host.clone())
@@ -481,14 +291,14 @@ fn manifests_are_consistent() {
             assert!(
                 declared.contains(lane),
                 "{}: routes lane {lane}, which no WasmPlugin declares ({declared:?})",
-                vs.name()
+                vs.label()
             );
         }
         let defined = subsets_of.get(&host).cloned().unwrap_or_default();
         assert!(
             subsets.is_subset(&defined),
             "{}: subsets {subsets:?}, DestinationRule of {host} has {defined:?}",
-            vs.name()
+            vs.label()
         );
         routed.insert(host, lanes);
     }

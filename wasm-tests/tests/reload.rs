@@ -14,14 +14,15 @@
 
 use graylane_wasm_tests::load;
 
-use graylane_wasm_tests::harness::{
-    free_port, json_string_value, repo_root, request, scratch_dir, wasm_path, Envoy,
+use graylane_wasm_tests::examples::{
+    self, backend_in, backend_of, fill_plugin as fill, split_plugin,
 };
+use graylane_wasm_tests::harness::{free_port, scratch_dir, wait_until, wasm_path, Envoy};
 use load::{Plan, Reply, Target};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The committed example (`envoy/reload/`), moved to free ports, with its
 /// listener file in a scratch directory.
@@ -34,40 +35,21 @@ struct ReloadGateway {
 }
 
 fn read_example(file: &str) -> String {
-    let p = repo_root().join("envoy/reload").join(file);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// The plugin configuration (JSON) of the committed listeners.yaml, and the
-/// file with a placeholder in its place.
-fn split_listeners(listeners: &str) -> (String, String) {
-    let line = listeners
-        .lines()
-        .find(|l| l.trim_start().starts_with("value: '{"))
-        .expect("listeners.yaml: a `value: '{...}'` line holding the plugin configuration");
-    let json = line
-        .trim()
-        .trim_start_matches("value: '")
-        .trim_end_matches('\'')
-        .to_string();
-    let indent = &line[..line.len() - line.trim_start().len()];
-    (
-        json,
-        listeners.replace(line, &format!("{indent}value: {{{{PLUGIN}}}}")),
-    )
+    examples::read_example("envoy/reload", file)
 }
 
 impl ReloadGateway {
     fn start() -> ReloadGateway {
         let (port, backends) = (free_port(), free_port());
         let lds = scratch_dir("reload").join("listeners.yaml");
-        let (initial, template) = split_listeners(
+        let (initial, template) = split_plugin(
             &read_example("listeners.yaml")
                 .replace("port_value: 10200 ", &format!("port_value: {port} "))
                 .replace(
                     "filename: target/graylane.wasm",
                     &format!("filename: {}", wasm_path().display()),
                 ),
+            "listeners.yaml",
         );
         let bootstrap = read_example("bootstrap.yaml")
             .replace("port_value: 10201 ", &format!("port_value: {backends} "))
@@ -94,11 +76,12 @@ impl ReloadGateway {
 
     /// Waits until the gateway listener answers.
     fn wait_serving(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while backend_of(self.port, &[]).is_none() {
-            assert!(Instant::now() < deadline, "the LDS listener never served");
-            thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            "the LDS listener serving",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || backend_of(self.port, &[]).is_some(),
+        );
     }
 
     /// Replaces the listener file as an operator should: a new file next to
@@ -108,25 +91,6 @@ impl ReloadGateway {
         std::fs::write(&tmp, fill(&self.template, plugin_json)).expect("write listeners");
         std::fs::rename(&tmp, &self.lds).expect("rename listeners");
     }
-}
-
-fn fill(template: &str, plugin_json: &str) -> String {
-    template.replace("{{PLUGIN}}", &json_string_value(plugin_json))
-}
-
-/// Which backend answered a request on a new connection (the example's
-/// backends answer `backend=<name> ...`); `None` when it failed.
-fn backend_of(port: u16, headers: &[(&str, &str)]) -> Option<String> {
-    let raw: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-    let r = request(port, "GET", "/", &raw).ok()?;
-    (r.status == 200).then(|| backend_in(&r.text()))
-}
-
-fn backend_in(body: &str) -> String {
-    body.strip_prefix("backend=")
-        .and_then(|b| b.split_whitespace().next())
-        .unwrap_or("?")
-        .to_string()
 }
 
 /// Valid configuration `k`: gray on `location`, blue on `x-release: r<k>`.
@@ -184,13 +148,8 @@ fn load_target(i: usize) -> (Target, &'static str) {
     }
 }
 
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !ok() {
-        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
-        thread::sleep(Duration::from_millis(10));
-    }
-    t0.elapsed()
+fn wait_for(what: &str, limit: Duration, ok: impl FnMut() -> bool) -> Duration {
+    wait_until(what, limit, Duration::from_millis(10), ok)
 }
 
 #[test]
@@ -260,12 +219,7 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
             wait_for(
                 &format!("swap {n}: `{needle}` in the log"),
                 Duration::from_secs(5),
-                || {
-                    gw.envoy
-                        .log_text()
-                        .get(log_before..)
-                        .is_some_and(|l| l.contains(&needle))
-                },
+                || gw.envoy.logged_since(log_before, &needle),
             );
             assert_eq!(
                 counter("listener_manager.lds.update_success"),
@@ -326,16 +280,10 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
 
     let ms = |d: &Duration| format!("{:.0}", d.as_secs_f64() * 1000.0);
     let summary = format!(
-        "reload: {} requests on 4 connections in {:.1} s ({:.0}/s), statuses {:?}, answers {:?}, \
-         reconnects {}; {} valid swaps in effect after {} ms; {} invalid swaps rejected after {} ms; \
+        "reload: {}; {} valid swaps in effect after {} ms; {} invalid swaps rejected after {} ms; \
          lds update_success {} update_rejected {}, graylane config_accepted {} config_rejected {}; \
          a repeat of the first invalid configuration rejected too (graylane consulted: {})",
-        report.requests,
-        report.elapsed.as_secs_f64(),
-        report.per_second(),
-        report.statuses,
-        report.labels,
-        report.reconnects,
+        report.summary(plan.connections),
         applied.len(),
         applied.iter().map(ms).collect::<Vec<_>>().join("/"),
         rejected.len(),

@@ -12,7 +12,7 @@
 //!   not ready (and the listener closed) meanwhile, and the filter works
 //!   once the server answers.
 
-use graylane_wasm_tests::configs::{bootstrap, cluster, lane_routes, listener};
+use graylane_wasm_tests::configs::{bootstrap, cluster, lane_routes, listener, wasm_filter_with};
 use graylane_wasm_tests::harness::{free_port, request_str, wasm_path, Envoy, Server};
 use graylane_wasm_tests::load::{App, AppRequest};
 use sha2::{Digest, Sha256};
@@ -49,31 +49,15 @@ fn module_server(port: u16, body: Vec<u8>) -> App {
 
 /// The graylane filter with its code fetched from `http://127.0.0.1:PORT`.
 fn remote_filter(server_port: u16, sha256: &str, retries: u32, policy: &str) -> String {
-    format!(
-        r#"
-          - name: graylane
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: graylane
-                root_id: graylane
-                failure_policy: {policy}
-                vm_config:
-                  runtime: envoy.wasm.runtime.v8
-                  code:
-                    remote:
-                      http_uri:
-                        uri: http://127.0.0.1:{server_port}/graylane.wasm
-                        cluster: graylane_module
-                        timeout: 5s
-                      sha256: "{sha256}"
-                      retry_policy:
-                        retry_back_off: {{ base_interval: 0.1s, max_interval: 0.5s }}
-                        num_retries: {retries}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{PLUGIN}'"#
-    )
+    let code = format!(
+        "{{ remote: {{ \
+           http_uri: {{ uri: \"http://127.0.0.1:{server_port}/graylane.wasm\", \
+                       cluster: graylane_module, timeout: 5s }}, \
+           sha256: \"{sha256}\", \
+           retry_policy: {{ retry_back_off: {{ base_interval: 0.1s, max_interval: 0.5s }}, \
+                           num_retries: {retries} }} }} }}"
+    );
+    wasm_filter_with(PLUGIN, policy, &code)
 }
 
 struct RemoteGateway {
