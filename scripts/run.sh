@@ -14,6 +14,7 @@ graylane demo gateway on http://127.0.0.1:10000 (admin http://127.0.0.1:9901). T
   curl -H 'cookie: canary=beta' localhost:10000/       # -> backend=beta
   curl -H 'x-user-id: user-7' localhost:10000/         # -> canary for ~10 % of user ids, sticky
   curl -H 'x-graylane: gray' localhost:10000/          # -> base: clients cannot pick a lane
+  curl -H 'location: cn-shenzhen' -H 'x-envoy-fault-abort-request: 503' localhost:10000/   # -> 503 from gray: a failing version
   curl -s localhost:9901/stats/prometheus | grep graylane_
 
 Ctrl-C stops it.
