@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Keeps only the proxy-wasm callbacks graylane implements in a .wasm.
+"""Keeps only the proxy-wasm callbacks a filter implements in a .wasm.
 
 The proxy-wasm host looks up every `proxy_on_*` export by name; one that is
 missing is never called (the host continues without entering the VM). The
 Rust SDK exports all of them, so every stream event would enter the VM for
-nothing. This drops the exports graylane does not need; `wasm-opt` then
-removes the code only they reached.
+nothing; `scripts/bench.sh` uses this on its empty SDK filter. graylane
+implements the ABI itself (src/filter/mod.rs) and exports exactly KEEP:
+here the script is a guard that fails when one of those is missing and
+drops any export a dependency might add.
 
-KEEP must list every callback the filter overrides (src/filter/), plus the
-ones the host needs: memory allocation, context creation and deletion
-(without proxy_on_delete the SDK never frees a stream's context).
+KEEP must list every callback graylane exports, plus memory allocation and
+the module's start.
 
 usage: strip-exports.py IN.wasm OUT.wasm
 """
