@@ -112,13 +112,18 @@ pub fn plugin_configuration() -> Result<Vec<u8>, u32> {
 
 /// Asks the host for the serialized request headers. The host allocates
 /// the buffer through `proxy_on_memory_allocate`, which the caller has set
-/// to hand out its reusable header buffer; returns the size written.
-pub fn request_header_pairs() -> Result<usize, u32> {
+/// to hand out its reusable header buffer; returns where the host wrote and
+/// how many bytes (the caller checks it is that buffer).
+pub fn request_header_pairs() -> Result<(*const u8, usize), u32> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: out-parameters are live locals; the buffer is ours already.
     result(unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) })?;
-    Ok(if data.is_null() { 0 } else { size })
+    Ok(if data.is_null() {
+        (data, 0)
+    } else {
+        (data, size)
+    })
 }
 
 /// Sets (replacing) or, with `None`, removes a header.

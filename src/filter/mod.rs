@@ -280,16 +280,22 @@ impl Vm {
         &mut self.roots[i]
     }
 
-    /// The configuration and counters of a stream's root.
+    /// The configuration and counters of a stream's root. A stream created
+    /// while the VM had one root has no entry: that root is the oldest one
+    /// (a root added since, by a configuration update, comes after it); so
+    /// is the fallback when a stream's root is gone.
     fn root_of(&mut self, stream: u32) -> Option<(Rc<Config>, Rc<Metrics>)> {
-        let root = match self.roots.as_slice() {
-            [only] => only,
-            _ => {
-                let i = self.streams.iter().position(|(s, _)| *s == stream)?;
-                let (_, root_id) = self.streams.swap_remove(i);
-                self.roots.iter().find(|r| r.id == root_id)?
-            }
+        let mapped = match self.roots.len() {
+            0 | 1 => None,
+            _ => self
+                .streams
+                .iter()
+                .position(|(s, _)| *s == stream)
+                .map(|i| self.streams.swap_remove(i).1),
         };
+        let root = mapped
+            .and_then(|id| self.roots.iter().find(|r| r.id == id))
+            .or_else(|| self.roots.first())?;
         Some((root.config.clone()?, Rc::clone(&root.metrics)))
     }
 
@@ -301,7 +307,12 @@ impl Vm {
         let read = abi::request_header_pairs();
         READING_HEADERS.set(false);
         let size = match read {
-            Ok(size) => size,
+            // The host wrote into the header buffer, as allocated above.
+            Ok((data, size)) if size == 0 || HEADER_BUF.with_borrow(|b| b.as_ptr() == data) => size,
+            Ok(_) => {
+                log::warn!("#{context_id} request headers not in the header buffer");
+                return;
+            }
             Err(status) => {
                 log::warn!("#{context_id} cannot read request headers: {status}");
                 return;
