@@ -98,15 +98,6 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
             })
     }
 
-    /// Every query parameter, percent-decoded (`+` is a space). Pairs that do
-    /// not decode to UTF-8 are left out.
-    pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + use<'a, R> {
-        self.raw_query().filter_map(|(k, v)| {
-            let v = percent_decode(v, true)?;
-            Some((percent_decode(k, true)?, v))
-        })
-    }
-
     /// Values of a query parameter, decoded, in order. Names are compared
     /// decoded, without allocating; a value is copied only when encoded.
     pub fn query<'s>(&'s self, name: &'s str) -> impl Iterator<Item = Cow<'a, str>> + 's {
@@ -127,13 +118,6 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
             Item::Valid(m) if m.key == key => m.decoded(),
             _ => None,
         })
-    }
-
-    /// Decoded value of the first baggage member with this key.
-    pub fn baggage_value(&self, key: &str) -> Option<String> {
-        baggage::find(self.baggage(), key)?
-            .decoded()
-            .map(Cow::into_owned)
     }
 }
 
