@@ -218,7 +218,9 @@ fn counters_in_prometheus_and_lane_in_access_log() {
             .any(|l| l.starts_with("graylane_config_accepted{} ") && !l.ends_with(" 0")),
         "{prom}"
     );
-    // Access logs are flushed about once a second.
+    // Access logs are flushed about once a second, by each worker on its
+    // own: wait for each lane's line.
+    gw.envoy.wait_log("lane=gray cluster=lane-gray");
     let log = gw.envoy.wait_log("lane=blue cluster=lane-blue");
     assert!(log.contains("lane=gray cluster=lane-gray"), "{log}");
     assert!(log.contains("lane=blue cluster=lane-blue"), "{log}");
