@@ -54,7 +54,7 @@ pub struct Baggage<'a> {
 
 /// Byte classes of the grammar: bit 0 token character, bit 1 baggage-octet.
 #[allow(clippy::indexing_slicing)] // `b < 256`: in bounds, at compile time
-const CLASS: [u8; 256] = {
+static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut b = 0usize;
     while b < 256 {
@@ -100,69 +100,85 @@ fn is_ows(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-/// A cursor over one list-member's bytes.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// The byte at `i`, or 0 past the end (0 is in no class of the grammar).
+fn at(b: &[u8], i: usize) -> u8 {
+    b.get(i).copied().unwrap_or(0)
 }
 
-impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+/// Index of the first byte from `i` on that is not in the class.
+fn skip(b: &[u8], mut i: usize, class: impl Fn(u8) -> bool) -> usize {
+    while i < b.len() && class(at(b, i)) {
+        i += 1;
     }
+    i
+}
 
-    /// Skips bytes of a class; returns where the run started.
-    fn skip(&mut self, class: impl Fn(u8) -> bool) -> usize {
-        let start = self.at;
-        while self.peek().is_some_and(&class) {
-            self.at += 1;
+/// One comma-separated item of a header value, as byte ranges.
+enum Scanned {
+    /// Nothing but OWS: skipped silently.
+    Empty,
+    Invalid,
+    /// `(start, end)` ranges of the key, the raw value and the whole
+    /// member (surrounding OWS trimmed).
+    Valid {
+        key: (usize, usize),
+        value: (usize, usize),
+        raw: (usize, usize),
+    },
+}
+
+/// Where the next comma is from `i` on (the length when there is none).
+fn next_comma(b: &[u8], i: usize) -> usize {
+    b.get(i..)
+        .and_then(|rest| rest.iter().position(|&c| c == b','))
+        .map_or(b.len(), |p| i + p)
+}
+
+/// Scans the item that starts at `from` in one pass over its bytes, and
+/// returns it with where the next item starts (past its comma). Valid:
+/// `OWS key OWS "=" OWS value *( OWS ";" OWS key [OWS "=" OWS value] ) OWS`.
+fn scan_item(b: &[u8], from: usize) -> (Scanned, usize) {
+    let start = skip(b, from, is_ows);
+    if start >= b.len() || at(b, start) == b',' {
+        return (Scanned::Empty, start + 1);
+    }
+    let invalid = |i: usize| (Scanned::Invalid, next_comma(b, i) + 1);
+    let key_end = skip(b, start, is_tchar);
+    if key_end == start {
+        return invalid(start);
+    }
+    let i = skip(b, key_end, is_ows);
+    if at(b, i) != b'=' {
+        return invalid(i);
+    }
+    let value_start = skip(b, i + 1, is_ows);
+    let value_end = skip(b, value_start, is_baggage_octet);
+    let mut i = skip(b, value_end, is_ows);
+    while at(b, i) == b';' {
+        let k = skip(b, i + 1, is_ows);
+        i = skip(b, k, is_tchar);
+        if i == k {
+            return invalid(i);
         }
-        start
+        i = skip(b, i, is_ows);
+        if at(b, i) == b'=' {
+            let v = skip(b, i + 1, is_ows);
+            i = skip(b, skip(b, v, is_baggage_octet), is_ows);
+        }
     }
-
-    fn eat(&mut self, b: u8) -> bool {
-        let hit = self.peek() == Some(b);
-        self.at += usize::from(hit);
-        hit
+    if i < b.len() && at(b, i) != b',' {
+        return invalid(i);
     }
-}
-
-/// Parses one list-member in a single pass over its bytes; `None` if it is
-/// not valid. `key OWS "=" OWS value *( OWS ";" OWS key [OWS "=" OWS value] )`,
-/// with surrounding OWS trimmed.
-fn parse_member(text: &str) -> Option<Member<'_>> {
-    let bytes = text.as_bytes();
-    let start = bytes.iter().position(|&b| !is_ows(b))?;
-    let end = bytes.iter().rposition(|&b| !is_ows(b))? + 1;
-    let raw = text.get(start..end)?;
-    let mut c = Cursor {
-        bytes: raw.as_bytes(),
-        at: 0,
+    let mut end = i;
+    while end > start && is_ows(at(b, end - 1)) {
+        end -= 1;
+    }
+    let member = Scanned::Valid {
+        key: (start, key_end),
+        value: (value_start, value_end),
+        raw: (start, end),
     };
-    let key_start = c.skip(is_tchar);
-    let key = raw.get(key_start..c.at).filter(|k| !k.is_empty())?;
-    c.skip(is_ows);
-    if !c.eat(b'=') {
-        return None;
-    }
-    c.skip(is_ows);
-    let value_start = c.skip(is_baggage_octet);
-    let value = raw.get(value_start..c.at)?;
-    c.skip(is_ows);
-    while c.eat(b';') {
-        c.skip(is_ows);
-        let k = c.skip(is_tchar);
-        if c.at == k {
-            return None;
-        }
-        c.skip(is_ows);
-        if c.eat(b'=') {
-            c.skip(is_ows);
-            c.skip(is_baggage_octet);
-            c.skip(is_ows);
-        }
-    }
-    (c.at == raw.len()).then_some(Member { key, value, raw })
+    (member, i + 1)
 }
 
 impl<'a> Baggage<'a> {
@@ -226,18 +242,61 @@ pub enum Item<'a> {
 /// Every list-member of every `baggage` header value, in order, read in
 /// place. Not limited: the limits bound what is forwarded ([`plan`]), not
 /// what is read, so a member is found wherever it stands.
-pub fn members<'a, I: IntoIterator<Item = &'a [u8]>>(values: I) -> impl Iterator<Item = Item<'a>> {
-    values.into_iter().flat_map(|value| {
-        let (text, invalid) = match std::str::from_utf8(value) {
-            Ok(t) => (t, None),
-            Err(_) => ("", Some(Item::Invalid)),
-        };
-        invalid.into_iter().chain(
-            text.split(',')
-                .filter(|item| !item.bytes().all(is_ows))
-                .map(|item| parse_member(item).map_or(Item::Invalid, Item::Valid)),
-        )
-    })
+pub fn members<'a, I: IntoIterator<Item = &'a [u8]>>(values: I) -> Members<'a, I::IntoIter> {
+    Members {
+        values: values.into_iter(),
+        text: "",
+        at: 1,
+    }
+}
+
+/// The iterator of [`members`]: one header value at a time, one
+/// comma-separated item at a time, with no intermediate list.
+pub struct Members<'a, I> {
+    values: I,
+    /// The header value being read, and where its next item starts
+    /// (`at > text.len()`: finished).
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Members<'a, I> {
+    type Item = Item<'a>;
+
+    fn next(&mut self) -> Option<Item<'a>> {
+        loop {
+            if self.at > self.text.len() {
+                let value = self.values.next()?;
+                self.at = 0;
+                match std::str::from_utf8(value) {
+                    Ok(t) => self.text = t,
+                    Err(_) => {
+                        self.text = "";
+                        self.at = 1;
+                        return Some(Item::Invalid);
+                    }
+                }
+            }
+            let text = self.text;
+            let (item, next) = scan_item(text.as_bytes(), self.at);
+            self.at = next;
+            match item {
+                Scanned::Empty => {}
+                Scanned::Invalid => return Some(Item::Invalid),
+                Scanned::Valid { key, value, raw } => {
+                    // The ranges hold ASCII only, so they are on char boundaries.
+                    let (Some(key), Some(value), Some(raw)) = (
+                        text.get(key.0..key.1),
+                        text.get(value.0..value.1),
+                        text.get(raw.0..raw.1),
+                    ) else {
+                        return Some(Item::Invalid);
+                    };
+                    return Some(Item::Valid(Member { key, value, raw }));
+                }
+            }
+        }
+    }
 }
 
 /// The first valid member with this key, wherever it stands.
@@ -547,6 +606,84 @@ mod tests {
         // Empty value is valid.
         let b = parse("key1=,key2=val2");
         assert_eq!(keys(&b), ["key1", "key2"]);
+    }
+
+    /// The grammar written the plain way (split, trim, match), to check the
+    /// single-pass scanner against.
+    fn reference_members<'a>(values: &[&'a [u8]]) -> Vec<Item<'a>> {
+        const OWS: [char; 2] = [' ', '\t'];
+        fn member(text: &str) -> Option<Member<'_>> {
+            let raw = text.trim_matches(OWS);
+            let (key, rest) = raw.split_at(raw.find(|c: char| !is_tchar_char(c))?);
+            if key.is_empty() {
+                return None;
+            }
+            let rest = rest.trim_start_matches(OWS);
+            let rest = rest.strip_prefix('=')?;
+            let rest = rest.trim_start_matches(OWS);
+            let vlen = rest
+                .find(|c: char| !c.is_ascii() || !is_baggage_octet(c as u8))
+                .unwrap_or(rest.len());
+            let value = &rest[..vlen];
+            for prop in rest[vlen..].split(';').skip(1) {
+                let prop = prop.trim_matches(OWS);
+                let (k, v) = prop.split_once('=').unwrap_or((prop, ""));
+                let k = k.trim_end_matches(OWS);
+                let v = v.trim_start_matches(OWS);
+                if k.is_empty() || !k.bytes().all(is_tchar) || !v.bytes().all(is_baggage_octet) {
+                    return None;
+                }
+            }
+            let after = rest[vlen..].trim_start_matches(OWS);
+            if !after.is_empty() && !after.starts_with(';') {
+                return None;
+            }
+            Some(Member { key, value, raw })
+        }
+        fn is_tchar_char(c: char) -> bool {
+            c.is_ascii() && is_tchar(c as u8)
+        }
+        let mut out = Vec::new();
+        for v in values {
+            let Ok(text) = std::str::from_utf8(v) else {
+                out.push(Item::Invalid);
+                continue;
+            };
+            for item in text.split(',') {
+                if item.bytes().all(is_ows) {
+                    continue;
+                }
+                out.push(member(item).map_or(Item::Invalid, Item::Valid));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn scanner_agrees_with_the_plain_reading() {
+        const ALPHABET: &[u8] = b"ab=;, \t%2\"\xc3\xa9\xffk1=";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let len = (next() % 24) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let split = (next() % (len as u64 + 1)) as usize;
+            let values = [&text[..split], &text[split..]];
+            let got: Vec<Item<'_>> = members(values).collect();
+            assert_eq!(
+                got,
+                reference_members(&values),
+                "{:?}",
+                String::from_utf8_lossy(&text)
+            );
+        }
     }
 
     #[test]

@@ -55,19 +55,11 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
     }
 
     /// Every `name=value` pair of every `cookie` header, in order.
-    pub fn cookies(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a, R> {
-        self.req.header("cookie").flat_map(|header| {
-            header.split(|&b| b == b';').filter_map(|pair| {
-                let pair = trim(pair);
-                let eq = pair.iter().position(|&b| b == b'=')?;
-                let value = trim(pair.get(eq + 1..)?);
-                let value = value
-                    .strip_prefix(b"\"")
-                    .and_then(|v| v.strip_suffix(b"\""))
-                    .unwrap_or(value);
-                Some((trim(pair.get(..eq)?), value))
-            })
-        })
+    pub fn cookies(&self) -> Cookies<'a, impl Iterator<Item = &'a [u8]> + use<'a, R>> {
+        Cookies {
+            headers: self.req.header("cookie"),
+            rest: None,
+        }
     }
 
     /// Values of a cookie, in order.
@@ -118,6 +110,43 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
             Item::Valid(m) if m.key == key => m.decoded(),
             _ => None,
         })
+    }
+}
+
+/// The pairs of `cookie` headers: each header split at `;`, each pair at
+/// its first `=`, names and values trimmed, values unquoted; pairs without
+/// `=` are skipped.
+pub struct Cookies<'a, I> {
+    headers: I,
+    /// What is left of the header being read.
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Cookies<'a, I> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let rest = match self.rest {
+                Some(r) => r,
+                None => self.headers.next()?,
+            };
+            let (pair, after) = match rest.iter().position(|&b| b == b';') {
+                Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
+                None => (rest, None),
+            };
+            self.rest = after;
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            let name = trim(pair.get(..eq).unwrap_or_default());
+            let value = trim(pair.get(eq + 1..).unwrap_or_default());
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            return Some((name, value));
+        }
     }
 }
 
