@@ -9,47 +9,83 @@ use crate::engine::{Outcome, Source};
 use crate::metric_names as names;
 use hashbrown::HashMap;
 
-fn counter(name: &str) -> Option<u32> {
-    match abi::define_counter(name) {
-        Ok(id) => Some(id),
+use std::cell::{Cell, RefCell};
+
+/// Counter ids, and what each accumulated since the last flush.
+#[derive(Default)]
+struct Slots {
+    ids: Vec<u32>,
+    deltas: Vec<Cell<i64>>,
+}
+
+thread_local! {
+    static DEFINING: RefCell<Option<Slots>> = const { RefCell::new(None) };
+}
+
+/// Defines a counter in the slots being built; its slot index.
+fn counter(name: &str) -> Option<usize> {
+    let id = match abi::define_counter(name) {
+        Ok(id) => id,
         Err(status) => {
             log::warn!("cannot define metric {name}: {status:?}");
-            None
+            return None;
         }
-    }
+    };
+    DEFINING.with_borrow_mut(|slots| {
+        let slots = slots.as_mut()?;
+        slots.ids.push(id);
+        slots.deltas.push(Cell::new(0));
+        Some(slots.ids.len() - 1)
+    })
 }
 
-fn inc(id: Option<u32>, by: i64) {
-    if let Some(id) = id {
-        // A failed increment loses one count; never worth failing a request.
-        let _ = abi::increment(id, by);
-    }
-}
-
-/// Metric ids of one configuration.
+/// Counter slots of one configuration. Per-request counts accumulate in
+/// the VM and reach the host on `flush` (SPEC §9: at least once a second
+/// and when the root stops); configuration counts go to the host at once.
 pub struct Metrics {
+    slots: Slots,
     /// `requests[source][lane + 1]`; index 0 is base.
-    requests: Vec<Vec<Option<u32>>>,
-    fallbacks: HashMap<String, Option<u32>>,
+    requests: Vec<Vec<Option<usize>>>,
+    fallbacks: HashMap<String, Option<usize>>,
     /// By lane id.
-    rule_wins: Vec<Option<u32>>,
-    invalid_tags: Option<u32>,
-    malformed_baggage: Option<u32>,
-    shadow_requests: Option<u32>,
-    cookies_assigned: Option<u32>,
-    config_accepted: Option<u32>,
-    config_rejected: Option<u32>,
-    config_warnings: Option<u32>,
-    shadowed_rules: Option<u32>,
+    rule_wins: Vec<Option<usize>>,
+    invalid_tags: Option<usize>,
+    malformed_baggage: Option<usize>,
+    shadow_requests: Option<usize>,
+    cookies_assigned: Option<usize>,
+    config_accepted: Option<usize>,
+    config_rejected: Option<usize>,
+    config_warnings: Option<usize>,
+    shadowed_rules: Option<usize>,
 }
 
 impl Metrics {
     /// The counters that exist before any configuration is accepted.
     pub fn base() -> Metrics {
+        Metrics::defining(|| Metrics::base_fields(Vec::new(), HashMap::new(), Vec::new()))
+    }
+
+    /// Runs `build` with counters defined into fresh slots, then moves the
+    /// slots into what it built.
+    fn defining(build: impl FnOnce() -> Metrics) -> Metrics {
+        DEFINING.with_borrow_mut(|d| *d = Some(Slots::default()));
+        let mut m = build();
+        if let Some(slots) = DEFINING.with_borrow_mut(Option::take) {
+            m.slots = slots;
+        }
+        m
+    }
+
+    fn base_fields(
+        requests: Vec<Vec<Option<usize>>>,
+        fallbacks: HashMap<String, Option<usize>>,
+        rule_wins: Vec<Option<usize>>,
+    ) -> Metrics {
         Metrics {
-            requests: Vec::new(),
-            fallbacks: HashMap::new(),
-            rule_wins: Vec::new(),
+            slots: Slots::default(),
+            requests,
+            fallbacks,
+            rule_wins,
             invalid_tags: counter(names::INVALID_TAGS),
             malformed_baggage: counter(names::MALFORMED_BAGGAGE),
             shadow_requests: counter(names::SHADOW_REQUESTS),
@@ -62,90 +98,116 @@ impl Metrics {
     }
 
     pub fn for_config(config: &Config) -> Metrics {
-        let mut m = Metrics::base();
-        m.requests = Source::ALL
-            .iter()
-            .map(|s| {
-                // Only the pairs that can happen: base is always `default`.
-                std::iter::once(None)
-                    .chain(config.rules.lanes.iter().map(Some))
-                    .map(|lane| match (s, lane) {
-                        (Source::Default, None) | (Source::Propagated, Some(_)) => {
-                            counter(&names::requests(*s, lane.map(|l| l.name.as_str())))
-                        }
-                        (Source::Rule, Some(l)) if l.rule => {
-                            counter(&names::requests(*s, Some(l.name.as_str())))
-                        }
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .collect();
-        m.rule_wins = config
-            .rules
-            .lanes
-            .iter()
-            .map(|l| {
-                l.rule
-                    .then(|| counter(&names::rule_wins(&l.name)))
-                    .flatten()
-            })
-            .collect();
-        m.fallbacks = config
-            .services
-            .keys()
-            .map(|svc| (svc.clone(), counter(&names::fallbacks(svc))))
-            .collect();
-        m
+        Metrics::defining(|| {
+            let requests = Source::ALL
+                .iter()
+                .map(|s| {
+                    // Only the pairs that can happen: base is always `default`.
+                    std::iter::once(None)
+                        .chain(config.rules.lanes.iter().map(Some))
+                        .map(|lane| match (s, lane) {
+                            (Source::Default, None) | (Source::Propagated, Some(_)) => {
+                                counter(&names::requests(*s, lane.map(|l| l.name.as_str())))
+                            }
+                            (Source::Rule, Some(l)) if l.rule => {
+                                counter(&names::requests(*s, Some(l.name.as_str())))
+                            }
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .collect();
+            let rule_wins = config
+                .rules
+                .lanes
+                .iter()
+                .map(|l| {
+                    l.rule
+                        .then(|| counter(&names::rule_wins(&l.name)))
+                        .flatten()
+                })
+                .collect();
+            let fallbacks = config
+                .services
+                .keys()
+                .map(|svc| (svc.clone(), counter(&names::fallbacks(svc))))
+                .collect();
+            Metrics::base_fields(requests, fallbacks, rule_wins)
+        })
+    }
+
+    /// Adds to a counter now (configuration events).
+    fn now(&self, slot: Option<usize>, by: i64) {
+        let id = slot.and_then(|s| self.slots.ids.get(s).copied());
+        if let Some(id) = id {
+            // A failed increment loses a count; never worth failing for.
+            let _ = abi::increment(id, by);
+        }
+    }
+
+    /// Adds to a counter in the VM (per request), for the next flush.
+    fn inc(&self, slot: Option<usize>) {
+        if let Some(cell) = slot.and_then(|s| self.slots.deltas.get(s)) {
+            cell.set(cell.get() + 1);
+        }
+    }
+
+    /// Sends what accumulated to the host.
+    pub fn flush(&self) {
+        for (id, delta) in self.slots.ids.iter().zip(&self.slots.deltas) {
+            let n = delta.replace(0);
+            if n != 0 {
+                let _ = abi::increment(*id, n);
+            }
+        }
     }
 
     pub fn config_accepted(&self, config: &Config) {
-        inc(self.config_accepted, 1);
+        self.now(self.config_accepted, 1);
         let shadowed = config
             .warnings
             .iter()
             .filter(|w| w.kind == WarningKind::Shadowed)
             .count();
-        inc(
+        self.now(
             self.config_warnings,
             i64::try_from(config.warnings.len()).unwrap_or(0),
         );
-        inc(self.shadowed_rules, i64::try_from(shadowed).unwrap_or(0));
+        self.now(self.shadowed_rules, i64::try_from(shadowed).unwrap_or(0));
     }
 
     pub fn config_rejected(&self) {
-        inc(self.config_rejected, 1);
+        self.now(self.config_rejected, 1);
     }
 
     pub fn record(&self, out: &Outcome<'_>) {
         let d = &out.decision;
         let source = Source::ALL.iter().position(|s| *s == d.source).unwrap_or(0);
         let lane = d.lane.map_or(0, |id| id + 1);
-        inc(
+        self.inc(
             self.requests
                 .get(source)
                 .and_then(|v| v.get(lane))
                 .copied()
                 .flatten(),
-            1,
         );
         if let (Source::Rule, Some(id)) = (d.source, d.lane) {
-            inc(self.rule_wins.get(id).copied().flatten(), 1);
+            self.inc(self.rule_wins.get(id).copied().flatten());
         }
         if let Some(svc) = out.effects.fallback {
-            inc(self.fallbacks.get(svc).copied().flatten(), 1);
+            self.inc(self.fallbacks.get(svc).copied().flatten());
         }
         if d.invalid_tag {
-            inc(self.invalid_tags, 1);
+            self.inc(self.invalid_tags);
         }
         if out.effects.baggage_dropped > 0 {
-            inc(self.malformed_baggage, 1);
+            self.inc(self.malformed_baggage);
         }
         if out.effects.shadow {
-            inc(self.shadow_requests, 1);
+            self.inc(self.shadow_requests);
         }
         if !d.assigned.is_empty() {
-            inc(self.cookies_assigned, 1);
+            self.inc(self.cookies_assigned);
         }
     }
 }
