@@ -16,6 +16,9 @@ use std::cell::{Cell, RefCell};
 struct Slots {
     ids: Vec<u32>,
     deltas: Vec<Cell<i64>>,
+    /// Set when a delta becomes non-zero: a flush with nothing to send
+    /// returns at once, without a host call or a pass over the slots.
+    pending: Cell<bool>,
 }
 
 thread_local! {
@@ -148,16 +151,23 @@ impl Metrics {
     /// Adds to a counter in the VM (per request), for the next flush.
     fn inc(&self, slot: Option<usize>) {
         if let Some(cell) = slot.and_then(|s| self.slots.deltas.get(s)) {
-            cell.set(cell.get() + 1);
+            cell.set(cell.get().saturating_add(1));
+            self.slots.pending.set(true);
         }
     }
 
-    /// Sends what accumulated to the host.
+    /// Sends what accumulated to the host; nothing (no host call) when
+    /// nothing did. A count the host refuses stays for the next flush.
     pub fn flush(&self) {
+        if !self.slots.pending.replace(false) {
+            return;
+        }
         for (id, delta) in self.slots.ids.iter().zip(&self.slots.deltas) {
-            let n = delta.replace(0);
-            if n != 0 {
-                let _ = abi::increment(*id, n);
+            let n = delta.get();
+            if n != 0 && abi::increment(*id, n).is_ok() {
+                delta.set(0);
+            } else if n != 0 {
+                self.slots.pending.set(true);
             }
         }
     }

@@ -5,8 +5,9 @@
 //! then only the header changes the engine asks for.
 //!
 //! Callbacks the filter exports, per request: context create, request
-//! headers, response headers, delete. Everything else is not exported, so
-//! the host does not enter the VM for it.
+//! headers, response headers, delete; per root, once a second: tick (the
+//! per-request counters accumulated in the VM go to the host). Everything
+//! else is not exported, so the host does not enter the VM for it.
 
 mod abi;
 mod headers;
@@ -197,8 +198,9 @@ pub extern "C" fn proxy_on_delete(context_id: u32) {
         if !vm.pending.is_empty() {
             vm.pending.retain(|(id, _)| *id != context_id);
         }
+        // `remove`, not `swap_remove`: the roots stay oldest first (`root_of`).
         if let Some(i) = vm.roots.iter().position(|r| r.id == context_id) {
-            vm.roots.swap_remove(i).metrics.flush();
+            vm.roots.remove(i).metrics.flush();
         }
     });
 }
