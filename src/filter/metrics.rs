@@ -9,7 +9,7 @@ use crate::engine::{Outcome, Source};
 use crate::metric_names as names;
 use hashbrown::HashMap;
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 /// Counter ids, and what each accumulated since the last flush.
 #[derive(Default)]
@@ -21,25 +21,21 @@ struct Slots {
     pending: Cell<bool>,
 }
 
-thread_local! {
-    static DEFINING: RefCell<Option<Slots>> = const { RefCell::new(None) };
-}
-
-/// Defines a counter in the slots being built; its slot index.
-fn counter(name: &str) -> Option<usize> {
-    let id = match abi::define_counter(name) {
-        Ok(id) => id,
-        Err(status) => {
-            log::warn!("cannot define metric {name}: {status:?}");
-            return None;
+impl Slots {
+    /// Defines a counter in the host and gives it a slot; the slot index.
+    fn define(&mut self, name: &str) -> Option<usize> {
+        match abi::define_counter(name) {
+            Ok(id) => {
+                self.ids.push(id);
+                self.deltas.push(Cell::new(0));
+                Some(self.ids.len() - 1)
+            }
+            Err(status) => {
+                log::warn!("cannot define metric {name}: {status:?}");
+                None
+            }
         }
-    };
-    DEFINING.with_borrow_mut(|slots| {
-        let slots = slots.as_mut()?;
-        slots.ids.push(id);
-        slots.deltas.push(Cell::new(0));
-        Some(slots.ids.len() - 1)
-    })
+    }
 }
 
 /// Counter slots of one configuration. Per-request counts accumulate in
@@ -65,78 +61,60 @@ pub struct Metrics {
 impl Metrics {
     /// The counters that exist before any configuration is accepted.
     pub fn base() -> Metrics {
-        Metrics::defining(|| Metrics::base_fields(Vec::new(), HashMap::new(), Vec::new()))
-    }
-
-    /// Runs `build` with counters defined into fresh slots, then moves the
-    /// slots into what it built.
-    fn defining(build: impl FnOnce() -> Metrics) -> Metrics {
-        DEFINING.with_borrow_mut(|d| *d = Some(Slots::default()));
-        let mut m = build();
-        if let Some(slots) = DEFINING.with_borrow_mut(Option::take) {
-            m.slots = slots;
-        }
-        m
-    }
-
-    fn base_fields(
-        requests: Vec<Vec<Option<usize>>>,
-        fallbacks: HashMap<String, Option<usize>>,
-        rule_wins: Vec<Option<usize>>,
-    ) -> Metrics {
+        let mut slots = Slots::default();
         Metrics {
-            slots: Slots::default(),
-            requests,
-            fallbacks,
-            rule_wins,
-            invalid_tags: counter(names::INVALID_TAGS),
-            malformed_baggage: counter(names::MALFORMED_BAGGAGE),
-            shadow_requests: counter(names::SHADOW_REQUESTS),
-            cookies_assigned: counter(names::COOKIES_ASSIGNED),
-            config_accepted: counter(names::CONFIG_ACCEPTED),
-            config_rejected: counter(names::CONFIG_REJECTED),
-            config_warnings: counter(names::CONFIG_WARNINGS),
-            shadowed_rules: counter(names::SHADOWED_RULES),
+            requests: Vec::new(),
+            fallbacks: HashMap::new(),
+            rule_wins: Vec::new(),
+            invalid_tags: slots.define(names::INVALID_TAGS),
+            malformed_baggage: slots.define(names::MALFORMED_BAGGAGE),
+            shadow_requests: slots.define(names::SHADOW_REQUESTS),
+            cookies_assigned: slots.define(names::COOKIES_ASSIGNED),
+            config_accepted: slots.define(names::CONFIG_ACCEPTED),
+            config_rejected: slots.define(names::CONFIG_REJECTED),
+            config_warnings: slots.define(names::CONFIG_WARNINGS),
+            shadowed_rules: slots.define(names::SHADOWED_RULES),
+            slots,
         }
     }
 
     pub fn for_config(config: &Config) -> Metrics {
-        Metrics::defining(|| {
-            let requests = Source::ALL
-                .iter()
-                .map(|s| {
-                    // Only the pairs that can happen: base is always `default`.
-                    std::iter::once(None)
-                        .chain(config.rules.lanes.iter().map(Some))
-                        .map(|lane| match (s, lane) {
-                            (Source::Default, None) | (Source::Propagated, Some(_)) => {
-                                counter(&names::requests(*s, lane.map(|l| l.name.as_str())))
-                            }
-                            (Source::Rule, Some(l)) if l.rule => {
-                                counter(&names::requests(*s, Some(l.name.as_str())))
-                            }
-                            _ => None,
-                        })
-                        .collect()
-                })
-                .collect();
-            let rule_wins = config
-                .rules
-                .lanes
-                .iter()
-                .map(|l| {
-                    l.rule
-                        .then(|| counter(&names::rule_wins(&l.name)))
-                        .flatten()
-                })
-                .collect();
-            let fallbacks = config
-                .services
-                .keys()
-                .map(|svc| (svc.clone(), counter(&names::fallbacks(svc))))
-                .collect();
-            Metrics::base_fields(requests, fallbacks, rule_wins)
-        })
+        let mut m = Metrics::base();
+        let slots = &mut m.slots;
+        m.requests = Source::ALL
+            .iter()
+            .map(|s| {
+                // Only the pairs that can happen: base is always `default`.
+                std::iter::once(None)
+                    .chain(config.rules.lanes.iter().map(Some))
+                    .map(|lane| match (s, lane) {
+                        (Source::Default, None) | (Source::Propagated, Some(_)) => {
+                            slots.define(&names::requests(*s, lane.map(|l| l.name.as_str())))
+                        }
+                        (Source::Rule, Some(l)) if l.rule => {
+                            slots.define(&names::requests(*s, Some(l.name.as_str())))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        m.rule_wins = config
+            .rules
+            .lanes
+            .iter()
+            .map(|l| {
+                l.rule
+                    .then(|| slots.define(&names::rule_wins(&l.name)))
+                    .flatten()
+            })
+            .collect();
+        m.fallbacks = config
+            .services
+            .keys()
+            .map(|svc| (svc.clone(), slots.define(&names::fallbacks(svc))))
+            .collect();
+        m
     }
 
     /// Adds to a counter now (configuration events).
