@@ -27,6 +27,7 @@ KEEP = {
     "proxy_on_request_headers",
     "proxy_on_response_headers",
     "proxy_on_delete",
+    "proxy_on_tick",
 }
 
 

@@ -65,6 +65,7 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
 }
 
 fn result(status: u32) -> Result<(), u32> {
@@ -165,4 +166,10 @@ pub fn define_counter(name: &str) -> Result<u32, u32> {
 pub fn increment(id: u32, by: i64) -> Result<(), u32> {
     // SAFETY: plain values only.
     result(unsafe { proxy_increment_metric(id, by) })
+}
+
+/// Asks the host to call `proxy_on_tick` of the current root every `ms`.
+pub fn set_tick_period(ms: u32) -> Result<(), u32> {
+    // SAFETY: a plain value only.
+    result(unsafe { proxy_set_tick_period_milliseconds(ms) })
 }

@@ -9,60 +9,78 @@ use crate::engine::{Outcome, Source};
 use crate::metric_names as names;
 use hashbrown::HashMap;
 
-fn counter(name: &str) -> Option<u32> {
-    match abi::define_counter(name) {
-        Ok(id) => Some(id),
-        Err(status) => {
-            log::warn!("cannot define metric {name}: {status:?}");
-            None
+use std::cell::Cell;
+
+/// Counter ids, and what each accumulated since the last flush.
+#[derive(Default)]
+struct Slots {
+    ids: Vec<u32>,
+    deltas: Vec<Cell<i64>>,
+    /// Set when a delta becomes non-zero: a flush with nothing to send
+    /// returns at once, without a host call or a pass over the slots.
+    pending: Cell<bool>,
+}
+
+impl Slots {
+    /// Defines a counter in the host and gives it a slot; the slot index.
+    fn define(&mut self, name: &str) -> Option<usize> {
+        match abi::define_counter(name) {
+            Ok(id) => {
+                self.ids.push(id);
+                self.deltas.push(Cell::new(0));
+                Some(self.ids.len() - 1)
+            }
+            Err(status) => {
+                log::warn!("cannot define metric {name}: {status:?}");
+                None
+            }
         }
     }
 }
 
-fn inc(id: Option<u32>, by: i64) {
-    if let Some(id) = id {
-        // A failed increment loses one count; never worth failing a request.
-        let _ = abi::increment(id, by);
-    }
-}
-
-/// Metric ids of one configuration.
+/// Counter slots of one configuration. Per-request counts accumulate in
+/// the VM and reach the host on `flush` (SPEC §9: at least once a second
+/// and when the root stops); configuration counts go to the host at once.
 pub struct Metrics {
+    slots: Slots,
     /// `requests[source][lane + 1]`; index 0 is base.
-    requests: Vec<Vec<Option<u32>>>,
-    fallbacks: HashMap<String, Option<u32>>,
+    requests: Vec<Vec<Option<usize>>>,
+    fallbacks: HashMap<String, Option<usize>>,
     /// By lane id.
-    rule_wins: Vec<Option<u32>>,
-    invalid_tags: Option<u32>,
-    malformed_baggage: Option<u32>,
-    shadow_requests: Option<u32>,
-    cookies_assigned: Option<u32>,
-    config_accepted: Option<u32>,
-    config_rejected: Option<u32>,
-    config_warnings: Option<u32>,
-    shadowed_rules: Option<u32>,
+    rule_wins: Vec<Option<usize>>,
+    invalid_tags: Option<usize>,
+    malformed_baggage: Option<usize>,
+    shadow_requests: Option<usize>,
+    cookies_assigned: Option<usize>,
+    config_accepted: Option<usize>,
+    config_rejected: Option<usize>,
+    config_warnings: Option<usize>,
+    shadowed_rules: Option<usize>,
 }
 
 impl Metrics {
     /// The counters that exist before any configuration is accepted.
     pub fn base() -> Metrics {
+        let mut slots = Slots::default();
         Metrics {
             requests: Vec::new(),
             fallbacks: HashMap::new(),
             rule_wins: Vec::new(),
-            invalid_tags: counter(names::INVALID_TAGS),
-            malformed_baggage: counter(names::MALFORMED_BAGGAGE),
-            shadow_requests: counter(names::SHADOW_REQUESTS),
-            cookies_assigned: counter(names::COOKIES_ASSIGNED),
-            config_accepted: counter(names::CONFIG_ACCEPTED),
-            config_rejected: counter(names::CONFIG_REJECTED),
-            config_warnings: counter(names::CONFIG_WARNINGS),
-            shadowed_rules: counter(names::SHADOWED_RULES),
+            invalid_tags: slots.define(names::INVALID_TAGS),
+            malformed_baggage: slots.define(names::MALFORMED_BAGGAGE),
+            shadow_requests: slots.define(names::SHADOW_REQUESTS),
+            cookies_assigned: slots.define(names::COOKIES_ASSIGNED),
+            config_accepted: slots.define(names::CONFIG_ACCEPTED),
+            config_rejected: slots.define(names::CONFIG_REJECTED),
+            config_warnings: slots.define(names::CONFIG_WARNINGS),
+            shadowed_rules: slots.define(names::SHADOWED_RULES),
+            slots,
         }
     }
 
     pub fn for_config(config: &Config) -> Metrics {
         let mut m = Metrics::base();
+        let slots = &mut m.slots;
         m.requests = Source::ALL
             .iter()
             .map(|s| {
@@ -71,10 +89,10 @@ impl Metrics {
                     .chain(config.rules.lanes.iter().map(Some))
                     .map(|lane| match (s, lane) {
                         (Source::Default, None) | (Source::Propagated, Some(_)) => {
-                            counter(&names::requests(*s, lane.map(|l| l.name.as_str())))
+                            slots.define(&names::requests(*s, lane.map(|l| l.name.as_str())))
                         }
                         (Source::Rule, Some(l)) if l.rule => {
-                            counter(&names::requests(*s, Some(l.name.as_str())))
+                            slots.define(&names::requests(*s, Some(l.name.as_str())))
                         }
                         _ => None,
                     })
@@ -87,65 +105,97 @@ impl Metrics {
             .iter()
             .map(|l| {
                 l.rule
-                    .then(|| counter(&names::rule_wins(&l.name)))
+                    .then(|| slots.define(&names::rule_wins(&l.name)))
                     .flatten()
             })
             .collect();
         m.fallbacks = config
             .services
             .keys()
-            .map(|svc| (svc.clone(), counter(&names::fallbacks(svc))))
+            .map(|svc| (svc.clone(), slots.define(&names::fallbacks(svc))))
             .collect();
         m
     }
 
+    /// Adds to a counter now (configuration events).
+    fn now(&self, slot: Option<usize>, by: i64) {
+        let id = slot.and_then(|s| self.slots.ids.get(s).copied());
+        if let Some(id) = id {
+            // A failed increment loses a count; never worth failing for.
+            let _ = abi::increment(id, by);
+        }
+    }
+
+    /// Adds to a counter in the VM (per request), for the next flush.
+    fn inc(&self, slot: Option<usize>) {
+        if let Some(cell) = slot.and_then(|s| self.slots.deltas.get(s)) {
+            cell.set(cell.get().saturating_add(1));
+            self.slots.pending.set(true);
+        }
+    }
+
+    /// Sends what accumulated to the host; nothing (no host call) when
+    /// nothing did. A count the host refuses stays for the next flush.
+    pub fn flush(&self) {
+        if !self.slots.pending.replace(false) {
+            return;
+        }
+        for (id, delta) in self.slots.ids.iter().zip(&self.slots.deltas) {
+            let n = delta.get();
+            if n != 0 && abi::increment(*id, n).is_ok() {
+                delta.set(0);
+            } else if n != 0 {
+                self.slots.pending.set(true);
+            }
+        }
+    }
+
     pub fn config_accepted(&self, config: &Config) {
-        inc(self.config_accepted, 1);
+        self.now(self.config_accepted, 1);
         let shadowed = config
             .warnings
             .iter()
             .filter(|w| w.kind == WarningKind::Shadowed)
             .count();
-        inc(
+        self.now(
             self.config_warnings,
             i64::try_from(config.warnings.len()).unwrap_or(0),
         );
-        inc(self.shadowed_rules, i64::try_from(shadowed).unwrap_or(0));
+        self.now(self.shadowed_rules, i64::try_from(shadowed).unwrap_or(0));
     }
 
     pub fn config_rejected(&self) {
-        inc(self.config_rejected, 1);
+        self.now(self.config_rejected, 1);
     }
 
     pub fn record(&self, out: &Outcome<'_>) {
         let d = &out.decision;
         let source = Source::ALL.iter().position(|s| *s == d.source).unwrap_or(0);
         let lane = d.lane.map_or(0, |id| id + 1);
-        inc(
+        self.inc(
             self.requests
                 .get(source)
                 .and_then(|v| v.get(lane))
                 .copied()
                 .flatten(),
-            1,
         );
         if let (Source::Rule, Some(id)) = (d.source, d.lane) {
-            inc(self.rule_wins.get(id).copied().flatten(), 1);
+            self.inc(self.rule_wins.get(id).copied().flatten());
         }
         if let Some(svc) = out.effects.fallback {
-            inc(self.fallbacks.get(svc).copied().flatten(), 1);
+            self.inc(self.fallbacks.get(svc).copied().flatten());
         }
         if d.invalid_tag {
-            inc(self.invalid_tags, 1);
+            self.inc(self.invalid_tags);
         }
         if out.effects.baggage_dropped > 0 {
-            inc(self.malformed_baggage, 1);
+            self.inc(self.malformed_baggage);
         }
         if out.effects.shadow {
-            inc(self.shadow_requests, 1);
+            self.inc(self.shadow_requests);
         }
         if !d.assigned.is_empty() {
-            inc(self.cookies_assigned, 1);
+            self.inc(self.cookies_assigned);
         }
     }
 }

@@ -5,8 +5,9 @@
 //! then only the header changes the engine asks for.
 //!
 //! Callbacks the filter exports, per request: context create, request
-//! headers, response headers, delete. Everything else is not exported, so
-//! the host does not enter the VM for it.
+//! headers, response headers, delete; per root, once a second: tick (the
+//! per-request counters accumulated in the VM go to the host). Everything
+//! else is not exported, so the host does not enter the VM for it.
 
 mod abi;
 mod headers;
@@ -197,8 +198,19 @@ pub extern "C" fn proxy_on_delete(context_id: u32) {
         if !vm.pending.is_empty() {
             vm.pending.retain(|(id, _)| *id != context_id);
         }
-        if vm.roots.len() > 1 || vm.roots.first().is_some_and(|r| r.id == context_id) {
-            vm.roots.retain(|r| r.id != context_id);
+        // `remove`, not `swap_remove`: the roots stay oldest first (`root_of`).
+        if let Some(i) = vm.roots.iter().position(|r| r.id == context_id) {
+            vm.roots.remove(i).metrics.flush();
+        }
+    });
+}
+
+/// Once a second per root: counters accumulated in the VM go to the host.
+#[no_mangle]
+pub extern "C" fn proxy_on_tick(root_id: u32) {
+    VM.with_borrow(|vm| {
+        if let Some(root) = vm.roots.iter().find(|r| r.id == root_id) {
+            root.metrics.flush();
         }
     });
 }
@@ -250,8 +262,12 @@ impl Root {
                     config.warnings.len(),
                     config.incoming
                 );
+                self.metrics.flush();
                 self.metrics = Rc::new(metrics);
                 self.config = Some(Rc::new(config));
+                if let Err(status) = abi::set_tick_period(1000) {
+                    log::warn!("cannot set the tick period: {status}; counters are sent when the root stops");
+                }
                 true
             }
             Err(e) => {

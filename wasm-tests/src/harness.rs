@@ -13,6 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// How often the filter sends the counts it keeps in the VM to Envoy (at
+/// most; SPEC §9).
+pub const FLUSH_PERIOD: Duration = Duration::from_secs(1);
+/// How long [`Envoy::wait_counter`] waits for a per-request counter.
+pub const COUNTER_WAIT: Duration = Duration::from_secs(5);
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -246,11 +252,69 @@ impl Envoy {
         self.stats().get(name).copied().unwrap_or(0)
     }
 
+    /// Waits for a counter the filter counts per request to reach `want`:
+    /// the filter keeps those counts in the VM and sends them to Envoy at
+    /// least once a second (SPEC §9). Polls every 50 ms for up to
+    /// [`COUNTER_WAIT`]; fails with the last value seen, and returns the value
+    /// once it is at least `want` (a test that needs it exact asserts that).
+    pub fn wait_counter(&self, name: &str, want: u64) -> u64 {
+        self.wait_counter_where(name, &format!("{want}"), |v| v >= want)
+    }
+
+    /// Waits for a counter's value to satisfy `ok` (described by `want` in
+    /// the failure message); returns that value.
+    pub fn wait_counter_where(&self, name: &str, want: &str, ok: impl Fn(u64) -> bool) -> u64 {
+        let t0 = Instant::now();
+        loop {
+            let v = self.counter(name);
+            if ok(v) {
+                return v;
+            }
+            assert!(
+                t0.elapsed() < COUNTER_WAIT,
+                "counter {name} is {v}, not {want} after {COUNTER_WAIT:?} \
+                 (the filter flushes its counts to Envoy at least once a second)"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the filter's per-request counts of what ran so far have
+    /// surely reached Envoy: one full flush period and a margin. For tests
+    /// that assert a counter did *not* move; prefer waiting for a counter
+    /// that must move in the same flush.
+    pub fn settle_counters(&self) {
+        thread::sleep(FLUSH_PERIOD + Duration::from_millis(400));
+    }
+
     /// `/stats/prometheus`.
     pub fn prometheus(&self) -> String {
         get(self.admin, "/stats/prometheus")
             .expect("prometheus")
             .text()
+    }
+
+    /// `/stats/prometheus` once it holds every one of `lines` (whole lines),
+    /// polled as [`Envoy::wait_counter`] does; fails naming those missing.
+    pub fn wait_prometheus(&self, lines: &[&str]) -> String {
+        let t0 = Instant::now();
+        loop {
+            let prom = self.prometheus();
+            let missing: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|want| !prom.lines().any(|l| l == *want))
+                .collect();
+            if missing.is_empty() {
+                return prom;
+            }
+            assert!(
+                t0.elapsed() < COUNTER_WAIT,
+                "missing {missing:?} after {COUNTER_WAIT:?} (the filter flushes its counts \
+                 to Envoy at least once a second) in:\n{prom}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Writes a file next to the config (for file-based dynamic resources).

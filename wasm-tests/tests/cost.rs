@@ -12,7 +12,7 @@
 
 use graylane_wasm_tests::costhost::{
     check, deserialize_map, markdown, measure, measure_all, serialize_map, to_json, BenchSpec,
-    Figures,
+    CostHost, Figures,
 };
 use graylane_wasm_tests::harness::{repo_root, wasm_path};
 use serde_json::Value;
@@ -184,6 +184,39 @@ fn check_rejects_a_wrong_outcome() {
     let mut wrong = base.clone();
     wrong.lane = Some("hdr-3".into());
     assert!(check(&wrong, &f).is_err());
+}
+
+/// Per-request counts the filter keeps in the VM reach the host on a tick
+/// and when the root stops, none lost; a tick with nothing counted makes no
+/// host call; a configuration is counted at once.
+#[test]
+fn counts_kept_in_the_vm_reach_the_host() {
+    let (wasm, spec) = load();
+    let base = spec.kinds.iter().find(|k| k.name == "base").unwrap();
+    let config = &spec.configs[&base.config];
+    let requests = "graylane.requests.source.default.lane.base";
+    let mut host = CostHost::new(&wasm, config.as_bytes()).unwrap();
+    assert_eq!(host.state().metric("graylane.config_accepted"), Some(1));
+    assert_eq!(host.tick_period_ms(), 1000);
+    let send = |host: &mut CostHost, n: usize| {
+        for _ in 0..n {
+            let trace = host.request(&base.request, &spec.response).unwrap();
+            assert_eq!(trace.cost.host_calls.get("proxy_increment_metric"), None);
+        }
+    };
+    // Before the first tick: kept in the VM.
+    send(&mut host, 3);
+    assert_eq!(host.state().metric(requests), Some(0));
+    let tick = host.tick().unwrap().expect("a tick");
+    assert_eq!(tick.host_calls.get("proxy_increment_metric"), Some(&1));
+    assert_eq!(host.state().metric(requests), Some(3));
+    // Nothing counted since: the tick does not call the host.
+    let idle = host.tick().unwrap().expect("a tick");
+    assert_eq!(idle.total_host_calls(), 0, "{idle:?}");
+    // Counted after the last tick: sent when the root stops.
+    send(&mut host, 2);
+    host.stop().unwrap();
+    assert_eq!(host.state().metric(requests), Some(5));
 }
 
 /// The header map serialization of the proxy-wasm ABI.

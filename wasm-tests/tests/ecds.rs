@@ -374,7 +374,8 @@ fn wait_for(what: &str, limit: Duration, ok: impl FnMut() -> bool) -> Duration {
     wait_until(what, limit, Duration::from_millis(2), ok)
 }
 
-/// A counter that may be flushed from the VM with a delay: polled.
+/// A counter graylane moves when a filter VM configures (on the main thread
+/// and on each worker, not in step with Envoy's own counters): polled.
 fn wait_counter_above(gw: &EcdsGateway, name: &str, before: u64, what: &str) {
     wait_for(what, Duration::from_secs(5), || gw.counter(name) > before);
 }

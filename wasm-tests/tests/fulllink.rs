@@ -16,21 +16,24 @@ fn gray_falls_back_at_b_and_stays_gray_at_c() {
     assert_eq!(
         chain
             .sidecar_a
-            .counter("wasmcustom.graylane.fallbacks.service.svc-b"),
+            .wait_counter("wasmcustom.graylane.fallbacks.service.svc-b", 1),
         1
     );
+    // Hops keep the propagated tag.
+    assert_eq!(
+        chain.sidecar_b.wait_counter(
+            "wasmcustom.graylane.requests.source.propagated.lane.gray",
+            1
+        ),
+        1
+    );
+    // B's sidecar (one worker) counted that request, fallback included, in
+    // the flush just seen: no fallback at C.
     assert_eq!(
         chain
             .sidecar_b
             .counter("wasmcustom.graylane.fallbacks.service.svc-c"),
         0
-    );
-    // Hops keep the propagated tag.
-    assert_eq!(
-        chain
-            .sidecar_b
-            .counter("wasmcustom.graylane.requests.source.propagated.lane.gray"),
-        1
     );
 }
 
@@ -175,5 +178,8 @@ fn mirrored_requests_are_marked_shadow_by_the_next_hop() {
             "userId=alice,lane=gray,shadow=1".to_string()
         )
     );
-    assert_eq!(envoy.counter("wasmcustom.graylane.shadow_requests"), 2);
+    assert_eq!(
+        envoy.wait_counter("wasmcustom.graylane.shadow_requests", 2),
+        2
+    );
 }

@@ -405,7 +405,9 @@ fn hostile_requests_are_answered_by_their_lane_and_the_vm_survives() {
         assert!(!log.contains(needle), "Envoy log mentions {needle:?}");
     }
     // Bad input is counted (SPEC §8).
-    let malformed = gw.envoy.counter("wasmcustom.graylane.malformed_baggage");
+    let malformed = gw
+        .envoy
+        .wait_counter("wasmcustom.graylane.malformed_baggage", 5);
     assert!(malformed >= 5, "malformed_baggage = {malformed}");
 
     assert!(

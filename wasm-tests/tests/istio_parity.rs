@@ -639,15 +639,10 @@ fn sidecar_plugin_config_in_envoy() {
         assert_eq!(backend, "base", "{body}");
         assert!(body["headers"].get("x-graylane").is_none(), "{body}");
         assert_eq!(body["headers"]["baggage"], "userId=alice");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while gw.envoy.counter("wasmcustom.graylane.invalid_tags") < 1 {
-            assert!(
-                Instant::now() < deadline,
-                "graylane_invalid_tags not counted"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-        assert_eq!(gw.envoy.counter("wasmcustom.graylane.invalid_tags"), 1);
+        assert_eq!(
+            gw.envoy.wait_counter("wasmcustom.graylane.invalid_tags", 1),
+            1
+        );
         // Hops never decide by rule: an untagged request stays base even when
         // the app forwarded what the edge's rule looks at.
         assert_eq!(gw.lane_of(0, &[("location", "cn-shenzhen")]), "base");
@@ -798,29 +793,18 @@ fn istio_shaped_filters_and_their_counters() {
     }
     // Istio's stats matcher keeps graylane's counters (they start with
     // `wasm`); without graylane's stats_tags they are flat names in
-    // /stats/prometheus, which is what a mesh's Prometheus scrapes. (The
-    // VMs may flush their counters with a delay: polled.)
-    let want = [
+    // /stats/prometheus, which is what a mesh's Prometheus scrapes. The VMs
+    // send their per-request counts with their next flush: polled. The
+    // request counters cover all six requests, so `invalid_tags` is read
+    // after every one of them was flushed.
+    let prom = proxy.envoy.wait_prometheus(&[
         "graylane_requests_source_rule_lane_gray{} 2",
         "graylane_requests_source_propagated_lane_gray{} 2",
         "graylane_requests_source_default_lane_base{} 2",
         "graylane_invalid_tags{} 0",
         "graylane_config_rejected{} 0",
         "graylane_config_warnings{} 0",
-    ];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let prom = loop {
-        let prom = proxy.envoy.prometheus();
-        let missing: Vec<_> = want
-            .iter()
-            .filter(|w| !prom.lines().any(|l| l == **w))
-            .collect();
-        if missing.is_empty() {
-            break prom;
-        }
-        assert!(Instant::now() < deadline, "missing {missing:?} in:\n{prom}");
-        thread::sleep(Duration::from_millis(100));
-    };
+    ]);
     // Accepted once per VM (main thread and each worker, both plugins).
     assert!(
         prom.lines()

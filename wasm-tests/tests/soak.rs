@@ -264,6 +264,8 @@ fn soak_randomized_headers_no_5xx_and_flat_memory() {
     let report = run.join();
     let (end_rss, end_heap) = (load::rss_kb(pid).unwrap_or(0), allocated(&envoy));
     let (warm_rss, warm_heap) = warm.unwrap_or((end_rss, end_heap));
+    // The filter's per-request counts reach Envoy with its next flush.
+    envoy.settle_counters();
     let wasm_stats: Vec<String> = envoy
         .stats()
         .into_iter()

@@ -224,7 +224,7 @@ fn no_client_tag_combination_picks_a_lane_or_a_cluster() {
     assert!(total > 4000, "only {total} combinations");
     let base_requests = gw
         .envoy
-        .counter("wasmcustom.graylane.requests.source.default.lane.base");
+        .wait_counter("wasmcustom.graylane.requests.source.default.lane.base", 1);
     assert!(base_requests > 0, "no request counted as base");
     assert_eq!(gw.envoy.counter("wasm.graylane.vm_reload"), 0);
     let shown: Vec<&String> = failures.iter().take(40).collect();
