@@ -13,6 +13,8 @@
 #   BENCH_MODES        "direct proxy" (default), or one of them
 #   BENCH_PORT_BASE    first local port used (default 19400; uses +0..+20, +90, +91)
 #   BENCH_ALT_WASM     a graylane .wasm to run as variant (g) next to the shipped one
+#   BENCH_ALT_UNCHECKED  1: skip (g)'s lane checks, for a breakdown build that
+#                      leaves out part of the work (the engine, a write) on purpose
 #   BENCH_NICE         scheduling priority of the Envoys and wrk (default 0). Each runs
 #                      in its own session (setsid), so with the kernel's autogroup
 #                      scheduling a value here is written to its autogroup as well as
@@ -447,6 +449,10 @@ for mode in $MODES; do
     for i in "${!VARIANTS[@]}"; do
         v="${VARIANTS[$i]}"
         p="$(port "$mode" "$i")"
+        if [ "$v" = g ] && [ "${BENCH_ALT_UNCHECKED:-0}" = 1 ]; then
+            echo "  $mode/g: lane checks skipped (BENCH_ALT_UNCHECKED=1: a breakdown build)" >&2
+            continue
+        fi
         case "$v" in
         a | b | f)
             expect "no filter: base" base "$p"

@@ -52,7 +52,8 @@ pub struct Baggage<'a> {
     pub dropped: usize,
 }
 
-/// Byte classes of the grammar: bit 0 token character, bit 1 baggage-octet.
+/// Byte classes of the grammar: bit 0 token character, bit 1 baggage-octet,
+/// bit 2 OWS.
 #[allow(clippy::indexing_slicing)] // `b < 256`: in bounds, at compile time
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -78,7 +79,8 @@ static CLASS: [u8; 256] = {
                     | b'%'
             );
         let octet = matches!(c, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E);
-        t[b] = (tchar as u8) | ((octet as u8) << 1);
+        let ows = c == b' ' || c == b'\t';
+        t[b] = (tchar as u8) | ((octet as u8) << 1) | ((ows as u8) << 2);
         b += 1;
     }
     t
@@ -88,13 +90,9 @@ fn class(b: u8) -> u8 {
     CLASS.get(usize::from(b)).copied().unwrap_or(0)
 }
 
-fn is_tchar(b: u8) -> bool {
-    class(b) & 1 != 0
-}
-
-fn is_baggage_octet(b: u8) -> bool {
-    class(b) & 2 != 0
-}
+const TCHAR: u8 = 1;
+const OCTET: u8 = 2;
+const OWS: u8 = 4;
 
 fn is_ows(b: u8) -> bool {
     b == b' ' || b == b'\t'
@@ -105,9 +103,13 @@ fn at(b: &[u8], i: usize) -> u8 {
     b.get(i).copied().unwrap_or(0)
 }
 
-/// Index of the first byte from `i` on that is not in the class.
-fn skip(b: &[u8], mut i: usize, class: impl Fn(u8) -> bool) -> usize {
-    while i < b.len() && class(at(b, i)) {
+/// Index of the first byte from `i` on that is in none of the classes of
+/// `mask`.
+fn skip(b: &[u8], mut i: usize, mask: u8) -> usize {
+    while let Some(&c) = b.get(i) {
+        if class(c) & mask == 0 {
+            break;
+        }
         i += 1;
     }
     i
@@ -138,32 +140,32 @@ fn next_comma(b: &[u8], i: usize) -> usize {
 /// returns it with where the next item starts (past its comma). Valid:
 /// `OWS key OWS "=" OWS value *( OWS ";" OWS key [OWS "=" OWS value] ) OWS`.
 fn scan_item(b: &[u8], from: usize) -> (Scanned, usize) {
-    let start = skip(b, from, is_ows);
+    let start = skip(b, from, OWS);
     if start >= b.len() || at(b, start) == b',' {
         return (Scanned::Empty, start + 1);
     }
     let invalid = |i: usize| (Scanned::Invalid, next_comma(b, i) + 1);
-    let key_end = skip(b, start, is_tchar);
+    let key_end = skip(b, start, TCHAR);
     if key_end == start {
         return invalid(start);
     }
-    let i = skip(b, key_end, is_ows);
+    let i = skip(b, key_end, OWS);
     if at(b, i) != b'=' {
         return invalid(i);
     }
-    let value_start = skip(b, i + 1, is_ows);
-    let value_end = skip(b, value_start, is_baggage_octet);
-    let mut i = skip(b, value_end, is_ows);
+    let value_start = skip(b, i + 1, OWS);
+    let value_end = skip(b, value_start, OCTET);
+    let mut i = skip(b, value_end, OWS);
     while at(b, i) == b';' {
-        let k = skip(b, i + 1, is_ows);
-        i = skip(b, k, is_tchar);
+        let k = skip(b, i + 1, OWS);
+        i = skip(b, k, TCHAR);
         if i == k {
             return invalid(i);
         }
-        i = skip(b, i, is_ows);
+        i = skip(b, i, OWS);
         if at(b, i) == b'=' {
-            let v = skip(b, i + 1, is_ows);
-            i = skip(b, skip(b, v, is_baggage_octet), is_ows);
+            let v = skip(b, i + 1, OWS);
+            i = skip(b, skip(b, v, OCTET), OWS);
         }
     }
     if i < b.len() && at(b, i) != b',' {
@@ -223,10 +225,18 @@ impl<'a> Baggage<'a> {
 
     /// [`Baggage::with_member`] for several keys at once.
     pub fn with_members(&self, edits: &[(&str, Option<&str>)]) -> Option<String> {
-        let items = || self.members.iter().copied().map(Item::Valid);
-        let plan = plan(items(), edits);
+        // The members are valid and within the limits: joined, they read
+        // back as themselves.
+        let joined = self
+            .members
+            .iter()
+            .map(|m| m.raw)
+            .collect::<Vec<_>>()
+            .join(",");
+        let values = || std::iter::once(joined.as_bytes());
+        let plan = plan(values(), edits);
         let mut out = String::with_capacity(plan.len);
-        write(items(), edits, &plan, &mut out);
+        write(values(), edits, &plan, &mut out);
         (!out.is_empty()).then_some(out)
     }
 }
@@ -412,15 +422,52 @@ impl Placed {
     }
 }
 
-/// Plans the baggage that results from `edits` to the members `items`:
-/// each `(key, Some(v))` sets `key=v` in the place of the first member with
-/// that key (else appended) and removes the others; `(key, None)` removes
-/// the key. Invalid members are dropped. Plain members are dropped from the
-/// end, never an edited one, until the result fits [`MAX_MEMBERS`] and
-/// [`MAX_BYTES`].
-pub fn plan<'a, I>(items: I, edits: &[(&str, Option<&str>)]) -> Plan
+/// A list-member as an edit reads it: its key and where its text is,
+/// without building a [`Member`].
+enum Raw<'a> {
+    Invalid,
+    Valid {
+        key: &'a [u8],
+        /// The member's whole text (surrounding OWS trimmed): ASCII.
+        raw: &'a [u8],
+    },
+}
+
+/// Calls `f` on every list-member of every header value, in order (a value
+/// that is not UTF-8 is one invalid member); what [`members`] yields, read
+/// with no iterator state in between.
+fn for_each_raw<'a, I: IntoIterator<Item = &'a [u8]>>(values: I, mut f: impl FnMut(Raw<'a>)) {
+    for b in values {
+        // The usual header is ASCII, which is checked much faster than UTF-8.
+        if !b.is_ascii() && std::str::from_utf8(b).is_err() {
+            f(Raw::Invalid);
+            continue;
+        }
+        let mut at = 0;
+        while at <= b.len() {
+            let (item, next) = scan_item(b, at);
+            at = next;
+            match item {
+                Scanned::Empty => {}
+                Scanned::Invalid => f(Raw::Invalid),
+                Scanned::Valid { key, raw, .. } => f(Raw::Valid {
+                    key: b.get(key.0..key.1).unwrap_or_default(),
+                    raw: b.get(raw.0..raw.1).unwrap_or_default(),
+                }),
+            }
+        }
+    }
+}
+
+/// Plans the baggage that results from `edits` to the members of the
+/// header `values`: each `(key, Some(v))` sets `key=v` in the place of the
+/// first member with that key (else appended) and removes the others;
+/// `(key, None)` removes the key. Invalid members are dropped. Plain
+/// members are dropped from the end, never an edited one, until the result
+/// fits [`MAX_MEMBERS`] and [`MAX_BYTES`].
+pub fn plan<'a, I>(values: I, edits: &[(&str, Option<&str>)]) -> Plan
 where
-    I: Iterator<Item = Item<'a>>,
+    I: IntoIterator<Item = &'a [u8]>,
 {
     let set_count = edits.iter().filter(|(_, v)| v.is_some()).count();
     let set_bytes: usize = edits
@@ -431,21 +478,18 @@ where
         (0usize, 0usize, 0usize, 0usize);
     let (mut count, mut bytes) = (set_count, set_bytes + set_count.saturating_sub(1));
     let mut full = false;
-    for item in items {
-        let m = match item {
-            Item::Valid(m) => m,
-            Item::Invalid => {
-                invalid += 1;
-                continue;
-            }
+    for_each_raw(values, |item| {
+        let Raw::Valid { key, raw, .. } = item else {
+            invalid += 1;
+            return;
         };
-        if edits.iter().any(|(k, _)| *k == m.key) {
+        if edits.iter().any(|(k, _)| k.as_bytes() == key) {
             touched += 1;
-            continue;
+            return;
         }
         plain_total += 1;
         // A comma joins each member to the one before it.
-        let added = m.raw.len() + usize::from(count > 0);
+        let added = raw.len() + usize::from(count > 0);
         if !full && count < MAX_MEMBERS && bytes + added <= MAX_BYTES {
             count += 1;
             bytes += added;
@@ -453,7 +497,7 @@ where
         } else {
             full = true;
         }
-    }
+    });
     Plan {
         dropped: invalid + (plain_total - plain_kept),
         len: bytes,
@@ -462,10 +506,10 @@ where
     }
 }
 
-/// Writes what [`plan`] planned for the same `items` and `edits`.
-pub fn write<'a, I, S>(items: I, edits: &[(&str, Option<&str>)], plan: &Plan, sink: &mut S)
+/// Writes what [`plan`] planned for the same `values` and `edits`.
+pub fn write<'a, I, S>(values: I, edits: &[(&str, Option<&str>)], plan: &Plan, sink: &mut S)
 where
-    I: Iterator<Item = Item<'a>>,
+    I: IntoIterator<Item = &'a [u8]>,
     S: Sink + ?Sized,
 {
     let mut placed = Placed::new(edits.len());
@@ -480,13 +524,16 @@ where
             sink.put(p);
         }
     };
-    for item in items {
-        let Item::Valid(m) = item else { continue };
-        match edits.iter().position(|(k, _)| *k == m.key) {
+    for_each_raw(values, |item| {
+        let Raw::Valid { key, raw } = item else {
+            return;
+        };
+        match edits.iter().position(|(k, _)| k.as_bytes() == key) {
             None => {
                 plain_seen += 1;
                 if plain_seen <= plan.plain_kept {
-                    put(sink, &[m.raw]);
+                    // A valid member is ASCII.
+                    put(sink, &[std::str::from_utf8(raw).unwrap_or_default()]);
                 }
             }
             Some(i) => {
@@ -497,7 +544,7 @@ where
                 }
             }
         }
-    }
+    });
     for (i, (k, v)) in edits.iter().enumerate() {
         if let (true, Some(v)) = (placed.first(i), v) {
             put(sink, &[k, "=", v]);
@@ -610,6 +657,14 @@ mod tests {
 
     /// The grammar written the plain way (split, trim, match), to check the
     /// single-pass scanner against.
+    fn is_tchar(b: u8) -> bool {
+        class(b) & TCHAR != 0
+    }
+
+    fn is_baggage_octet(b: u8) -> bool {
+        class(b) & OCTET != 0
+    }
+
     fn reference_members<'a>(values: &[&'a [u8]]) -> Vec<Item<'a>> {
         const OWS: [char; 2] = [' ', '\t'];
         fn member(text: &str) -> Option<Member<'_>> {

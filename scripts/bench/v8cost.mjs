@@ -63,7 +63,10 @@ async function vm(bytes, configText) {
   const config = enc.encode(configText);
   let nextMetric = 1;
   const env = {
-    proxy_log: () => 0,
+    proxy_log: (level, p, n) => {
+      if (process.env.V8COST_LOG) console.error(level, new TextDecoder().decode(u8().slice(p, p + n)));
+      return 0;
+    },
     proxy_get_log_level: (out) => (dv().setUint32(out, 3, true), 0),
     proxy_define_metric: (_t, _p, _s, out) => (dv().setUint32(out, nextMetric++, true), 0),
     proxy_increment_metric: () => (state.calls++, 0),

@@ -512,7 +512,7 @@ fn op_matches(op: &Op, ignore_case: bool, s: &str) -> bool {
         Op::Suffix(v) if ignore_case => ends_with_ci(s, v),
         Op::Suffix(v) => s.ends_with(v.as_str()),
         Op::Contains(v) if ignore_case => contains_ci(s, v),
-        Op::Contains(v) => s.contains(v.as_str()),
+        Op::Contains(v) => memchr::memmem::find(s.as_bytes(), v.as_bytes()).is_some(),
         Op::Regex(re) => {
             let prefix_ok = if ignore_case {
                 starts_with_ci(s, &re.prefix)
@@ -593,7 +593,7 @@ pub fn effects<'c, R: Request + ?Sized>(
         }
     }
     let edits = edits.get(..n_edits).unwrap_or_default();
-    let plan = baggage::plan(view.baggage(), edits);
+    let plan = baggage::plan(view.header("baggage"), edits);
     e.baggage_dropped = plan.dropped;
     let mut current = view.header("baggage");
     let (first, more) = (current.next(), current.next().is_some());
@@ -605,18 +605,18 @@ pub fn effects<'c, R: Request + ?Sized>(
         let adds = plan.touched == 0 && edits.iter().any(|(_, v)| v.is_some());
         adds || !plan.keeps(current, edits) && {
             let mut same = Compare::new(current);
-            baggage::write(view.baggage(), edits, &plan, &mut same);
+            baggage::write(view.header("baggage"), edits, &plan, &mut same);
             !same.equal()
         }
     } else {
         let mut same = Compare::new(first.unwrap_or_default());
-        baggage::write(view.baggage(), edits, &plan, &mut same);
+        baggage::write(view.header("baggage"), edits, &plan, &mut same);
         more || first.is_none() || !same.equal()
     };
     if changed {
         let value = (plan.len > 0).then(|| {
             let mut out = String::with_capacity(plan.len);
-            baggage::write(view.baggage(), edits, &plan, &mut out);
+            baggage::write(view.header("baggage"), edits, &plan, &mut out);
             Cow::Owned(out)
         });
         e.set.push(("baggage", value));
