@@ -400,6 +400,36 @@ fn hostile_values_do_not_match_and_do_not_panic() {
 }
 
 #[test]
+fn operators_compare_text_and_never_match_a_value_that_is_not_utf8() {
+    let c = config(
+        r#"{"lanes": [
+          {"name": "p", "priority": 1, "match": {"header": "x-p", "prefix": "ab"}},
+          {"name": "s", "priority": 2, "match": {"header": "x-s", "suffix": "yz"}},
+          {"name": "c", "priority": 3, "match": {"header": "x-c", "contains": "Android"}},
+          {"name": "ci", "priority": 4, "match": {"header": "x-ci", "contains": "android", "ignoreCase": true}}
+        ]}"#,
+    );
+    let with = |name: &str, value: &[u8]| {
+        let req = HeaderList(vec![(name.to_string(), value.to_vec())]);
+        let out = process(&c, &req, &mut rng(1));
+        c.lane_name(out.decision.lane).to_string()
+    };
+    assert_eq!(with("x-p", b"abc"), "p");
+    assert_eq!(with("x-p", b"ab\xff"), "base");
+    assert_eq!(with("x-s", b"xyz"), "s");
+    assert_eq!(with("x-s", b"\xffyz"), "base");
+    assert_eq!(with("x-c", "Linux; Android 14 中".as_bytes()), "c");
+    assert_eq!(with("x-c", b"Linux; Android\xff"), "base");
+    assert_eq!(with("x-c", b"Androi"), "base");
+    // Long values are searched by another path: same answers.
+    let long = format!("{}Android{}", "x".repeat(300), "y".repeat(300));
+    assert_eq!(with("x-c", long.as_bytes()), "c");
+    assert_eq!(with("x-c", "x".repeat(600).as_bytes()), "base");
+    assert_eq!(with("x-ci", b"LINUX; ANDROID 14"), "ci");
+    assert_eq!(with("x-ci", long.to_uppercase().as_bytes()), "ci");
+}
+
+#[test]
 fn host_without_port_including_ipv6() {
     let c = config(r#"{"lanes": [{"name": "g", "match": {"host": true, "exact": "[::1]"}}]}"#);
     assert_eq!(lane_of(&c, &[(":authority", "[::1]:8080")]), "g");

@@ -10,11 +10,21 @@
 //   node scripts/bench/v8cost.mjs SPEC.json A.wasm [B.wasm ...]
 //
 // SPEC.json is the output of `python3 scripts/bench/configs.py cost`.
+// V8COST_ROUNDS (default 9), V8COST_REQUESTS per round (default 20000),
+// V8COST_TIER liftoff (default) or turbofan, V8COST_LOG=1 prints the
+// module's log lines.
 // Prints, per kind, the median ns/request of each build over the rounds
 // and each build's ratio to the first.
 
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
+import v8 from "node:v8";
+
+// Envoy's V8 runs the module's baseline (Liftoff) code: measured, graylane's
+// engine costs about as much in the gateway as under `--liftoff-only` here,
+// and several times what TurboFan code costs. V8COST_TIER=turbofan lets
+// V8 tier up as Node does by default.
+if ((process.env.V8COST_TIER || "liftoff") === "liftoff") v8.setFlagsFromString("--liftoff-only");
 
 const [specPath, ...wasmPaths] = process.argv.slice(2);
 if (!specPath || wasmPaths.length === 0) {

@@ -449,8 +449,14 @@ fn leaf_holds<R: Request + ?Sized>(leaf: &Leaf, view: &View<'_, R>) -> bool {
         return any == want;
     }
     for_values(view, &leaf.attr, &mut |v| {
-        value_str(v).is_some_and(|s| op_matches(&leaf.op, leaf.ignore_case, s))
+        value_ok(v) && op_matches(&leaf.op, leaf.ignore_case, v)
     })
+}
+
+/// Whether operators may test a value: not oversized, and UTF-8 (SPEC §8).
+/// Values are nearly always ASCII, which is checked much faster.
+fn value_ok(v: &[u8]) -> bool {
+    v.len() <= MAX_VALUE_LEN && (v.is_ascii() || std::str::from_utf8(v).is_ok())
 }
 
 /// A value that operators may test: UTF-8 and not oversized (SPEC §8).
@@ -479,54 +485,67 @@ fn for_values<R: Request + ?Sized>(
     }
 }
 
-fn starts_with_ci(s: &str, p: &str) -> bool {
-    s.as_bytes()
-        .get(..p.len())
+fn starts_with_ci(s: &[u8], p: &str) -> bool {
+    s.get(..p.len())
         .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
 }
 
-fn ends_with_ci(s: &str, p: &str) -> bool {
-    ends_with_ci_bytes(s.as_bytes(), p)
-}
-
-fn ends_with_ci_bytes(s: &[u8], p: &str) -> bool {
+fn ends_with_ci(s: &[u8], p: &str) -> bool {
     s.len()
         .checked_sub(p.len())
         .and_then(|start| s.get(start..))
         .is_some_and(|t| t.eq_ignore_ascii_case(p.as_bytes()))
 }
 
-fn contains_ci(s: &str, p: &str) -> bool {
+fn contains_ci(s: &[u8], p: &str) -> bool {
     p.is_empty()
-        || s.as_bytes()
-            .windows(p.len())
+        || s.windows(p.len())
             .any(|w| w.eq_ignore_ascii_case(p.as_bytes()))
 }
 
-fn op_matches(op: &Op, ignore_case: bool, s: &str) -> bool {
+/// Whether `needle` occurs in `hay`: a plain scan for the short values
+/// requests usually carry (setting up a searcher costs more than it saves
+/// there), memchr's `memmem` beyond, where the plain scan could be slow.
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    if hay.len() > 256 {
+        return memchr::memmem::find(hay, needle).is_some();
+    }
+    let Some(first) = needle.first() else {
+        return true;
+    };
+    hay.windows(needle.len())
+        .any(|w| w.first() == Some(first) && w == needle)
+}
+
+/// Whether a value satisfies an operator. The value passed [`value_ok`]:
+/// it is UTF-8, so comparing bytes is comparing text.
+fn op_matches(op: &Op, ignore_case: bool, s: &[u8]) -> bool {
+    let text = || std::str::from_utf8(s).ok();
     match op {
-        Op::Exact(v) if ignore_case => s.eq_ignore_ascii_case(v),
-        Op::Exact(v) => s == v,
+        Op::Exact(v) if ignore_case => s.eq_ignore_ascii_case(v.as_bytes()),
+        Op::Exact(v) => s == v.as_bytes(),
         Op::Prefix(v) if ignore_case => starts_with_ci(s, v),
-        Op::Prefix(v) => s.starts_with(v.as_str()),
+        Op::Prefix(v) => s.starts_with(v.as_bytes()),
         Op::Suffix(v) if ignore_case => ends_with_ci(s, v),
-        Op::Suffix(v) => s.ends_with(v.as_str()),
+        Op::Suffix(v) => s.ends_with(v.as_bytes()),
         Op::Contains(v) if ignore_case => contains_ci(s, v),
-        Op::Contains(v) => memchr::memmem::find(s.as_bytes(), v.as_bytes()).is_some(),
+        Op::Contains(v) => contains(s, v.as_bytes()),
         Op::Regex(re) => {
             let prefix_ok = if ignore_case {
                 starts_with_ci(s, &re.prefix)
             } else {
-                s.starts_with(re.prefix.as_str())
+                s.starts_with(re.prefix.as_bytes())
             };
-            prefix_ok && re.regex.is_match(s)
+            prefix_ok && text().is_some_and(|t| re.regex.is_match(t))
         }
-        Op::In(set) if ignore_case && s.bytes().any(|b| b.is_ascii_uppercase()) => {
-            set.contains(s.to_ascii_lowercase().as_str())
+        Op::In(set) if ignore_case && s.iter().any(u8::is_ascii_uppercase) => {
+            text().is_some_and(|t| set.contains(t.to_ascii_lowercase().as_str()))
         }
-        Op::In(set) => set.contains(s),
+        Op::In(set) => text().is_some_and(|t| set.contains(t)),
         Op::Present(_) => false,
-        Op::Range(lo, hi) => s.parse::<i64>().is_ok_and(|n| *lo <= n && n <= *hi),
+        Op::Range(lo, hi) => text()
+            .and_then(|t| t.parse::<i64>().ok())
+            .is_some_and(|n| *lo <= n && n <= *hi),
     }
 }
 
@@ -582,7 +601,7 @@ pub fn effects<'c, R: Request + ?Sized>(
     if let Some(shadow) = &config.shadow {
         e.shadow = view
             .host()
-            .is_some_and(|h| ends_with_ci_bytes(h, &shadow.host_suffix));
+            .is_some_and(|h| ends_with_ci(h, &shadow.host_suffix));
         if e.shadow {
             edits[1] = (&shadow.baggage_key, Some("1"));
             n_edits = 2;
@@ -593,10 +612,21 @@ pub fn effects<'c, R: Request + ?Sized>(
         }
     }
     let edits = edits.get(..n_edits).unwrap_or_default();
-    let plan = baggage::plan(view.header("baggage"), edits);
-    e.baggage_dropped = plan.dropped;
     let mut current = view.header("baggage");
     let (first, more) = (current.next(), current.next().is_some());
+    // Every value of the header, found once: the usual single one is not
+    // looked up again.
+    let values = || {
+        first
+            .into_iter()
+            .chain(
+                view.header("baggage")
+                    .skip(1)
+                    .take(if more { usize::MAX } else { 0 }),
+            )
+    };
+    let plan = baggage::plan(values(), edits);
+    e.baggage_dropped = plan.dropped;
     let changed = if plan.len == 0 {
         first.is_some()
     } else if let (Some(current), false) = (first, more) {
@@ -605,18 +635,18 @@ pub fn effects<'c, R: Request + ?Sized>(
         let adds = plan.touched == 0 && edits.iter().any(|(_, v)| v.is_some());
         adds || !plan.keeps(current, edits) && {
             let mut same = Compare::new(current);
-            baggage::write(view.header("baggage"), edits, &plan, &mut same);
+            baggage::write(values(), edits, &plan, &mut same);
             !same.equal()
         }
     } else {
         let mut same = Compare::new(first.unwrap_or_default());
-        baggage::write(view.header("baggage"), edits, &plan, &mut same);
+        baggage::write(values(), edits, &plan, &mut same);
         more || first.is_none() || !same.equal()
     };
     if changed {
         let value = (plan.len > 0).then(|| {
             let mut out = String::with_capacity(plan.len);
-            baggage::write(view.header("baggage"), edits, &plan, &mut out);
+            baggage::write(values(), edits, &plan, &mut out);
             Cow::Owned(out)
         });
         e.set.push(("baggage", value));
