@@ -20,10 +20,10 @@ import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import v8 from "node:v8";
 
-// Envoy's V8 runs the module's baseline (Liftoff) code: measured, graylane's
-// engine costs about as much in the gateway as under `--liftoff-only` here,
-// and several times what TurboFan code costs. V8COST_TIER=turbofan lets
-// V8 tier up as Node does by default.
+// Measured in the gateway (scripts/bench.sh, a build without the engine as
+// variant g), graylane's engine costs several times what its TurboFan code
+// costs here; V8's baseline tier (Liftoff, `--liftoff-only`) is the closer
+// model, and the default. V8COST_TIER=turbofan lets V8 tier up as Node does.
 if ((process.env.V8COST_TIER || "liftoff") === "liftoff") v8.setFlagsFromString("--liftoff-only");
 
 const [specPath, ...wasmPaths] = process.argv.slice(2);
