@@ -491,3 +491,44 @@ fn a_hop_finds_the_lane_member_wherever_it_stands() {
         1000 - crate::baggage::MAX_MEMBERS
     );
 }
+
+#[test]
+fn a_cookie_by_name_is_what_the_pair_list_gives() {
+    const PARTS: &[&str] = &[
+        "a", "b", "ab", "=", ";", " ", "\t", "\"", "1", "a=1", "b=\"x\"", "ab =2", " a= 3 ", "==",
+        ";;",
+    ];
+    const NAMES: &[&str] = &["a", "b", "ab", "a=", " a", "a ", ";", "x"];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let headers: Vec<String> = (0..1 + next() % 3)
+            .map(|_| {
+                (0..next() % 8)
+                    .map(|_| PARTS[(next() % PARTS.len() as u64) as usize])
+                    .collect()
+            })
+            .collect();
+        let req = HeaderList(
+            headers
+                .iter()
+                .map(|h| ("cookie".to_string(), h.as_bytes().to_vec()))
+                .collect(),
+        );
+        let view = crate::engine::View::new(&req);
+        for name in NAMES {
+            let want: Vec<&[u8]> = view
+                .cookies()
+                .filter(|(n, _)| *n == name.as_bytes())
+                .map(|(_, v)| v)
+                .collect();
+            let got: Vec<&[u8]> = view.cookie(name).collect();
+            assert_eq!(got, want, "{headers:?} {name:?}");
+        }
+    }
+}

@@ -62,11 +62,22 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
         }
     }
 
-    /// Values of a cookie, in order.
+    /// Values of a cookie, in order: those [`View::cookies`] gives for
+    /// `name`, found without taking apart the pairs of other names.
     pub fn cookie<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
-        self.cookies()
-            .filter(move |(n, _)| *n == name.as_bytes())
-            .map(|(_, v)| v)
+        // A name that no trimmed pair name can equal matches nothing (the
+        // scan below relies on the name holding no `=` or `;`).
+        let plausible = !name.is_empty()
+            && !name.bytes().any(|b| b == b'=' || b == b';')
+            && trim(name.as_bytes()).len() == name.len();
+        CookieValues {
+            headers: self
+                .req
+                .header("cookie")
+                .take(if plausible { usize::MAX } else { 0 }),
+            rest: None,
+            name: name.as_bytes(),
+        }
     }
 
     /// The raw (still encoded) `name=value` pairs of the query string.
@@ -148,6 +159,53 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Cookies<'a, I> {
             return Some((name, value));
         }
     }
+}
+
+/// The values of one cookie name: each pair is tested for the name before
+/// anything else is done with it.
+struct CookieValues<'a, 'n, I> {
+    headers: I,
+    rest: Option<&'a [u8]>,
+    name: &'n [u8],
+}
+
+impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for CookieValues<'a, '_, I> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            let rest = match self.rest {
+                Some(r) => r,
+                None => self.headers.next()?,
+            };
+            let (pair, after) = match rest.iter().position(|&b| b == b';') {
+                Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
+                None => (rest, None),
+            };
+            self.rest = after;
+            let Some(tail) = trim_start(pair).strip_prefix(self.name) else {
+                continue;
+            };
+            let Some(value) = trim_start(tail).strip_prefix(b"=") else {
+                continue;
+            };
+            let value = trim(value);
+            return Some(
+                value
+                    .strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(value),
+            );
+        }
+    }
+}
+
+fn trim_start(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    s.get(start..).unwrap_or_default()
 }
 
 /// Whether `raw` percent-decodes (`+` is a space) to exactly `want`.
