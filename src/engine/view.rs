@@ -57,8 +57,10 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
     /// Every `name=value` pair of every `cookie` header, in order.
     pub fn cookies(&self) -> Cookies<'a, impl Iterator<Item = &'a [u8]> + use<'a, R>> {
         Cookies {
-            headers: self.req.header("cookie"),
-            rest: None,
+            pieces: Pieces {
+                headers: self.req.header("cookie"),
+                rest: None,
+            },
         }
     }
 
@@ -71,11 +73,13 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
             && !name.bytes().any(|b| b == b'=' || b == b';')
             && trim(name.as_bytes()).len() == name.len();
         CookieValues {
-            headers: self
-                .req
-                .header("cookie")
-                .take(if plausible { usize::MAX } else { 0 }),
-            rest: None,
+            pieces: Pieces {
+                headers: self
+                    .req
+                    .header("cookie")
+                    .take(if plausible { usize::MAX } else { 0 }),
+                rest: None,
+            },
             name: name.as_bytes(),
         }
     }
@@ -124,13 +128,42 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
     }
 }
 
-/// The pairs of `cookie` headers: each header split at `;`, each pair at
-/// its first `=`, names and values trimmed, values unquoted; pairs without
-/// `=` are skipped.
-pub struct Cookies<'a, I> {
+/// The `;`-separated pieces of every `cookie` header, in order.
+struct Pieces<'a, I> {
     headers: I,
     /// What is left of the header being read.
     rest: Option<&'a [u8]>,
+}
+
+impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Pieces<'a, I> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = match self.rest {
+            Some(r) => r,
+            None => self.headers.next()?,
+        };
+        let (piece, after) = match rest.iter().position(|&b| b == b';') {
+            Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
+            None => (rest, None),
+        };
+        self.rest = after;
+        Some(piece)
+    }
+}
+
+/// A cookie value without its surrounding double quotes, if it has both.
+fn unquote(value: &[u8]) -> &[u8] {
+    value
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(value)
+}
+
+/// The pairs of `cookie` headers: each piece split at its first `=`, names
+/// and values trimmed, values unquoted; pieces without `=` are skipped.
+pub struct Cookies<'a, I> {
+    pieces: Pieces<'a, I>,
 }
 
 impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Cookies<'a, I> {
@@ -138,34 +171,21 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Cookies<'a, I> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let rest = match self.rest {
-                Some(r) => r,
-                None => self.headers.next()?,
-            };
-            let (pair, after) = match rest.iter().position(|&b| b == b';') {
-                Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
-                None => (rest, None),
-            };
-            self.rest = after;
+            let pair = self.pieces.next()?;
             let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
             };
             let name = trim(pair.get(..eq).unwrap_or_default());
             let value = trim(pair.get(eq + 1..).unwrap_or_default());
-            let value = value
-                .strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(value);
-            return Some((name, value));
+            return Some((name, unquote(value)));
         }
     }
 }
 
-/// The values of one cookie name: each pair is tested for the name before
+/// The values of one cookie name: each piece is tested for the name before
 /// anything else is done with it.
 struct CookieValues<'a, 'n, I> {
-    headers: I,
-    rest: Option<&'a [u8]>,
+    pieces: Pieces<'a, I>,
     name: &'n [u8],
 }
 
@@ -174,28 +194,14 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for CookieValues<'a, '_, I> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         loop {
-            let rest = match self.rest {
-                Some(r) => r,
-                None => self.headers.next()?,
-            };
-            let (pair, after) = match rest.iter().position(|&b| b == b';') {
-                Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
-                None => (rest, None),
-            };
-            self.rest = after;
+            let pair = self.pieces.next()?;
             let Some(tail) = trim_start(pair).strip_prefix(self.name) else {
                 continue;
             };
             let Some(value) = trim_start(tail).strip_prefix(b"=") else {
                 continue;
             };
-            let value = trim(value);
-            return Some(
-                value
-                    .strip_prefix(b"\"")
-                    .and_then(|v| v.strip_suffix(b"\""))
-                    .unwrap_or(value),
-            );
+            return Some(unquote(trim(value)));
         }
     }
 }
