@@ -139,6 +139,7 @@ fn next_comma(b: &[u8], i: usize) -> usize {
 /// Scans the item that starts at `from` in one pass over its bytes, and
 /// returns it with where the next item starts (past its comma). Valid:
 /// `OWS key OWS "=" OWS value *( OWS ";" OWS key [OWS "=" OWS value] ) OWS`.
+#[inline(always)]
 fn scan_item(b: &[u8], from: usize) -> (Scanned, usize) {
     let start = skip(b, from, OWS);
     if start >= b.len() || at(b, start) == b',' {
