@@ -13,7 +13,7 @@ fn req(pairs: &[(&str, &str)]) -> HeaderList {
 }
 
 /// A deterministic generator (splitmix64) for the random draws.
-fn rng(seed: u64) -> impl FnMut() -> u64 {
+pub(crate) fn rng(seed: u64) -> impl FnMut() -> u64 {
     let mut s = seed;
     move || {
         s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -499,13 +499,7 @@ fn a_cookie_by_name_is_what_the_pair_list_gives() {
         ";;",
     ];
     const NAMES: &[&str] = &["a", "b", "ab", "a=", " a", "a ", ";", "x"];
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = rng(0x2545_f491_4f6c_dd1d);
     for _ in 0..20_000 {
         let headers: Vec<String> = (0..1 + next() % 3)
             .map(|_| {
