@@ -71,7 +71,7 @@ impl<'a, R: Request + ?Sized> View<'a, R> {
         // scan below relies on the name holding no `=` or `;`).
         let plausible = !name.is_empty()
             && !name.bytes().any(|b| b == b'=' || b == b';')
-            && trim(name.as_bytes()).len() == name.len();
+            && name.as_bytes().trim_ascii().len() == name.len();
         CookieValues {
             pieces: Pieces {
                 headers: self
@@ -175,8 +175,8 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Cookies<'a, I> {
             let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
             };
-            let name = trim(pair.get(..eq).unwrap_or_default());
-            let value = trim(pair.get(eq + 1..).unwrap_or_default());
+            let name = pair.get(..eq).unwrap_or_default().trim_ascii();
+            let value = pair.get(eq + 1..).unwrap_or_default().trim_ascii();
             return Some((name, unquote(value)));
         }
     }
@@ -195,23 +195,15 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for CookieValues<'a, '_, I> {
     fn next(&mut self) -> Option<&'a [u8]> {
         loop {
             let pair = self.pieces.next()?;
-            let Some(tail) = trim_start(pair).strip_prefix(self.name) else {
+            let Some(tail) = pair.trim_ascii_start().strip_prefix(self.name) else {
                 continue;
             };
-            let Some(value) = trim_start(tail).strip_prefix(b"=") else {
+            let Some(value) = tail.trim_ascii_start().strip_prefix(b"=") else {
                 continue;
             };
-            return Some(unquote(trim(value)));
+            return Some(unquote(value.trim_ascii()));
         }
     }
-}
-
-fn trim_start(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(s.len());
-    s.get(start..).unwrap_or_default()
 }
 
 /// Whether `raw` percent-decodes (`+` is a space) to exactly `want`.
@@ -243,16 +235,4 @@ fn hex(b: u8) -> Option<u8> {
     char::from(b)
         .to_digit(16)
         .and_then(|d| u8::try_from(d).ok())
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
-    s.get(start..end).unwrap_or_default()
 }
