@@ -79,16 +79,22 @@ build_wasm() {
     ensure_rust
     log "building the release filter (wasm32-wasip1)"
     (cd "$ROOT" && cargo build --quiet --release --target wasm32-wasip1 --lib)
-    # Keep only the callbacks graylane implements (see the script), then let
-    # wasm-opt drop the code that only the other exports reached.
-    python3 "$ROOT/scripts/strip-exports.py" "$WASM_RAW" "$WASM.stripped" >/dev/null
-    if command -v wasm-opt >/dev/null 2>&1; then
-        wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-            --strip-debug --strip-producers "$WASM.stripped" -o "$WASM"
-        rm -f "$WASM.stripped"
-    else
-        mv "$WASM.stripped" "$WASM"
-    fi
+    finish_wasm "$WASM_RAW" "$WASM"
     export GRAYLANE_WASM="$WASM"
     log "filter: $(stat -c %s "$WASM_RAW") bytes raw, $(stat -c %s "$WASM") bytes shipped ($WASM)"
+}
+
+# Linker output -> the file Envoy loads. Keeps only the callbacks graylane
+# implements (see the script), then lets wasm-opt drop the code that only the
+# other exports reached.
+finish_wasm() {
+    local raw="$1" out="$2"
+    python3 "$ROOT/scripts/strip-exports.py" "$raw" "$out.stripped" >/dev/null
+    if command -v wasm-opt >/dev/null 2>&1; then
+        wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+            --strip-debug --strip-producers "$out.stripped" -o "$out"
+        rm -f "$out.stripped"
+    else
+        mv "$out.stripped" "$out"
+    fi
 }

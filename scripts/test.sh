@@ -30,6 +30,8 @@ step "clippy (native, all targets)"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 step "clippy (wasm32-wasip1)"
 cargo clippy --quiet --lib --target wasm32-wasip1 -- -D warnings
+step "clippy (wasm32-wasip1, the stage-timing measurement build)"
+cargo clippy --quiet --lib --target wasm32-wasip1 --features stage-timing -- -D warnings
 
 step "native tests"
 cargo test --quiet -p graylane

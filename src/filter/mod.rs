@@ -12,6 +12,8 @@
 mod abi;
 mod headers;
 mod metrics;
+#[cfg(feature = "stage-timing")]
+mod stages;
 
 use crate::config::Config;
 use crate::engine::{self, Outcome};
@@ -319,9 +321,13 @@ impl Vm {
         let Some((config, metrics)) = self.root_of(context_id) else {
             return;
         };
+        #[cfg(feature = "stage-timing")]
+        let mut lap = stages::Lap::start();
         READING_HEADERS.set(true);
         let read = abi::request_header_pairs();
         READING_HEADERS.set(false);
+        #[cfg(feature = "stage-timing")]
+        lap.end(stages::Stage::Read);
         let size = match read {
             // The host wrote into the header buffer, as allocated above.
             Ok((data, size)) if size == 0 || HEADER_BUF.with_borrow(|b| b.as_ptr() == data) => size,
@@ -337,9 +343,29 @@ impl Vm {
         let mut pairs = std::mem::take(&mut self.pairs);
         let response = HEADER_BUF.with_borrow(|buf| {
             let headers = HostHeaders::index(buf.get(..size).unwrap_or_default(), &mut pairs);
+            #[cfg(not(feature = "stage-timing"))]
             let out = engine::process(&config, &headers, &mut random_u64);
+            #[cfg(feature = "stage-timing")]
+            let out = {
+                lap.end(stages::Stage::Index);
+                let view = engine::View::new(&headers);
+                let decision = engine::decide(&config, &view, &mut random_u64);
+                lap.end(stages::Stage::Decide);
+                let effects = engine::effects(&config, &view, decision.lane);
+                lap.end(stages::Stage::Effects);
+                Outcome { decision, effects }
+            };
             apply(&config, &out);
+            #[cfg(feature = "stage-timing")]
+            lap.end(stages::Stage::Apply);
             metrics.record(&out);
+            #[cfg(feature = "stage-timing")]
+            {
+                lap.end(stages::Stage::Record);
+                stages::request_done(|| {
+                    std::hint::black_box(engine::process(&config, &headers, &mut random_u64));
+                });
+            }
             if log::log_enabled!(log::Level::Debug) {
                 debug_line(context_id, &config, &out);
             }

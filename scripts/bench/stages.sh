@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Where a request's time goes inside the gateway: each stage of graylane's
+# request callback timed in real Envoy, under load, per request kind.
+#
+#   scripts/bench/stages.sh                 # 10 s of load per kind
+#   STAGES_SECONDS=20 scripts/bench/stages.sh
+#
+# Builds the filter with `--features stage-timing` (src/filter/stages.rs;
+# never shipped) into target/stages/. For each request kind of the cost
+# meter (scripts/bench/configs.py cost: base, edge-lane, hop, base-1000) it
+# starts Envoy with one worker pinned to CPU 0, the kind's config on a
+# direct_response listener, and loads it with wrk pinned to CPU 1, every
+# request carrying the kind's headers. The filter logs the mean of each stage
+# every 20,000 requests; the first window (warm-up) is dropped and the median
+# of the others is reported, in ns per request:
+#   read     proxy_get_header_map_pairs, with the host's call back into the VM
+#            (proxy_on_memory_allocate) for the buffer
+#   index    finding the header pairs in the buffer
+#   decide   the lane decision (SPEC §4)
+#   effects  the header changes (SPEC §5-6)
+#   apply    header writes and the filter state (host calls)
+#   record   the counters (accumulated in the VM)
+#   engine_hot  decide + effects repeated 200 times in a row: the same work
+#            with warm caches; (decide + effects) / engine_hot is what running
+#            between Envoy's own work costs the engine.
+# The clock read's own cost is taken off every stage. These are means over
+# whole windows, so they move little with machine noise; the VM entries
+# themselves (context create, the callbacks, delete) are outside them.
+# Output: printed, and target/bench/stages.md.
+#
+# Settings: STAGES_SECONDS (default 10), STAGES_PORT (default 19480; uses +0, +1).
+source "$(dirname "$0")/../lib.sh"
+cd "$ROOT" || exit 1
+
+SECONDS_PER_KIND="${STAGES_SECONDS:-10}"
+PORT="${STAGES_PORT:-19480}"
+for n in "$SECONDS_PER_KIND" "$PORT"; do
+    [[ "$n" =~ ^[0-9]+$ ]] || { echo "stages: settings must be whole numbers (got '$n')" >&2; exit 2; }
+done
+OUT="$ROOT/target/stages"
+RESULTS="$ROOT/target/bench/stages.md"
+
+ENVOY_PID="" WRK_PID=""
+cleanup() {
+    local pid
+    for pid in $WRK_PID $ENVOY_PID; do kill "$pid" 2>/dev/null || true; done
+    for pid in $WRK_PID $ENVOY_PID; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+apt_install wrk wrk
+apt_install curl curl
+ensure_envoy
+ensure_rust
+log "building the stage-timing filter (--features stage-timing)"
+CARGO_TARGET_DIR="$OUT" cargo build --quiet --release --target wasm32-wasip1 --lib --features stage-timing
+finish_wasm "$OUT/wasm32-wasip1/release/graylane.wasm" "$OUT/graylane-stages.wasm"
+mkdir -p "$OUT/run" "$(dirname "$RESULTS")"
+
+# Per kind: an Envoy bootstrap and the wrk arguments (headers, path).
+python3 - "$OUT/run" "$OUT/graylane-stages.wasm" "$PORT" <<'PY'
+import json, os, subprocess, sys
+out, wasm, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+spec = json.loads(subprocess.check_output([sys.executable, "scripts/bench/configs.py", "cost"]))
+added_by_envoy = {"x-forwarded-proto", "x-request-id"}
+for kind in spec["kinds"]:
+    config = spec["configs"][kind["config"]]
+    bootstrap = {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port + 1}}},
+        "static_resources": {"listeners": [{
+            "name": "stages",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "stages",
+                    "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                        {"match": {"prefix": "/"},
+                         "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
+                    "http_filters": [
+                        {"name": "graylane",
+                         "typed_config": {
+                             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                             "config": {"name": "graylane", "root_id": "graylane",
+                                        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                                          "value": json.dumps(config)},
+                                        "vm_config": {"runtime": "envoy.wasm.runtime.v8",
+                                                      "code": {"local": {"filename": wasm}}}}}},
+                        {"name": "envoy.filters.http.router",
+                         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}]}}
+    with open(os.path.join(out, kind["kind"] + ".json"), "w") as f:
+        json.dump(bootstrap, f)
+    path = next(v for n, v in kind["request"] if n == ":path")
+    with open(os.path.join(out, kind["kind"] + ".args"), "w") as f:
+        for name, value in kind["request"]:
+            if not name.startswith(":") and name not in added_by_envoy:
+                f.write(f"-H\n{name}: {value}\n")
+        f.write(f"http://127.0.0.1:{port}{path}\n")
+PY
+
+KINDS=(base edge-lane hop base-1000)
+for kind in "${KINDS[@]}"; do
+    log "stage timing: $kind, ${SECONDS_PER_KIND} s of load"
+    logf="$OUT/run/$kind.log"
+    setsid taskset -c 0 "${ENVOY_RUN[@]}" -c "$OUT/run/$kind.json" --concurrency 1 -l warn \
+        --base-id "$PORT" >"$logf" 2>&1 &
+    ENVOY_PID=$!
+    for _ in $(seq 1 150); do
+        [ "$(curl -s --max-time 1 "http://127.0.0.1:$((PORT + 1))/ready" 2>/dev/null)" = "LIVE" ] && break
+        kill -0 "$ENVOY_PID" 2>/dev/null || { echo "stages: Envoy exited; its log:" >&2; tail -20 "$logf" >&2; exit 1; }
+        sleep 0.2
+    done
+    mapfile -t args <"$OUT/run/$kind.args"
+    status="$(curl -s -o /dev/null -w '%{http_code}' "${args[@]}")"
+    [ "$status" = 200 ] || { echo "stages: $kind answered $status; Envoy's log:" >&2; tail -20 "$logf" >&2; exit 1; }
+    setsid taskset -c 1 wrk -t1 -c16 -d"${SECONDS_PER_KIND}s" "${args[@]}" >"$OUT/run/$kind.wrk" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || { echo "stages: wrk failed:" >&2; cat "$OUT/run/$kind.wrk" >&2; exit 1; }
+    WRK_PID=""
+    kill "$ENVOY_PID" 2>/dev/null || true
+    wait "$ENVOY_PID" 2>/dev/null || true
+    ENVOY_PID=""
+done
+
+python3 - "$OUT/run" "$RESULTS" "${KINDS[@]}" <<'PY'
+import re, statistics, sys
+run, results, kinds = sys.argv[1], sys.argv[2], sys.argv[3:]
+fields = ["read", "index", "decide", "effects", "apply", "record", "engine_hot", "clock"]
+rows = []
+for kind in kinds:
+    windows = []
+    for line in open(f"{run}/{kind}.log", errors="replace"):
+        if "stage timing" in line:
+            windows.append({k: int(v) for k, v in re.findall(r" (\w+)=(\d+)", line)})
+    windows = windows[1:]
+    if len(windows) < 2:
+        sys.exit(f"stages: {kind}: {len(windows)} full windows after warm-up; raise STAGES_SECONDS")
+    med = {f: statistics.median(w[f] for w in windows) for f in fields}
+    rows.append((kind, len(windows), med))
+head = "| kind | windows | " + " | ".join(fields[:7]) + " | decide+effects / engine_hot |"
+lines = ["## Stage timing in Envoy (ns per request, median of 20,000-request windows)", "",
+         head, "|---|" + "---:|" * 9]
+for kind, n, m in rows:
+    cold = (m["decide"] + m["effects"]) / m["engine_hot"] if m["engine_hot"] else float("nan")
+    lines.append(f"| {kind} | {n} | " + " | ".join(f"{m[f]:.0f}" for f in fields[:7]) + f" | {cold:.2f} |")
+lines += ["", f"One clock read, taken off each stage: {rows[0][2]['clock']:.0f} ns."]
+text = "\n".join(lines) + "\n"
+open(results, "w").write(text)
+print(text)
+PY
