@@ -28,7 +28,8 @@
 # themselves (context create, the callbacks, delete) are outside them.
 # Output: printed, and target/bench/stages.md.
 #
-# Settings: STAGES_SECONDS (default 10), STAGES_PORT (default 19480; uses +0, +1).
+# Settings: STAGES_SECONDS (default 10), STAGES_PORT (default 19480; uses +0, +1),
+# STAGES_KINDS (default "base edge-lane hop base-1000").
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT" || exit 1
 
@@ -101,7 +102,10 @@ for kind in spec["kinds"]:
         f.write(f"http://127.0.0.1:{port}{path}\n")
 PY
 
-KINDS=(base edge-lane hop base-1000)
+read -r -a KINDS <<<"${STAGES_KINDS:-base edge-lane hop base-1000}"
+for kind in "${KINDS[@]}"; do
+    [ -f "$OUT/run/$kind.json" ] || { echo "stages: no request kind '$kind' (see scripts/bench/configs.py)" >&2; exit 2; }
+done
 for kind in "${KINDS[@]}"; do
     log "stage timing: $kind, ${SECONDS_PER_KIND} s of load"
     logf="$OUT/run/$kind.log"
