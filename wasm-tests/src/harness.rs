@@ -71,18 +71,41 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// Polls `ok` every `poll` until it holds; fails after `limit`. The time it
-/// took.
+/// Calls `probe` every `every` until it gives `Ok`; after `limit`, the
+/// last `Err` it gave (what the caller reports or uses). The one polling
+/// loop of the tests.
+pub fn poll<T>(
+    limit: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let t0 = Instant::now();
+    loop {
+        match probe() {
+            Ok(v) => return Ok(v),
+            Err(last) if t0.elapsed() >= limit => return Err(last),
+            Err(_) => thread::sleep(every),
+        }
+    }
+}
+
+/// Polls `ok` every `every` until it holds; fails after `limit`. The time
+/// it took.
 pub fn wait_until(
     what: &str,
     limit: Duration,
-    poll: Duration,
+    every: Duration,
     mut ok: impl FnMut() -> bool,
 ) -> Duration {
     let t0 = Instant::now();
-    while !ok() {
-        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
-        thread::sleep(poll);
+    if poll(
+        limit,
+        every,
+        || if ok() { Ok(()) } else { Err(String::new()) },
+    )
+    .is_err()
+    {
+        panic!("{what}: not within {limit:?}");
     }
     t0.elapsed()
 }
@@ -123,8 +146,7 @@ impl Envoy {
     /// [`Envoy::start`] with a number of worker threads.
     pub fn start_with(template: &str, vars: &[(&str, String)], workers: u32) -> Envoy {
         let mut envoy = Self::spawn(template, vars, workers);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let ready = poll(Duration::from_secs(30), Duration::from_millis(50), || {
             if let Some(status) = envoy
                 .child
                 .as_mut()
@@ -135,36 +157,34 @@ impl Envoy {
                     envoy.log_text()
                 );
             }
-            if let Ok(r) = get(envoy.admin, "/ready") {
-                if r.status == 200 {
-                    return envoy;
-                }
+            match get(envoy.admin, "/ready") {
+                Ok(r) if r.status == 200 => Ok(()),
+                _ => Err(String::new()),
             }
-            if Instant::now() > deadline {
-                panic!("Envoy not ready after 30 s:\n{}", envoy.log_text());
-            }
-            thread::sleep(Duration::from_millis(50));
+        });
+        if ready.is_err() {
+            panic!("Envoy not ready after 30 s:\n{}", envoy.log_text());
         }
+        envoy
     }
 
     /// Starts Envoy on a config that must be refused; returns the exit
     /// status code and the log.
     pub fn start_expect_exit(template: &str, vars: &[(&str, String)]) -> (Option<i32>, String) {
         let mut envoy = Self::spawn(template, vars, 1);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let exited = envoy
+        let exited = poll(Duration::from_secs(30), Duration::from_millis(50), || {
+            envoy
                 .child
                 .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if let Some(status) = exited {
+                .and_then(|c| c.try_wait().ok().flatten())
+                .ok_or_else(String::new)
+        });
+        match exited {
+            Ok(status) => {
                 envoy.child = None;
-                return (status.code(), envoy.log_text());
+                (status.code(), envoy.log_text())
             }
-            if Instant::now() > deadline {
-                panic!("Envoy did not exit on a bad config:\n{}", envoy.log_text());
-            }
-            thread::sleep(Duration::from_millis(50));
+            Err(_) => panic!("Envoy did not exit on a bad config:\n{}", envoy.log_text()),
         }
     }
 
@@ -225,14 +245,15 @@ impl Envoy {
 
     /// Waits up to 10 s for `needle` to appear in the log; returns the log.
     pub fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let found = poll(Duration::from_secs(10), Duration::from_millis(100), || {
             let log = self.log_text();
-            if log.contains(needle) || Instant::now() > deadline {
-                return log;
+            if log.contains(needle) {
+                Ok(log)
+            } else {
+                Err(log)
             }
-            thread::sleep(Duration::from_millis(100));
-        }
+        });
+        found.unwrap_or_else(|log| log)
     }
 
     /// `/stats` as a name -> value map (counters and gauges).
@@ -264,19 +285,20 @@ impl Envoy {
     /// Waits for a counter's value to satisfy `ok` (described by `want` in
     /// the failure message); returns that value.
     pub fn wait_counter_where(&self, name: &str, want: &str, ok: impl Fn(u64) -> bool) -> u64 {
-        let t0 = Instant::now();
-        loop {
+        let reached = poll(COUNTER_WAIT, Duration::from_millis(50), || {
             let v = self.counter(name);
             if ok(v) {
-                return v;
+                Ok(v)
+            } else {
+                Err(format!("counter {name} is {v}, not {want}"))
             }
-            assert!(
-                t0.elapsed() < COUNTER_WAIT,
-                "counter {name} is {v}, not {want} after {COUNTER_WAIT:?} \
-                 (the filter flushes its counts to Envoy at least once a second)"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        });
+        reached.unwrap_or_else(|last| {
+            panic!(
+                "{last} after {COUNTER_WAIT:?} (the filter flushes its counts to Envoy at \
+                 least once a second)"
+            )
+        })
     }
 
     /// Waits until the filter's per-request counts of what ran so far have
@@ -297,8 +319,7 @@ impl Envoy {
     /// `/stats/prometheus` once it holds every one of `lines` (whole lines),
     /// polled as [`Envoy::wait_counter`] does; fails naming those missing.
     pub fn wait_prometheus(&self, lines: &[&str]) -> String {
-        let t0 = Instant::now();
-        loop {
+        let complete = poll(COUNTER_WAIT, Duration::from_millis(50), || {
             let prom = self.prometheus();
             let missing: Vec<&str> = lines
                 .iter()
@@ -306,15 +327,12 @@ impl Envoy {
                 .filter(|want| !prom.lines().any(|l| l == *want))
                 .collect();
             if missing.is_empty() {
-                return prom;
+                Ok(prom)
+            } else {
+                Err(format!("missing {missing:?} after {COUNTER_WAIT:?} (the filter flushes its counts to Envoy at least once a second) in:\n{prom}"))
             }
-            assert!(
-                t0.elapsed() < COUNTER_WAIT,
-                "missing {missing:?} after {COUNTER_WAIT:?} (the filter flushes its counts \
-                 to Envoy at least once a second) in:\n{prom}"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        });
+        complete.unwrap_or_else(|last| panic!("{last}"))
     }
 
     /// Writes a file next to the config (for file-based dynamic resources).
@@ -655,4 +673,37 @@ pub fn response_bytes(status: u16, extra: &[(String, String)], body: &[u8]) -> V
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(body);
     bytes
+}
+
+#[cfg(test)]
+mod poll_tests {
+    use super::poll;
+    use std::time::Duration;
+
+    #[test]
+    fn returns_the_first_ok() {
+        let mut calls = 0;
+        let got = poll(Duration::from_secs(5), Duration::from_millis(1), || {
+            calls += 1;
+            if calls == 3 {
+                Ok(calls)
+            } else {
+                Err(format!("call {calls}"))
+            }
+        });
+        assert_eq!(got, Ok(3));
+    }
+
+    #[test]
+    fn gives_the_last_error_after_the_limit() {
+        let mut calls = 0;
+        let got: Result<(), String> =
+            poll(Duration::from_millis(30), Duration::from_millis(5), || {
+                calls += 1;
+                Err(format!("call {calls}"))
+            });
+        let last = got.expect_err("never ok");
+        assert_eq!(last, format!("call {calls}"));
+        assert!(calls >= 2, "polled {calls} times");
+    }
 }

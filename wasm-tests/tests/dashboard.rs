@@ -12,7 +12,7 @@
 
 use graylane_wasm_tests::chain::fulllink_config;
 use graylane_wasm_tests::harness::{
-    free_port, get, repo_root, request, scratch_dir, stop_process, Envoy, Server,
+    free_port, get, poll, repo_root, request, scratch_dir, stop_process, Envoy, Server,
 };
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
@@ -98,18 +98,19 @@ impl Prometheus {
             port,
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let ready = poll(Duration::from_secs(30), Duration::from_millis(100), || {
             if let Some(status) = p.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 p.child = None;
                 panic!("Prometheus exited during start ({status})");
             }
             if get(port, "/-/ready").is_ok_and(|r| r.status == 200) {
-                return p;
+                Ok(())
+            } else {
+                Err(String::new())
             }
-            assert!(Instant::now() < deadline, "Prometheus not ready after 30 s");
-            thread::sleep(Duration::from_millis(100));
-        }
+        });
+        assert!(ready.is_ok(), "Prometheus not ready after 30 s");
+        p
     }
 
     /// GET on the HTTP API; the parsed JSON answer.
@@ -509,8 +510,7 @@ fn every_dashboard_query_returns_every_demo_lane_from_real_prometheus() {
     };
 
     let prom = Prometheus::start(&[("graylane-demo", edge.admin), ("graylane-hop", hop.admin)]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let checked = loop {
+    let checked = poll(Duration::from_secs(120), Duration::from_secs(1), || {
         let up = prom.query("up == 1").map(|r| r.len()).unwrap_or(0);
         let moved: Vec<String> = TRAFFIC_EFFECTS
             .iter()
@@ -524,14 +524,9 @@ fn every_dashboard_query_returns_every_demo_lane_from_real_prometheus() {
         } else {
             check_all(&dash, &prom, &lanes)
         };
-        match last {
-            Ok(done) => break done,
-            Err(missing) if Instant::now() > deadline => {
-                panic!("after 120 s:\n{}", missing.join("\n"))
-            }
-            Err(_) => thread::sleep(Duration::from_secs(1)),
-        }
-    };
+        last.map_err(|missing| missing.join("\n"))
+    })
+    .unwrap_or_else(|missing| panic!("after 120 s:\n{missing}"));
     stop.store(true, Ordering::SeqCst);
     traffic.join().expect("traffic thread");
 

@@ -44,7 +44,7 @@
 
 use graylane::config::{Config, Incoming};
 use graylane_wasm_tests::harness::{
-    json_string_value, repo_root, request, scratch_dir, Envoy, Received, Response, Server,
+    json_string_value, poll, repo_root, request, scratch_dir, Envoy, Received, Response, Server,
 };
 use graylane_wasm_tests::manifests::{
     apiextensions_json, objects_in, of_kind, Object, RENDERED_ALIKE,
@@ -578,16 +578,10 @@ impl EgGateway {
 fn send(port: u16, path: &str, headers: &[(&str, &str)], envoy: &Envoy) -> Response {
     let mut all: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
     all.push(("host", b"shop.example.com"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match request(port, "GET", path, &all) {
-            Ok(r) => return r,
-            Err(e) if Instant::now() > deadline => {
-                panic!("gateway not answering: {e}\n{}", envoy.log_text())
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
+    poll(Duration::from_secs(20), Duration::from_millis(100), || {
+        request(port, "GET", path, &all).map_err(|e| e.to_string())
+    })
+    .unwrap_or_else(|e| panic!("gateway not answering: {e}\n{}", envoy.log_text()))
 }
 
 /// Runs `graylane explain CONFIG <headers> --json` (the CLI's entry point).
@@ -944,23 +938,23 @@ fn policy_applied_to_a_running_gateway_takes_effect() {
     std::fs::write(&tmp, lds_file(&filter, &routes_on)).unwrap();
     let t0 = Instant::now();
     std::fs::rename(&tmp, &lds).unwrap();
-    let deadline = t0 + Duration::from_secs(15);
-    loop {
+    let running = poll(Duration::from_secs(15), Duration::from_millis(20), || {
         if backend(&[("x-graylane", "gray")]) == "svc-a-base"
             && backend(&[("location", "cn-shenzhen")]) == "svc-a-gray"
         {
-            break;
+            Ok(())
+        } else {
+            Err(String::new())
         }
-        assert!(
-            Instant::now() < deadline,
-            "graylane not running 15 s after the update (update_success {}, rejected {}, fetches {}):\n{}",
-            envoy.counter("listener_manager.lds.update_success"),
-            envoy.counter("listener_manager.lds.update_rejected"),
-            up.code_fetches.load(Ordering::SeqCst),
-            envoy.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
+    assert!(
+        running.is_ok(),
+        "graylane not running 15 s after the update (update_success {}, rejected {}, fetches {}):\n{}",
+        envoy.counter("listener_manager.lds.update_success"),
+        envoy.counter("listener_manager.lds.update_rejected"),
+        up.code_fetches.load(Ordering::SeqCst),
+        envoy.log_text()
+    );
     let took = t0.elapsed();
     assert_eq!(envoy.counter("listener_manager.lds.update_rejected"), 0);
     assert!(up.code_fetches.load(Ordering::SeqCst) >= 1);

@@ -14,12 +14,11 @@
 use graylane_wasm_tests::load;
 
 use graylane_wasm_tests::chain::{app, fulllink_config};
-use graylane_wasm_tests::harness::{free_port, request, Envoy, Server};
+use graylane_wasm_tests::harness::{free_port, poll, request, Envoy, Server};
 use load::{App, AppHandler, AppRequest, Plan, Reply, Target};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const GRAY_UP: &str = "A[gray] -> B[base] -> C[gray]";
 const GRAY_DOWN: &str = "A[gray] -> B[base] -> C[base]";
@@ -104,20 +103,15 @@ impl FailoverChain {
 
     /// A new C[gray] instance on the same port.
     fn restore_gray(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match App::start_on(self.c_gray_port, c_gray()) {
-                Ok(a) => {
-                    self.c_gray = Some(a);
-                    return;
-                }
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!("rebinding C[gray] on {}: {e}", self.c_gray_port);
-                    thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("cannot bring C[gray] back on {}: {e}", self.c_gray_port),
-            }
-        }
+        let port = self.c_gray_port;
+        let app = poll(Duration::from_secs(5), Duration::from_millis(50), || {
+            App::start_on(port, c_gray()).map_err(|e| {
+                eprintln!("rebinding C[gray] on {port}: {e}");
+                e.to_string()
+            })
+        })
+        .unwrap_or_else(|e| panic!("cannot bring C[gray] back on {port}: {e}"));
+        self.c_gray = Some(app);
     }
 }
 
