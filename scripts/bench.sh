@@ -121,24 +121,13 @@ cargo build --quiet --release --target wasm32-wasip1 \
     --manifest-path "$ROOT/scripts/bench/empty-filter/Cargo.toml" --target-dir "$OUT/empty-filter"
 EMPTY_RAW="$OUT/empty-filter/wasm32-wasip1/release/graylane_bench_empty_filter.wasm"
 EMPTY_WASM="$OUT/empty.wasm"
-if command -v wasm-opt >/dev/null 2>&1; then
-    wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-        --strip-debug --strip-producers "$EMPTY_RAW" -o "$EMPTY_WASM"
-else
-    cp "$EMPTY_RAW" "$EMPTY_WASM"
-fi
+optimize_wasm "$EMPTY_RAW" "$EMPTY_WASM"
 # (f) the empty filter with only its callbacks exported: what keeping only
 # the callbacks a filter implements saves per request. (g) graylane as (c),
 # another build: $BENCH_ALT_WASM, else the linker's output (no wasm-opt).
 EMPTY_STRIPPED="$OUT/empty-stripped.wasm"
 GRAYLANE_ALL_EXPORTS="$OUT/graylane-g.wasm"
-python3 "$ROOT/scripts/strip-exports.py" "$EMPTY_RAW" "$OUT/empty-stripped.raw.wasm" >/dev/null
-if command -v wasm-opt >/dev/null 2>&1; then
-    wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-        --strip-debug --strip-producers "$OUT/empty-stripped.raw.wasm" -o "$EMPTY_STRIPPED"
-else
-    cp "$OUT/empty-stripped.raw.wasm" "$EMPTY_STRIPPED"
-fi
+finish_wasm "$EMPTY_RAW" "$EMPTY_STRIPPED"
 if [ -n "${BENCH_ALT_WASM:-}" ]; then
     cp "$BENCH_ALT_WASM" "$GRAYLANE_ALL_EXPORTS"
 else

@@ -90,11 +90,18 @@ build_wasm() {
 finish_wasm() {
     local raw="$1" out="$2"
     python3 "$ROOT/scripts/strip-exports.py" "$raw" "$out.stripped" >/dev/null
+    optimize_wasm "$out.stripped" "$out"
+    rm -f "$out.stripped"
+}
+
+# wasm-opt -Oz when it is installed (with the feature flags Debian's binaryen
+# needs for Rust output), else a copy.
+optimize_wasm() {
+    local in="$1" out="$2"
     if command -v wasm-opt >/dev/null 2>&1; then
         wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-            --strip-debug --strip-producers "$out.stripped" -o "$out"
-        rm -f "$out.stripped"
+            --strip-debug --strip-producers "$in" -o "$out"
     else
-        mv "$out.stripped" "$out"
+        cp "$in" "$out"
     fi
 }
