@@ -105,3 +105,20 @@ optimize_wasm() {
         cp "$in" "$out"
     fi
 }
+
+# Waits until a started Envoy answers LIVE on its admin /ready; exits the
+# script with the end of its log if it stops, or is not ready within 30 s.
+#   wait_ready NAME PID ADMIN_PORT LOG
+wait_ready() {
+    local name="$1" pid="$2" admin="$3" logf="$4" i
+    for i in $(seq 1 300); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "$name Envoy exited; its log:" >&2; tail -30 "$logf" >&2; exit 1
+        fi
+        if [ "$(curl -s --max-time 1 "http://127.0.0.1:$admin/ready" 2>/dev/null)" = "LIVE" ]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "$name Envoy not ready after 30 s; its log:" >&2; tail -30 "$logf" >&2; exit 1
+}

@@ -112,11 +112,7 @@ for kind in "${KINDS[@]}"; do
     setsid taskset -c 0 "${ENVOY_RUN[@]}" -c "$OUT/run/$kind.json" --concurrency 1 -l warn \
         --base-id "$PORT" >"$logf" 2>&1 &
     ENVOY_PID=$!
-    for _ in $(seq 1 150); do
-        [ "$(curl -s --max-time 1 "http://127.0.0.1:$((PORT + 1))/ready" 2>/dev/null)" = "LIVE" ] && break
-        kill -0 "$ENVOY_PID" 2>/dev/null || { echo "stages: Envoy exited; its log:" >&2; tail -20 "$logf" >&2; exit 1; }
-        sleep 0.2
-    done
+    wait_ready "stages: $kind" "$ENVOY_PID" "$((PORT + 1))" "$logf"
     mapfile -t args <"$OUT/run/$kind.args"
     status="$(curl -s -o /dev/null -w '%{http_code}' "${args[@]}")"
     [ "$status" = 200 ] || { echo "stages: $kind answered $status; Envoy's log:" >&2; tail -20 "$logf" >&2; exit 1; }
