@@ -56,7 +56,8 @@ ensure_envoy() {
 # LDS listener file, an ECDS filter file) that a bootstrap reads.
 envoy_configs() {
     (cd "$ROOT" && find envoy -name '*.yaml' -not -path 'envoy/istio/*' -not -path 'envoy/envoy-gateway/*' \
-        -not -path 'envoy/reload/listeners.yaml' -not -path 'envoy/ecds/filter.yaml' | sort)
+        -not -path 'envoy/reload/listeners.yaml' -not -path 'envoy/ecds/filter.yaml' \
+        -not -path 'envoy/rollout/filter.yaml' -not -path 'envoy/rollout/plan.yaml' | sort)
 }
 
 # The toolchain of rust-toolchain.toml with its targets and components.

@@ -71,6 +71,8 @@ else
 fi
 
 step "end-to-end tests in real Envoy"
+# The rollout tests (wasm-tests/tests/rollout.rs) run the real binary.
+cargo build --quiet --bin graylane
 cargo test --quiet -p graylane-wasm-tests -- --test-threads 2
 
 step "Envoy version matrix: each minor from 1.36 to the pinned one (about 1 min each)"

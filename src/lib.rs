@@ -12,6 +12,8 @@ mod engine_tests;
 pub mod metric_names;
 #[cfg(not(target_os = "wasi"))]
 pub mod report;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod rollout;
 pub mod testvectors;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]

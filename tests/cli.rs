@@ -1028,3 +1028,38 @@ fn schema_agrees_with_the_parser() {
         assert_eq!(errors.is_empty(), valid, "schema on {config}: {errors:?}");
     }
 }
+
+// ---------------------------------------------------------------- rollout plan
+
+const ROLLOUT_SCHEMA_FILE: &str = "envoy/rollout.schema.json";
+
+#[test]
+fn committed_rollout_schema_is_fresh_and_takes_the_demo_plan() {
+    let run = graylane(&["schema", "rollout"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let committed =
+        std::fs::read_to_string(Path::new(ROOT).join(ROLLOUT_SCHEMA_FILE)).unwrap_or_default();
+    assert!(
+        committed == run.stdout,
+        "{ROLLOUT_SCHEMA_FILE} is stale: the plan structs changed. Regenerate it with\n    \
+         cargo run --bin graylane -- schema rollout > {ROLLOUT_SCHEMA_FILE}\nand commit it."
+    );
+    let schema: Value = serde_json::from_str(&run.stdout).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let demo: Value = serde_norway::from_str(
+        &std::fs::read_to_string(Path::new(ROOT).join("envoy/rollout/plan.yaml")).unwrap(),
+    )
+    .unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&demo)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let typo = serde_json::json!({"config": "c", "lane": "l", "deliver": [], "steps": [100], "intervall": "1s"});
+    assert!(!validator.is_valid(&typo));
+    // The demo plan passes the rollout's own checks too.
+    let plan = graylane::rollout::plan::load(&Path::new(ROOT).join("envoy/rollout/plan.yaml"))
+        .expect("demo plan");
+    assert_eq!(plan.lane, "gray");
+    assert_eq!(plan.steps.len(), 4);
+}

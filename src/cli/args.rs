@@ -18,7 +18,7 @@ google.protobuf.StringValue.";
     name = "graylane",
     version,
     about = "graylane: offline tools for the graylane proxy-wasm filter",
-    override_usage = "graylane check CONFIG\n       graylane explain CONFIG [OPTIONS]\n       graylane schema\n       graylane completions SHELL",
+    override_usage = "graylane check CONFIG\n       graylane explain CONFIG [OPTIONS]\n       graylane rollout PLAN [--json]\n       graylane rollout status|promote|abort|resume PLAN\n       graylane schema\n       graylane completions SHELL",
     after_help = CONFIG_HELP,
     arg_required_else_help = true
 )]
@@ -50,9 +50,23 @@ pub enum Command {
         after_help = "Exit 0, 1 invalid CONFIG, 2 usage or unreadable file, 3 internal error."
     )]
     Explain(ExplainCmd),
+    /// Staged rollout: grow a lane's split percent in steps, compare its
+    /// version with base each window, roll a bad one back.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Exit 0 promoted, 1 rolled back (or aborted), 2 bad plan, config or delivery,\n\
+            3 paused (a manual step, a step past its deadline) or interrupted.\n\
+            State, lock and report files are written beside the plan (PLAN.state.json, PLAN.report.md)."
+    )]
+    Rollout(RolloutCmd),
     /// Print the JSON Schema of the plugin configuration
-    /// (the committed copy is envoy/graylane.schema.json).
-    Schema,
+    /// (the committed copy is envoy/graylane.schema.json); with `rollout`,
+    /// of the rollout plan (envoy/rollout.schema.json).
+    Schema {
+        /// `rollout`: the rollout plan's schema
+        #[arg(value_name = "WHAT")]
+        what: Option<SchemaWhat>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "bash: graylane completions bash > ~/.local/share/bash-completion/completions/graylane"
@@ -61,6 +75,63 @@ pub enum Command {
         /// The shell to complete for
         #[arg(value_name = "SHELL")]
         shell: Shell,
+    },
+}
+
+/// Which schema `graylane schema` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaWhat {
+    /// The plugin configuration (the default)
+    Config,
+    /// The rollout plan
+    Rollout,
+}
+
+/// `graylane rollout PLAN` or one of its subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct RolloutCmd {
+    #[command(subcommand)]
+    pub action: Option<RolloutAction>,
+    /// The plan (YAML or JSON)
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<String>,
+    /// One JSON event per line on stdout instead of the live view
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RolloutAction {
+    /// Where the rollout of PLAN stands (exit 0 running, 1 rolled back or
+    /// aborted, 3 paused or interrupted, 0 promoted)
+    Status {
+        #[arg(value_name = "PLAN")]
+        plan: String,
+        /// The state as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release the step in force: a paused step goes on (in this process
+    /// when no rollout process runs), a running one moves to the next step
+    Promote {
+        #[arg(value_name = "PLAN")]
+        plan: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll back now: the lane's percent becomes 0
+    Abort {
+        #[arg(value_name = "PLAN")]
+        plan: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Go on after a crash, a kill or an interrupt, at the step in force
+    Resume {
+        #[arg(value_name = "PLAN")]
+        plan: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 

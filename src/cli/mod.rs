@@ -42,11 +42,34 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     match cli.command {
         Command::Check { config } => check::run(&config, out, err),
         Command::Explain(cmd) => explain::run(cmd.into(), out, err),
-        Command::Schema => schema::run(&[], out, err),
+        Command::Schema { what } => match what {
+            None | Some(args::SchemaWhat::Config) => schema::run(&[], out, err),
+            Some(args::SchemaWhat::Rollout) => schema::run_rollout(out, err),
+        },
+        Command::Rollout(cmd) => rollout(cmd, out, err),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "graylane", out);
             EXIT_OK
         }
+    }
+}
+
+fn rollout(cmd: args::RolloutCmd, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    use crate::rollout::driver;
+    use args::RolloutAction;
+    use std::path::Path;
+    match (cmd.action, cmd.plan) {
+        (Some(RolloutAction::Status { plan, json }), _) => {
+            driver::status(Path::new(&plan), json, out)
+        }
+        (Some(RolloutAction::Promote { plan, json }), _) => driver::promote(Path::new(&plan), json),
+        (Some(RolloutAction::Abort { plan, json }), _) => driver::abort(Path::new(&plan), json),
+        (Some(RolloutAction::Resume { plan, json }), _) => driver::resume(Path::new(&plan), json),
+        (None, Some(plan)) => driver::start(Path::new(&plan), cmd.json),
+        (None, None) => usage_error(
+            err,
+            "rollout needs a PLAN (or status, promote, abort, resume PLAN)",
+        ),
     }
 }
 

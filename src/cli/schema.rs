@@ -33,6 +33,32 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     }
 }
 
+/// Path of the committed copy of the rollout plan's schema.
+pub const ROLLOUT_COMMITTED_PATH: &str = "envoy/rollout.schema.json";
+
+/// `graylane schema rollout`.
+pub fn run_rollout(out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    match rollout_schema_text() {
+        Ok(text) => {
+            let _ = write!(out, "{text}");
+            EXIT_OK
+        }
+        Err(e) => {
+            let _ = writeln!(err, "graylane: internal error: {e}");
+            EXIT_INTERNAL
+        }
+    }
+}
+
+/// The rollout plan's schema as printed (pretty JSON, final newline).
+pub fn rollout_schema_text() -> Result<String, String> {
+    let mut v = crate::rollout::plan::schema();
+    strip_null(&mut v);
+    serde_json::to_string_pretty(&v)
+        .map(|s| s + "\n")
+        .map_err(|e| e.to_string())
+}
+
 /// The schema as printed by `graylane schema` (pretty JSON, final newline).
 pub fn schema_text() -> Result<String, String> {
     let v = schema()?;

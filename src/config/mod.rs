@@ -2,7 +2,7 @@
 //! structures the per-request code uses. Every error names the JSON path of
 //! the bad field and what would be accepted.
 
-mod de;
+pub(crate) mod de;
 pub mod raw;
 
 use crate::analysis;

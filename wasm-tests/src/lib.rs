@@ -21,3 +21,5 @@ pub mod harness;
 pub mod load;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod manifests;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod prometheus;

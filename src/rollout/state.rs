@@ -1,0 +1,244 @@
+//! The state file beside the plan (README "Staged rollout", "State and
+//! recovery"): the step in force, when it began, every window's verdict.
+//! Written by atomic rename; changed only under the plan's lock file, so a
+//! running rollout, `abort` and `promote` never interleave their writes.
+
+use super::analysis::{Action, Check, Verdict};
+use super::delivery::atomic_write;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Status {
+    /// A rollout process is (or was, until it crashed) driving it.
+    Running,
+    /// Waiting for `promote`: a manual step, or past a step's deadline.
+    Paused,
+    /// Stopped by Ctrl-C or SIGTERM; the step in force stays delivered.
+    Interrupted,
+    Promoted,
+    RolledBack,
+    Aborted,
+}
+
+impl Status {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Promoted | Status::RolledBack | Status::Aborted
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Interrupted => "interrupted",
+            Status::Promoted => "promoted",
+            Status::RolledBack => "rolled back",
+            Status::Aborted => "aborted",
+        }
+    }
+}
+
+/// What one version did in one window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Numbers {
+    pub requests: u64,
+    pub errors: u64,
+    /// 5xx share in percent (`None`: no requests).
+    pub error_pct: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// One analysis window and what was decided after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowRecord {
+    /// Step index (0-based) and its percent.
+    pub step: usize,
+    pub percent: f64,
+    /// Unix seconds.
+    pub start: f64,
+    pub end: f64,
+    pub lane: Numbers,
+    pub base: Numbers,
+    /// Requests graylane put in the lane, and decided in all.
+    pub admitted: u64,
+    pub decided: u64,
+    pub verdict: Verdict,
+    pub action: Action,
+    pub checks: Vec<Check>,
+    /// Why the data was insufficient beyond the checks' own reasons
+    /// (metrics source failing, counter reset).
+    pub notes: Vec<String>,
+}
+
+/// A delivery: a step entered, a rollback, an abort.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub at: f64,
+    pub step: Option<usize>,
+    pub percent: f64,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub plan: PathBuf,
+    /// The plan's text digest: `resume` refuses a plan changed since.
+    pub plan_digest: String,
+    pub lane: String,
+    pub status: Status,
+    /// Why it is paused, rolled back, aborted or interrupted.
+    pub reason: Option<String>,
+    /// The step in force (index into the plan's steps) and its percent.
+    pub step: usize,
+    pub percent: f64,
+    pub step_started: f64,
+    /// Windows of this step before which the deadline does not count
+    /// (set when a step paused at its deadline is resumed).
+    pub deadline_from: usize,
+    /// Set by `promote`: the step in force is released.
+    pub promote_requested: bool,
+    /// The process driving it, while one does.
+    pub pid: Option<u32>,
+    pub started: f64,
+    pub updated: f64,
+    pub deliveries: Vec<Delivery>,
+    pub windows: Vec<WindowRecord>,
+}
+
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl State {
+    /// This step's window verdicts that count for its deadline.
+    pub fn step_verdicts(&self) -> Vec<Verdict> {
+        self.windows
+            .iter()
+            .filter(|w| w.step == self.step)
+            .skip(self.deadline_from)
+            .map(|w| w.verdict)
+            .collect()
+    }
+
+    pub fn step_windows(&self) -> usize {
+        self.windows.iter().filter(|w| w.step == self.step).count()
+    }
+}
+
+/// The files of one plan's rollout, beside the plan.
+#[derive(Debug, Clone)]
+pub struct Files {
+    pub state: PathBuf,
+    pub lock: PathBuf,
+    pub run: PathBuf,
+    pub report: PathBuf,
+}
+
+impl Files {
+    pub fn of(plan: &Path) -> Files {
+        let name = plan
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "rollout".into());
+        let dir = plan.parent().unwrap_or_else(|| Path::new("."));
+        Files {
+            state: dir.join(format!("{name}.state.json")),
+            lock: dir.join(format!(".{name}.lock")),
+            run: dir.join(format!(".{name}.run")),
+            report: dir.join(format!("{name}.report.md")),
+        }
+    }
+
+    pub fn load(&self) -> Result<Option<State>, String> {
+        match std::fs::read(&self.state) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", self.state.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", self.state.display())),
+        }
+    }
+
+    pub fn save(&self, state: &mut State) -> Result<(), String> {
+        state.updated = now();
+        let text = serde_json::to_string_pretty(state).map_err(|e| e.to_string())?;
+        atomic_write(&self.state, &(text + "\n"))
+    }
+
+    /// Holds the plan's lock while `f` runs (reads, deliveries, writes of
+    /// the state happen inside).
+    pub fn locked<T>(&self, f: impl FnOnce() -> T) -> Result<T, String> {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .map_err(|e| format!("{}: {e}", self.lock.display()))?;
+        file.lock()
+            .map_err(|e| format!("{}: {e}", self.lock.display()))?;
+        let out = f();
+        let _ = file.unlock();
+        Ok(out)
+    }
+
+    /// Marks this process as the one driving the rollout, for as long as
+    /// the returned file is open; `Err` names the PID already driving it.
+    pub fn claim(&self) -> Result<File, String> {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&self.run)
+            .map_err(|e| format!("{}: {e}", self.run.display()))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.set_len(0);
+                let _ = std::io::Write::write_all(
+                    &mut &file,
+                    std::process::id().to_string().as_bytes(),
+                );
+                Ok(file)
+            }
+            Err(_) => {
+                let pid = std::fs::read_to_string(&self.run).unwrap_or_default();
+                Err(format!(
+                    "a rollout of this plan is already running (pid {})",
+                    pid.trim()
+                ))
+            }
+        }
+    }
+
+    /// Whether a process holds the rollout (without taking it).
+    pub fn driven(&self) -> bool {
+        let Ok(file) = File::options().read(true).write(true).open(&self.run) else {
+            return false;
+        };
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.unlock();
+                false
+            }
+            Err(_) => true,
+        }
+    }
+}
+
+/// A digest of the plan's text.
+pub fn digest(text: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh64::xxh64(text, 0))
+}

@@ -1,0 +1,900 @@
+//! `graylane rollout` against real Envoy (README "Staged rollout"): a
+//! gateway whose graylane filter comes by ECDS from a file, lane and base
+//! backends the test can make fail or slow, steady traffic from many user
+//! ids, and the real `graylane` binary driving the release.
+
+use graylane_wasm_tests::harness::{
+    self, free_port, json_string_value, poll, repo_root, scratch_dir, wasm_path, Envoy, Received,
+    Server,
+};
+use graylane_wasm_tests::prometheus::Prometheus;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const SALT: &str = "gray-rollout";
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The `graylane` binary (`cargo build --bin graylane`; scripts/test.sh
+/// builds it), or `$GRAYLANE_BIN`.
+fn graylane_bin() -> PathBuf {
+    let bin = std::env::var_os("GRAYLANE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/graylane"));
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --bin graylane` (scripts/test.sh does) or set GRAYLANE_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A version's backend: answers 200, or 503 to every `fail_every`-th
+/// request, after `delay_ms`.
+struct Backend {
+    server: Server,
+    fail_every: Arc<AtomicU64>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+impl Backend {
+    fn start(name: &'static str) -> Backend {
+        let fail_every = Arc::new(AtomicU64::new(0));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let served = Arc::new(AtomicU64::new(0));
+        let (f, d) = (Arc::clone(&fail_every), Arc::clone(&delay_ms));
+        let server = Server::start(Arc::new(move |_req: &Received| {
+            let n = served.fetch_add(1, Ordering::SeqCst) + 1;
+            let delay = d.load(Ordering::SeqCst);
+            if delay > 0 {
+                thread::sleep(Duration::from_millis(delay));
+            }
+            let every = f.load(Ordering::SeqCst);
+            let status = if every > 0 && n.is_multiple_of(every) {
+                503
+            } else {
+                200
+            };
+            (
+                status,
+                vec![("x-backend".into(), name.into())],
+                name.as_bytes().to_vec(),
+            )
+        }));
+        Backend {
+            server,
+            fail_every,
+            delay_ms,
+        }
+    }
+}
+
+/// One request the traffic sent: when, whose, where it went.
+#[derive(Debug, Clone)]
+struct Sent {
+    at: f64,
+    user: String,
+    backend: String,
+    status: u16,
+}
+
+/// Steady traffic from `users` user ids, from two client threads.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    sent: Arc<Mutex<Vec<Sent>>>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(port: u16, users: u64) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..2u64)
+            .map(|t| {
+                let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+                thread::spawn(move || {
+                    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (t + 1);
+                    while !stop.load(Ordering::SeqCst) {
+                        x = graylane_wasm_tests::load::mix(x.wrapping_add(1));
+                        let user = format!("user-{}", x % users);
+                        let at = now();
+                        match harness::request(port, "GET", "/", &[("x-user-id", user.as_bytes())])
+                        {
+                            Ok(r) => sent.lock().unwrap().push(Sent {
+                                at,
+                                user,
+                                backend: r.header("x-backend").unwrap_or("-").to_string(),
+                                status: r.status,
+                            }),
+                            Err(_) => thread::sleep(Duration::from_millis(20)),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Traffic {
+            stop,
+            sent,
+            threads,
+        }
+    }
+
+    fn stop(self) -> Vec<Sent> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let sent = self.sent.lock().unwrap().clone();
+        sent
+    }
+}
+
+/// The gateway on ECDS, its backends and the plan's files.
+struct Lab {
+    envoy: Envoy,
+    gateway: u16,
+    dir: PathBuf,
+    ecds: PathBuf,
+    lane: Backend,
+    /// Kept running for the lab's lifetime.
+    _base: Backend,
+}
+
+fn plugin_config(percent: f64) -> String {
+    serde_json::json!({
+        "incoming": "ignore",
+        "lanes": [
+            { "name": "gray", "priority": 10,
+              "split": { "key": { "header": "x-user-id" }, "percent": percent, "salt": SALT,
+                         "onMissingKey": "exclude" } },
+            { "name": "blue", "priority": 20,
+              "match": { "header": "x-release", "exact": "blue" } }
+        ]
+    })
+    .to_string()
+}
+
+fn ecds_file(plugin_json: &str) -> String {
+    format!(
+        "resources:\n- \"@type\": type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n  name: graylane\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n    config:\n      name: graylane\n      root_id: graylane\n      failure_policy: FAIL_RELOAD\n      vm_config:\n        runtime: envoy.wasm.runtime.v8\n        code: {{ local: {{ filename: \"{}\" }} }}\n      configuration:\n        \"@type\": type.googleapis.com/google.protobuf.StringValue\n        value: {}\n",
+        wasm_path().display(),
+        json_string_value(plugin_json)
+    )
+}
+
+impl Lab {
+    fn start() -> Lab {
+        let dir = scratch_dir("rollout");
+        std::fs::write(dir.join("config.json"), plugin_config(0.0)).unwrap();
+        let ecds = dir.join("filter.yaml");
+        std::fs::write(&ecds, ecds_file(&plugin_config(0.0))).unwrap();
+        let (lane, base) = (Backend::start("gray"), Backend::start("base"));
+        let gateway = free_port();
+        let cluster = |name: &str, port: u16| {
+            format!(
+                "\n  - name: {name}\n    type: STATIC\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }} ] }} ]"
+            )
+        };
+        let yaml = format!(
+            r#"node: {{ id: rollout, cluster: rollout }}
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN}}}} }} }}
+stats_flush_interval: 1s
+stats_config:
+  stats_tags:
+  - {{ tag_name: source, regex: '^wasmcustom\.graylane\.requests(\.source\.([a-z]+))\.lane\.' }}
+  - {{ tag_name: lane, regex: '^wasmcustom\.graylane\.requests\.source\.[a-z]+(\.lane\.(.+))$' }}
+static_resources:
+  listeners:
+  - name: gateway
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {gateway} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: gateway
+          http_filters:
+          - name: graylane
+            config_discovery:
+              config_source:
+                path_config_source:
+                  path: "{ecds}"
+                  watched_directory: {{ path: "{dir}" }}
+                initial_fetch_timeout: 10s
+              type_urls: [ type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm ]
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+          route_config:
+            virtual_hosts:
+            - name: gateway
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/", headers: [ {{ name: x-graylane, string_match: {{ exact: gray }} }} ] }}
+                route: {{ cluster: backend-gray }}
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: backend-base }}
+  clusters:{}{}
+"#,
+            cluster("backend-gray", lane.server.port),
+            cluster("backend-base", base.server.port),
+            ecds = ecds.display(),
+            dir = dir.display(),
+        );
+        let envoy = Envoy::start(&yaml, &[]);
+        Lab {
+            envoy,
+            gateway,
+            dir,
+            ecds,
+            lane,
+            _base: base,
+        }
+    }
+
+    fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.envoy.admin)
+    }
+
+    /// Writes a plan beside the config; `extra` is appended YAML.
+    fn plan(&self, steps: &str, interval: &str, extra: &str) -> PathBuf {
+        self.plan_as("plan.yaml", steps, interval, extra)
+    }
+
+    /// [`Lab::plan`] into a file of another name.
+    fn plan_as(&self, name: &str, steps: &str, interval: &str, extra: &str) -> PathBuf {
+        let source = format!("{{ envoy: [\"{}\"] }}", self.admin_url());
+        self.plan_with(name, steps, interval, &source, extra)
+    }
+
+    /// A plan with its own `analysis.source`; `extra` is appended YAML.
+    fn plan_with(
+        &self,
+        name: &str,
+        steps: &str,
+        interval: &str,
+        source: &str,
+        extra: &str,
+    ) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "config: config.json\nlane: gray\ndeliver:\n- ecds: filter.yaml\nsteps: {steps}\ninterval: {interval}\nminRequests: 20\nfailureThreshold: 2\nanalysis:\n  source: {source}\n{extra}"
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    /// The percent of lane gray in the ECDS file now (the file must hold a
+    /// complete configuration the filter accepts).
+    fn ecds_percent(&self) -> f64 {
+        percent_in_ecds(&std::fs::read_to_string(&self.ecds).unwrap())
+    }
+}
+
+fn percent_in_ecds(text: &str) -> f64 {
+    let doc: Value = serde_norway::from_str(text).expect("ECDS file is YAML");
+    let value = doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .expect("plugin configuration value");
+    graylane::config::Config::from_json(value.as_bytes())
+        .expect("a configuration the filter accepts");
+    let config: Value = serde_json::from_str(value).unwrap();
+    config["lanes"][0]["split"]["percent"].as_f64().unwrap()
+}
+
+/// A finished `graylane rollout` run.
+struct Outcome {
+    code: i32,
+    events: Vec<Value>,
+    stderr: String,
+}
+
+impl Outcome {
+    fn of(&self, event: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["event"] == event).collect()
+    }
+
+    fn windows(&self) -> Vec<&Value> {
+        self.of("window")
+    }
+
+    fn delivered(&self) -> Vec<f64> {
+        self.of("deliver")
+            .iter()
+            .map(|e| e["percent"].as_f64().unwrap())
+            .collect()
+    }
+
+    fn dump(&self) -> String {
+        format!(
+            "exit {}\nstderr:\n{}\nevents:\n{}",
+            self.code,
+            self.stderr,
+            self.events
+                .iter()
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    }
+}
+
+fn rollout(args: &[&str], timeout: Duration) -> Outcome {
+    let mut child = Command::new(graylane_bin())
+        .arg("rollout")
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run graylane");
+    // Read both pipes as the run goes, so a long run never blocks on them.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("graylane rollout {args:?} still running after {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    let events = String::from_utf8_lossy(&stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}")))
+        .collect();
+    Outcome {
+        code: status.code().unwrap_or(-1),
+        events,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// The requests sent while each delivered percent was in force (from half
+/// a second after its delivery, the time Envoy takes to swap the filter's
+/// configuration, to the next delivery).
+fn per_step<'s>(out: &Outcome, sent: &'s [Sent]) -> Vec<(f64, Vec<&'s Sent>)> {
+    let deliveries: Vec<(f64, f64)> = out
+        .of("deliver")
+        .iter()
+        .map(|e| (e["time"].as_f64().unwrap(), e["percent"].as_f64().unwrap()))
+        .collect();
+    let end = out
+        .of("end")
+        .first()
+        .and_then(|e| e["time"].as_f64())
+        .unwrap_or(f64::MAX);
+    deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, (t, p))| {
+            let until = deliveries.get(i + 1).map(|d| d.0).unwrap_or(end);
+            let in_force: Vec<&Sent> = sent
+                .iter()
+                .filter(|s| s.at > t + 0.5 && s.at < until)
+                .collect();
+            (*p, in_force)
+        })
+        .collect()
+}
+
+/// The users admitted to gray among those seen (`Sent`s of one step).
+fn admitted(sent: &[&Sent]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let seen: BTreeSet<String> = sent.iter().map(|s| s.user.clone()).collect();
+    let gray: BTreeSet<String> = sent
+        .iter()
+        .filter(|s| s.backend == "gray")
+        .map(|s| s.user.clone())
+        .collect();
+    (seen, gray)
+}
+
+/// Healthy lane: every step is taken in order, each admits its share of
+/// user ids (the exact bucket rule, checked per id), the admitted set only
+/// grows, and the rollout ends promoted with the ECDS file at 100.
+#[test]
+fn healthy_lane_is_promoted_step_by_step_and_sticky() {
+    let lab = Lab::start();
+    let traffic = Traffic::start(lab.gateway, 5000);
+    let plan = lab.plan("[5, 25, 50, 100]", "2s", "");
+    let out = rollout(
+        &[plan.to_str().unwrap(), "--json"],
+        Duration::from_secs(120),
+    );
+    let sent = traffic.stop();
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert_eq!(
+        out.delivered(),
+        vec![5.0, 25.0, 50.0, 100.0],
+        "{}",
+        out.dump()
+    );
+    assert_eq!(lab.ecds_percent(), 100.0);
+    let end = out.of("end");
+    assert_eq!(end.len(), 1);
+    assert_eq!(end[0]["outcome"], "promoted");
+    let mut previous: Option<BTreeSet<String>> = None;
+    for (percent, in_force) in per_step(&out, &sent) {
+        let (seen, gray) = admitted(&in_force);
+        assert!(
+            seen.len() > 200,
+            "{percent} %: only {} users seen",
+            seen.len()
+        );
+        let share = gray.len() as f64 * 100.0 / seen.len() as f64;
+        eprintln!(
+            "step {percent} %: {} of {} users admitted ({share:.1} %), {} requests",
+            gray.len(),
+            seen.len(),
+            in_force.len()
+        );
+        assert!(
+            (share - percent).abs() <= 3.0,
+            "{percent} %: {share:.1} % of users admitted"
+        );
+        // Each id is in gray exactly when its bucket is below the percent.
+        for s in &in_force {
+            let bucket = graylane::engine::split::bucket(SALT, s.user.as_bytes());
+            let want = if f64::from(bucket) < percent * 100.0 {
+                "gray"
+            } else {
+                "base"
+            };
+            assert_eq!(
+                s.backend, want,
+                "{} (bucket {bucket}) at {percent} %",
+                s.user
+            );
+        }
+        // Stickiness: everyone admitted before and seen now is still in.
+        if let Some(before) = &previous {
+            let lost: Vec<&String> = before
+                .iter()
+                .filter(|u| seen.contains(*u) && !gray.contains(*u))
+                .collect();
+            assert!(lost.is_empty(), "{percent} %: left the lane: {lost:?}");
+        }
+        let mut all = previous.unwrap_or_default();
+        all.extend(gray);
+        previous = Some(all);
+    }
+    for w in out.windows() {
+        eprintln!(
+            "window step {} {} %: {} -> {}; lane {} req {} 5xx p99 {}; base {} req {} 5xx p99 {}",
+            w["step"],
+            w["percent"],
+            w["verdict"],
+            w["action"],
+            w["lane"]["requests"],
+            w["lane"]["errors"],
+            w["lane"]["p99Ms"],
+            w["base"]["requests"],
+            w["base"]["errors"],
+            w["base"]["p99Ms"]
+        );
+        assert_ne!(w["verdict"], "fail", "{w}");
+    }
+}
+
+/// Failing lane: 10 % of gray's answers are 503. Rolled back to 0 within
+/// failureThreshold + 1 windows of the first bad window, and the failing
+/// version saw no more requests than its percent allowed.
+#[test]
+fn failing_lane_is_rolled_back() {
+    let lab = Lab::start();
+    lab.lane.fail_every.store(10, Ordering::SeqCst);
+    let traffic = Traffic::start(lab.gateway, 5000);
+    let plan = lab.plan("[5, 25, 50, 100]", "2s", "");
+    let t0 = now();
+    let out = rollout(
+        &[plan.to_str().unwrap(), "--json"],
+        Duration::from_secs(120),
+    );
+    let elapsed = now() - t0;
+    let sent = traffic.stop();
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert_eq!(lab.ecds_percent(), 0.0);
+    assert_eq!(*out.delivered().last().unwrap(), 0.0);
+    let windows = out.windows();
+    let first_bad = windows
+        .iter()
+        .position(|w| w["verdict"] == "fail")
+        .unwrap_or_else(|| panic!("no failed window: {}", out.dump()));
+    let after = windows.len() - first_bad;
+    assert!(
+        after <= 2 + 1,
+        "rolled back {after} windows after the first bad one: {}",
+        out.dump()
+    );
+    let bad = windows[first_bad];
+    let check = bad["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "errorRate")
+        .unwrap();
+    assert_eq!(check["verdict"], "fail", "{bad}");
+    // What reached the failing version, against what the percents allowed.
+    let reached: usize = sent.iter().filter(|s| s.backend == "gray").count();
+    let failed: usize = sent.iter().filter(|s| s.status == 503).count();
+    let allowed: f64 = per_step(&out, &sent)
+        .iter()
+        .map(|(p, reqs)| p / 100.0 * reqs.len() as f64)
+        .sum::<f64>()
+        * 1.5
+        + 50.0;
+    eprintln!(
+        "failing lane: {} requests in {elapsed:.1} s; {reached} reached gray, {failed} failed; \
+         percent x rate x time allows {allowed:.0}; rolled back after {} windows",
+        sent.len(),
+        windows.len()
+    );
+    assert!(
+        (reached as f64) < allowed,
+        "{reached} reached gray, {allowed} allowed"
+    );
+    // After the rollback, nobody is sent to gray.
+    let rollback_at = out.of("deliver").last().unwrap()["time"].as_f64().unwrap();
+    let late: Vec<&Sent> = sent
+        .iter()
+        .filter(|s| s.at > rollback_at + 0.5 && s.backend == "gray")
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} requests reached gray after the rollback",
+        late.len()
+    );
+}
+
+/// Slow lane: 50 ms more on gray. The latency check rolls it back.
+#[test]
+fn slow_lane_is_rolled_back_by_latency() {
+    let lab = Lab::start();
+    lab.lane.delay_ms.store(50, Ordering::SeqCst);
+    let traffic = Traffic::start(lab.gateway, 5000);
+    let plan = lab.plan("[10, 50, 100]", "2s", "");
+    let out = rollout(
+        &[plan.to_str().unwrap(), "--json"],
+        Duration::from_secs(120),
+    );
+    drop(traffic.stop());
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert_eq!(lab.ecds_percent(), 0.0);
+    let failed: Vec<&Value> = out
+        .windows()
+        .into_iter()
+        .filter(|w| w["verdict"] == "fail")
+        .collect();
+    assert!(!failed.is_empty());
+    for w in &failed {
+        let latency = w["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "latency")
+            .unwrap();
+        assert_eq!(latency["verdict"], "fail", "{w}");
+        assert!(latency["laneValue"].as_f64().unwrap() >= 50.0, "{latency}");
+        eprintln!("slow lane window: {}", latency["reason"]);
+    }
+    let errors = failed[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "errorRate")
+        .unwrap();
+    assert_ne!(
+        errors["verdict"], "fail",
+        "the error check is not what failed"
+    );
+}
+
+/// No traffic: never promoted, never rolled back; paused at the deadline
+/// with exit 3, saying the data was insufficient.
+#[test]
+fn no_traffic_pauses_at_the_deadline() {
+    let lab = Lab::start();
+    let plan = lab.plan("[5, 100]", "1s", "deadline: 3s\n");
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], Duration::from_secs(60));
+    assert_eq!(out.code, 3, "{}", out.dump());
+    assert_eq!(out.delivered(), vec![5.0], "{}", out.dump());
+    assert_eq!(lab.ecds_percent(), 5.0);
+    let windows = out.windows();
+    assert_eq!(windows.len(), 3, "{}", out.dump());
+    for w in &windows {
+        assert_eq!(w["verdict"], "insufficient", "{w}");
+    }
+    let paused = out.of("paused");
+    assert_eq!(paused.len(), 1);
+    let message = paused[0]["message"].as_str().unwrap();
+    assert!(message.contains("insufficient data"), "{message}");
+    // Too little traffic is the same: a trickle below minRequests.
+    let lab2 = Lab::start();
+    let plan = lab2.plan("[5, 100]", "1s", "deadline: 3s\n");
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let (stop, port) = (Arc::clone(&stop), lab2.gateway);
+        thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let _ = harness::request(
+                    port,
+                    "GET",
+                    "/",
+                    &[("x-user-id", format!("u{i}").as_bytes())],
+                );
+                thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], Duration::from_secs(60));
+    stop.store(true, Ordering::SeqCst);
+    let _ = trickle.join();
+    assert_eq!(out.code, 3, "{}", out.dump());
+    assert_eq!(lab2.ecds_percent(), 5.0);
+    assert!(
+        out.windows().iter().all(|w| w["verdict"] == "insufficient"),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.windows()
+            .iter()
+            .any(|w| w["base"]["requests"].as_u64().unwrap() > 0),
+        "the trickle reached base: {}",
+        out.dump()
+    );
+}
+
+/// SIGKILL during step 2: the ECDS file holds a complete configuration,
+/// `resume` goes on at step 2, and every step is delivered once.
+#[test]
+fn killed_rollout_resumes_at_its_step() {
+    let lab = Lab::start();
+    let traffic = Traffic::start(lab.gateway, 5000);
+    let plan = lab.plan("[5, 25, 50, 100]", "2s", "");
+    let mut child = Command::new(graylane_bin())
+        .args(["rollout", plan.to_str().unwrap(), "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state_file = lab.dir.join("plan.yaml.state.json");
+    let at_step_2 = poll(Duration::from_secs(60), Duration::from_millis(50), || {
+        let s: Value = std::fs::read(&state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| "no state yet".to_string())?;
+        if s["step"] == 1 {
+            Ok(s)
+        } else {
+            Err(format!("step {}", s["step"]))
+        }
+    });
+    assert!(at_step_2.is_ok(), "{at_step_2:?}");
+    thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    assert_eq!(
+        lab.ecds_percent(),
+        25.0,
+        "a complete, valid config at step 2"
+    );
+    let out = rollout(
+        &["resume", plan.to_str().unwrap(), "--json"],
+        Duration::from_secs(120),
+    );
+    drop(traffic.stop());
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert_eq!(out.of("resume").len(), 1);
+    assert_eq!(out.of("resume")[0]["step"], 1, "{}", out.dump());
+    assert_eq!(lab.ecds_percent(), 100.0);
+    let state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let steps: Vec<u64> = state["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["why"] == "step")
+        .map(|d| d["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![0, 1, 2, 3], "{state}");
+    let report = std::fs::read_to_string(lab.dir.join("plan.yaml.report.md")).unwrap();
+    for step in [
+        "| 1 | 5 | step |",
+        "| 2 | 25 | step |",
+        "| 3 | 50 | step |",
+        "| 4 | 100 | step |",
+    ] {
+        assert_eq!(report.matches(step).count(), 1, "{step} in:\n{report}");
+    }
+}
+
+/// Bad plans exit 2 before anything is delivered: the ECDS file stays
+/// byte-identical.
+#[test]
+fn bad_plans_exit_2_and_deliver_nothing() {
+    let lab = Lab::start();
+    let before = std::fs::read(&lab.ecds).unwrap();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "unknown field",
+            lab.plan_as("field.yaml", "[5, 100]", "1s", "minRequets: 3\n")
+                .display()
+                .to_string(),
+            "minRequets",
+        ),
+        (
+            "steps not increasing",
+            lab.plan_as("steps.yaml", "[25, 5, 100]", "1s", "")
+                .display()
+                .to_string(),
+            "steps[1]",
+        ),
+        (
+            "unknown lane",
+            {
+                let p = lab.plan_as("lane.yaml", "[5, 100]", "1s", "");
+                let t = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replace("lane: gray", "lane: grey");
+                std::fs::write(&p, t).unwrap();
+                p.display().to_string()
+            },
+            "grey",
+        ),
+        (
+            "lane without a percent split",
+            {
+                let p = lab.plan_as("split.yaml", "[5, 100]", "1s", "");
+                let t = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replace("lane: gray", "lane: blue");
+                std::fs::write(&p, t).unwrap();
+                p.display().to_string()
+            },
+            "has no split",
+        ),
+        (
+            "unreachable metrics source",
+            {
+                let p = lab.plan_as("source.yaml", "[5, 100]", "1s", "");
+                let t = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replace(&lab.admin_url(), &dead);
+                std::fs::write(&p, t).unwrap();
+                p.display().to_string()
+            },
+            "unreachable",
+        ),
+    ];
+    for (what, plan, says) in cases {
+        let out = rollout(&[&plan, "--json"], Duration::from_secs(30));
+        assert_eq!(out.code, 2, "{what}: {}", out.dump());
+        let said = out.dump();
+        assert!(
+            said.contains(says),
+            "{what}: the error names {says}: {said}"
+        );
+        assert_eq!(
+            std::fs::read(&lab.ecds).unwrap(),
+            before,
+            "{what}: ECDS file changed"
+        );
+        assert!(out.of("deliver").is_empty(), "{what}");
+        assert!(
+            !PathBuf::from(format!("{plan}.state.json")).exists(),
+            "{what}: no state"
+        );
+    }
+}
+
+/// The Prometheus source: a healthy rollout read through a real
+/// Prometheus's HTTP API, with one `queries` check (the lane really gets
+/// traffic), is promoted like the embedded source's, on numbers that match
+/// the traffic sent.
+#[test]
+fn healthy_rollout_through_prometheus() {
+    let lab = Lab::start();
+    let prom = Prometheus::start(&[("gateway", lab.envoy.admin)]);
+    let traffic = Traffic::start(lab.gateway, 5000);
+    let scraped = poll(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || match prom
+            .query("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"backend-base\"} > 0")
+        {
+            Ok(r) if !r.is_empty() => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert!(
+        scraped.is_ok(),
+        "Prometheus never scraped the gateway: {scraped:?}"
+    );
+    let source = format!("{{ prometheus: \"http://127.0.0.1:{}\" }}", prom.port);
+    let queries = "  queries:\n  - name: lane-traffic\n    query: 'sum(rate(envoy_cluster_upstream_rq_total{envoy_cluster_name=\"backend-$lane\"}[5s]))'\n    min: 1\n";
+    let plan = lab.plan_with("prom.yaml", "[10, 50, 100]", "3s", &source, queries);
+    let out = rollout(
+        &[plan.to_str().unwrap(), "--json"],
+        Duration::from_secs(120),
+    );
+    let sent = traffic.stop();
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert_eq!(out.delivered(), vec![10.0, 50.0, 100.0], "{}", out.dump());
+    assert_eq!(lab.ecds_percent(), 100.0);
+    let windows = out.windows();
+    let judged: u64 = windows
+        .iter()
+        .map(|w| w["lane"]["requests"].as_u64().unwrap() + w["base"]["requests"].as_u64().unwrap())
+        .sum();
+    eprintln!(
+        "Prometheus source: {} windows judged {judged} requests of {} sent",
+        windows.len(),
+        sent.len()
+    );
+    assert!(
+        judged > 0 && judged as usize <= sent.len(),
+        "{judged} of {}",
+        sent.len()
+    );
+    for w in &windows {
+        assert_ne!(w["verdict"], "fail", "{w}");
+        let q = w["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "lane-traffic")
+            .unwrap_or_else(|| panic!("no query check: {w}"));
+        assert_ne!(q["verdict"], "fail", "{q}");
+    }
+    assert!(
+        windows.iter().any(|w| w["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "lane-traffic" && c["verdict"] == "pass")),
+        "the query check passed at least once: {}",
+        out.dump()
+    );
+}
