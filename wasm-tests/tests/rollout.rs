@@ -898,3 +898,180 @@ fn healthy_rollout_through_prometheus() {
         out.dump()
     );
 }
+
+/// The manifest targets and a manual step. The rollout also writes an Istio
+/// `WasmPlugin` and an Envoy Gateway `EnvoyExtensionPolicy`, each with an
+/// `apply` command (here: one that keeps a copy of every manifest it is
+/// given). It pauses after the manual step's analysis (exit 3) until
+/// `promote`. Then, for every manifest applied, its plugin configuration as
+/// Istio and Envoy Gateway hand it to Envoy (`google.protobuf.Struct` as
+/// JSON; `apiextensionsv1.JSON`), written into the gateway's ECDS file the
+/// way istio-agent does, decides every probe user id as the ECDS file of the
+/// same step did.
+#[test]
+fn manifests_follow_the_ecds_file_and_a_manual_step_waits_for_promote() {
+    use graylane_wasm_tests::manifests::{apiextensions_json, jsonpb_struct_json};
+    let lab = Lab::start();
+    let traffic = Traffic::start(lab.gateway, 3000);
+    let applied = lab.dir.join("applied");
+    std::fs::create_dir_all(&applied).unwrap();
+    std::fs::copy(
+        repo_root().join("envoy/istio/gateway-wasmplugin.yaml"),
+        lab.dir.join("wasmplugin.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo_root().join("envoy/envoy-gateway/policy.yaml"),
+        lab.dir.join("policy.yaml"),
+    )
+    .unwrap();
+    let keep = |kind: &str| {
+        format!(
+            "[sh, -c, 'cat > {}/{kind}-$(date +%s%N).yaml']",
+            applied.display()
+        )
+    };
+    let plan = lab.dir.join("manual.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "config: config.json\nlane: gray\ndeliver:\n- ecds: filter.yaml\n- {{ wasmPlugin: wasmplugin.yaml, name: graylane-edge, apply: {} }}\n- {{ envoyExtensionPolicy: policy.yaml, wasm: graylane, apply: {} }}\nsteps: [10, {{ percent: 50, pause: true }}, 100]\ninterval: 1s\nminRequests: 20\nanalysis:\n  source: {{ envoy: [\"{}\"] }}\n",
+            keep("wasmplugin"),
+            keep("policy"),
+            lab.admin_url()
+        ),
+    )
+    .unwrap();
+    let first = rollout(&[plan.to_str().unwrap(), "--json"], Duration::from_secs(60));
+    assert_eq!(first.code, 3, "{}", first.dump());
+    assert_eq!(first.delivered(), vec![10.0, 50.0], "{}", first.dump());
+    assert_eq!(lab.ecds_percent(), 50.0);
+    let status = rollout(
+        &["status", plan.to_str().unwrap(), "--json"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(status.code, 3, "{}", status.dump());
+    assert_eq!(status.events[0]["status"], "paused", "{}", status.dump());
+    assert_eq!(status.events[0]["step"], 1, "{}", status.dump());
+    assert_eq!(status.events[0]["driven"], false, "{}", status.dump());
+    let again = rollout(
+        &["resume", plan.to_str().unwrap(), "--json"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(again.code, 3, "still waiting for promote: {}", again.dump());
+    let promoted = rollout(
+        &["promote", plan.to_str().unwrap(), "--json"],
+        Duration::from_secs(60),
+    );
+    drop(traffic.stop());
+    assert_eq!(promoted.code, 0, "{}", promoted.dump());
+    assert_eq!(promoted.of("promote").len(), 1, "{}", promoted.dump());
+    assert_eq!(lab.ecds_percent(), 100.0);
+
+    // Every manifest applied, in order, carries the percent of its step.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&applied)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let percents = |kind: &str| -> Vec<(f64, String)> {
+        files
+            .iter()
+            .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(kind))
+            .map(|f| {
+                let doc: serde_norway::Value =
+                    serde_norway::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+                let json = if kind == "wasmplugin" {
+                    assert_eq!(doc["kind"], "WasmPlugin");
+                    jsonpb_struct_json(&doc["spec"]["pluginConfig"], "spec.pluginConfig")
+                } else {
+                    assert_eq!(doc["kind"], "EnvoyExtensionPolicy");
+                    apiextensions_json(&doc["spec"]["wasm"][0]["config"], "spec.wasm[0].config")
+                };
+                let v: Value = serde_json::from_str(&json).unwrap();
+                (v["lanes"][0]["split"]["percent"].as_f64().unwrap(), json)
+            })
+            .collect()
+    };
+    let (wasmplugins, policies) = (percents("wasmplugin"), percents("policy"));
+    let steps: Vec<f64> = wasmplugins.iter().map(|p| p.0).collect();
+    // 50 is applied twice: by the step, and again by `promote`'s resume.
+    assert_eq!(steps, vec![10.0, 50.0, 50.0, 100.0], "{files:?}");
+    assert_eq!(
+        policies.iter().map(|p| p.0).collect::<Vec<_>>(),
+        steps,
+        "{files:?}"
+    );
+    // In Envoy: each manifest's configuration decides like the step's.
+    for ((percent, wp_json), (_, eep_json)) in wasmplugins.iter().zip(&policies) {
+        for json in [wp_json, eep_json] {
+            let tmp = lab.dir.join(".filter.yaml.parity");
+            std::fs::write(&tmp, ecds_file(json)).unwrap();
+            std::fs::rename(&tmp, &lab.ecds).unwrap();
+            let probe = |user: &str| {
+                harness::request(lab.gateway, "GET", "/", &[("x-user-id", user.as_bytes())])
+                    .map(|r| r.header("x-backend").unwrap_or("-").to_string())
+                    .unwrap_or_default()
+            };
+            let expected = |user: &str| {
+                let b = graylane::engine::split::bucket(SALT, user.as_bytes());
+                if f64::from(b) < percent * 100.0 {
+                    "gray"
+                } else {
+                    "base"
+                }
+            };
+            let users: Vec<String> = (0..200).map(|i| format!("probe-{i}")).collect();
+            let settled = poll(Duration::from_secs(10), Duration::from_millis(100), || {
+                let wrong: Vec<&String> =
+                    users.iter().filter(|u| probe(u) != expected(u)).collect();
+                if wrong.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} of 200 probes decided otherwise at {percent} %",
+                        wrong.len()
+                    ))
+                }
+            });
+            assert!(settled.is_ok(), "{settled:?}: {json}");
+        }
+    }
+}
+
+/// `abort` during a running rollout: the lane goes to 0 % at once, and
+/// the running rollout stops with exit 1.
+#[test]
+fn abort_rolls_a_running_rollout_back() {
+    let lab = Lab::start();
+    let traffic = Traffic::start(lab.gateway, 3000);
+    let plan = lab.plan("[5, 25, 50, 100]", "2s", "");
+    let plan_arg = plan.to_str().unwrap().to_string();
+    let running = thread::spawn(move || rollout(&[&plan_arg, "--json"], Duration::from_secs(120)));
+    let state_file = lab.dir.join("plan.yaml.state.json");
+    let at_step_2 = poll(Duration::from_secs(60), Duration::from_millis(50), || {
+        let s: Value = std::fs::read(&state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| "no state yet".to_string())?;
+        if s["step"] == 1 {
+            Ok(())
+        } else {
+            Err(format!("step {}", s["step"]))
+        }
+    });
+    assert!(at_step_2.is_ok(), "{at_step_2:?}");
+    let aborted = rollout(
+        &["abort", plan.to_str().unwrap(), "--json"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(aborted.code, 1, "{}", aborted.dump());
+    assert_eq!(lab.ecds_percent(), 0.0);
+    let out = running.join().unwrap();
+    drop(traffic.stop());
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert_eq!(out.of("end")[0]["outcome"], "aborted", "{}", out.dump());
+    assert_eq!(lab.ecds_percent(), 0.0, "nothing delivered after the abort");
+    let state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(state["status"], "aborted");
+}
