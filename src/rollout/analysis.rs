@@ -22,8 +22,10 @@
 //! **Latency.** p99 of each version from the window's histogram buckets,
 //! interpolated as Prometheus' `histogram_quantile` does. Fails when the
 //! lane's p99 exceeds `p99_max_ratio` × base's **and** base's by more than
-//! `p99_min_diff_ms` (Envoy's default buckets are 0.5, 1, 5, 10, 25, 50 ms
-//! wide, so a smaller difference is bucket noise), or exceeds `p99_max_ms`.
+//! `p99_min_diff_ms` (default 25: Envoy's default buckets are 0.5, 1, 5,
+//! 10, 25, 50 ms wide, and the p99 of a window's few hundred lane requests
+//! is nearly its maximum, so smaller differences are noise), or exceeds
+//! `p99_max_ms`.
 //!
 //! **Gating.** Rollback after `failure_threshold` failed windows in a row
 //! (an insufficient window neither counts nor breaks the run; a pass
@@ -91,7 +93,7 @@ impl Default for Criteria {
             error_max_alone_pct: 1.0,
             p99_max_ratio: Some(1.5),
             p99_max_ms: None,
-            p99_min_diff_ms: 5.0,
+            p99_min_diff_ms: 25.0,
         }
     }
 }

@@ -654,6 +654,7 @@ impl Run {
         match delivery::atomic_write(&self.files.report, &text) {
             Ok(()) => {
                 if matches!(self.view, View::Human(_)) {
+                    self.view.finish();
                     println!("{text}");
                 }
                 self.view.say(

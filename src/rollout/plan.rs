@@ -163,8 +163,9 @@ pub struct RawLatency {
     #[serde(default)]
     pub p99_max_ms: Option<f64>,
     /// A ratio failure also needs the lane's p99 to exceed base's by more
-    /// than this many ms (Envoy's histogram buckets are 0.5, 1, 5, 10, 25,
-    /// ... ms wide). Default 5.
+    /// than this many ms: below it, a difference is bucket interpolation
+    /// (Envoy's buckets are 0.5, 1, 5, 10, 25, 50, ... ms) and scheduling
+    /// noise on a small sample. Default 25.
     #[serde(default)]
     pub min_diff_ms: Option<f64>,
 }

@@ -135,9 +135,12 @@ impl View {
         self.event("window", json!(w));
     }
 
+    /// Clears the live line (it may be called more than once).
     pub fn finish(&self) {
         if let View::Human(Some(bar)) = self {
-            bar.finish_and_clear();
+            if !bar.is_finished() {
+                bar.finish_and_clear();
+            }
         }
     }
 }
