@@ -1075,3 +1075,52 @@ fn abort_rolls_a_running_rollout_back() {
     let state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
     assert_eq!(state["status"], "aborted");
 }
+
+/// An interrupt (SIGINT, as Ctrl-C sends; SIGTERM alike) leaves the step in
+/// force and the state saved, says how to go on, exits 3; `resume` then
+/// finishes the rollout.
+#[test]
+fn interrupt_keeps_the_step_and_resume_finishes() {
+    let lab = Lab::start();
+    let traffic = Traffic::start(lab.gateway, 3000);
+    let plan = lab.plan("[10, 50, 100]", "2s", "");
+    let child = Command::new(graylane_bin())
+        .args(["rollout", plan.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state_file = lab.dir.join("plan.yaml.state.json");
+    let at_step_2 = poll(Duration::from_secs(60), Duration::from_millis(50), || {
+        let s: Value = std::fs::read(&state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| "no state yet".to_string())?;
+        if s["step"] == 1 {
+            Ok(())
+        } else {
+            Err(format!("step {}", s["step"]))
+        }
+    });
+    assert!(at_step_2.is_ok(), "{at_step_2:?}");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("graylane rollout resume"), "{stderr}");
+    assert!(stderr.contains("graylane rollout abort"), "{stderr}");
+    let state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(state["status"], "interrupted");
+    assert_eq!(lab.ecds_percent(), 50.0, "the step stays in force");
+    let resumed = rollout(
+        &["resume", plan.to_str().unwrap(), "--json"],
+        Duration::from_secs(60),
+    );
+    drop(traffic.stop());
+    assert_eq!(resumed.code, 0, "{}", resumed.dump());
+    assert_eq!(lab.ecds_percent(), 100.0);
+}
