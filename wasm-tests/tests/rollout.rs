@@ -1124,3 +1124,55 @@ fn interrupt_keeps_the_step_and_resume_finishes() {
     assert_eq!(resumed.code, 0, "{}", resumed.dump());
     assert_eq!(lab.ecds_percent(), 100.0);
 }
+
+/// A metrics source that fails mid-rollout counts as insufficient data,
+/// never as a failure, and says so: Prometheus is stopped during the
+/// rollout, which then pauses at its deadline without rolling back.
+#[test]
+fn a_failing_metrics_source_is_insufficient_data_not_a_failure() {
+    let lab = Lab::start();
+    let prom = Prometheus::start(&[("gateway", lab.envoy.admin)]);
+    let traffic = Traffic::start(lab.gateway, 3000);
+    let source = format!("{{ prometheus: \"http://127.0.0.1:{}\" }}", prom.port);
+    let plan = lab.plan_with(
+        "failing-source.yaml",
+        "[10, 100]",
+        "1s",
+        &source,
+        "deadline: 4s\n",
+    );
+    let plan_arg = plan.to_str().unwrap().to_string();
+    let running = thread::spawn(move || rollout(&[&plan_arg, "--json"], Duration::from_secs(60)));
+    let state_file = lab.dir.join("failing-source.yaml.state.json");
+    let judged = poll(Duration::from_secs(30), Duration::from_millis(50), || {
+        let s: Value = std::fs::read(&state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| "no state yet".to_string())?;
+        if s["windows"].as_array().is_some_and(|w| !w.is_empty()) {
+            Ok(())
+        } else {
+            Err("no window yet".into())
+        }
+    });
+    assert!(judged.is_ok(), "{judged:?}");
+    drop(prom);
+    let out = running.join().unwrap();
+    drop(traffic.stop());
+    assert_eq!(out.code, 3, "{}", out.dump());
+    assert!(
+        !out.delivered().contains(&0.0),
+        "never rolled back: {}",
+        out.dump()
+    );
+    let failing: Vec<&Value> = out
+        .windows()
+        .into_iter()
+        .filter(|w| w["notes"].to_string().contains("metrics source failed"))
+        .collect();
+    assert!(!failing.is_empty(), "{}", out.dump());
+    for w in failing {
+        assert_eq!(w["verdict"], "insufficient", "{w}");
+        assert!(w["notes"].to_string().contains("not as a failure"), "{w}");
+    }
+}
