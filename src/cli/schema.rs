@@ -21,7 +21,12 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     if !args.is_empty() {
         return usage_error(err, "schema takes no argument");
     }
-    match schema_text() {
+    print(schema_text(), out, err)
+}
+
+/// Prints a schema, or the internal error that kept it from being made.
+fn print(text: Result<String, String>, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    match text {
         Ok(text) => {
             let _ = write!(out, "{text}");
             EXIT_OK
@@ -38,16 +43,7 @@ pub const ROLLOUT_COMMITTED_PATH: &str = "envoy/rollout.schema.json";
 
 /// `graylane schema rollout`.
 pub fn run_rollout(out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    match rollout_schema_text() {
-        Ok(text) => {
-            let _ = write!(out, "{text}");
-            EXIT_OK
-        }
-        Err(e) => {
-            let _ = writeln!(err, "graylane: internal error: {e}");
-            EXIT_INTERNAL
-        }
-    }
+    print(rollout_schema_text(), out, err)
 }
 
 /// The rollout plan's schema as printed (pretty JSON, final newline).

@@ -82,18 +82,47 @@ fn prepare(path: &Path) -> Result<(Plan, Source, Reader, String), String> {
     Ok((plan, source, reader, state::digest(&text)))
 }
 
+/// What `start` and `resume` open before they drive: the checked plan,
+/// its configuration and metrics, and the claim on the rollout (held
+/// while the returned file is open).
+struct Opened {
+    plan: Plan,
+    source: Source,
+    reader: Reader,
+    digest: String,
+    files: Files,
+    claim: std::fs::File,
+}
+
+fn open(path: &Path, view: &View) -> Result<Opened, i32> {
+    let (plan, source, reader, digest) = prepare(path).map_err(|e| bad(view, &e))?;
+    let files = Files::of(&plan.path);
+    let claim = files.claim().map_err(|e| bad(view, &e))?;
+    Ok(Opened {
+        plan,
+        source,
+        reader,
+        digest,
+        files,
+        claim,
+    })
+}
+
 /// `graylane rollout PLAN`.
 pub fn start(path: &Path, json: bool) -> i32 {
     let view = View::new(json);
-    let (plan, source, reader, digest) = match prepare(path) {
-        Ok(p) => p,
-        Err(e) => return bad(&view, &e),
+    let opened = match open(path, &view) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
-    let files = Files::of(&plan.path);
-    let claim = match files.claim() {
-        Ok(c) => c,
-        Err(e) => return bad(&view, &e),
-    };
+    let Opened {
+        plan,
+        source,
+        reader,
+        digest,
+        files,
+        claim,
+    } = opened;
     match files.load() {
         Ok(Some(s)) if !s.status.is_final() => {
             return bad(
@@ -160,15 +189,18 @@ pub fn start(path: &Path, json: bool) -> i32 {
 /// `graylane rollout resume PLAN` (and `promote` of a stopped rollout).
 pub fn resume(path: &Path, json: bool) -> i32 {
     let view = View::new(json);
-    let (plan, source, reader, digest) = match prepare(path) {
-        Ok(p) => p,
-        Err(e) => return bad(&view, &e),
+    let opened = match open(path, &view) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
-    let files = Files::of(&plan.path);
-    let claim = match files.claim() {
-        Ok(c) => c,
-        Err(e) => return bad(&view, &e),
-    };
+    let Opened {
+        plan,
+        source,
+        reader,
+        digest,
+        files,
+        claim,
+    } = opened;
     let mut state = match files.load() {
         Ok(Some(s)) => s,
         Ok(None) => {

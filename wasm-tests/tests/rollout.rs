@@ -389,6 +389,27 @@ fn rollout(args: &[&str], timeout: Duration) -> Outcome {
     }
 }
 
+/// Waits until the rollout's state file satisfies `ok` (what it waits for
+/// is `what`); fails after 60 s with the last state seen.
+fn wait_state(file: &std::path::Path, what: &str, ok: impl Fn(&Value) -> bool) {
+    let reached = poll(Duration::from_secs(60), Duration::from_millis(50), || {
+        let s: Value = std::fs::read(file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| "no state yet".to_string())?;
+        if ok(&s) {
+            Ok(())
+        } else {
+            Err(format!(
+                "state: step {}, {} windows",
+                s["step"],
+                s["windows"].as_array().map_or(0, Vec::len)
+            ))
+        }
+    });
+    assert!(reached.is_ok(), "{what}: {reached:?}");
+}
+
 /// The requests sent while each delivered percent was in force (from half
 /// a second after its delivery, the time Envoy takes to swap the filter's
 /// configuration, to the next delivery).
@@ -700,18 +721,7 @@ fn killed_rollout_resumes_at_its_step() {
         .spawn()
         .unwrap();
     let state_file = lab.dir.join("plan.yaml.state.json");
-    let at_step_2 = poll(Duration::from_secs(60), Duration::from_millis(50), || {
-        let s: Value = std::fs::read(&state_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| "no state yet".to_string())?;
-        if s["step"] == 1 {
-            Ok(s)
-        } else {
-            Err(format!("step {}", s["step"]))
-        }
-    });
-    assert!(at_step_2.is_ok(), "{at_step_2:?}");
+    wait_state(&state_file, "step 2", |s| s["step"] == 1);
     thread::sleep(Duration::from_millis(700));
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
@@ -756,6 +766,13 @@ fn bad_plans_exit_2_and_deliver_nothing() {
     let lab = Lab::start();
     let before = std::fs::read(&lab.ecds).unwrap();
     let dead = format!("http://127.0.0.1:{}", free_port());
+    // A valid plan with one thing replaced.
+    let edited = |name: &str, from: &str, to: &str| {
+        let p = lab.plan_as(name, "[5, 100]", "1s", "");
+        let t = std::fs::read_to_string(&p).unwrap().replace(from, to);
+        std::fs::write(&p, t).unwrap();
+        p.display().to_string()
+    };
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "unknown field",
@@ -773,38 +790,17 @@ fn bad_plans_exit_2_and_deliver_nothing() {
         ),
         (
             "unknown lane",
-            {
-                let p = lab.plan_as("lane.yaml", "[5, 100]", "1s", "");
-                let t = std::fs::read_to_string(&p)
-                    .unwrap()
-                    .replace("lane: gray", "lane: grey");
-                std::fs::write(&p, t).unwrap();
-                p.display().to_string()
-            },
+            edited("lane.yaml", "lane: gray", "lane: grey"),
             "grey",
         ),
         (
             "lane without a percent split",
-            {
-                let p = lab.plan_as("split.yaml", "[5, 100]", "1s", "");
-                let t = std::fs::read_to_string(&p)
-                    .unwrap()
-                    .replace("lane: gray", "lane: blue");
-                std::fs::write(&p, t).unwrap();
-                p.display().to_string()
-            },
+            edited("split.yaml", "lane: gray", "lane: blue"),
             "has no split",
         ),
         (
             "unreachable metrics source",
-            {
-                let p = lab.plan_as("source.yaml", "[5, 100]", "1s", "");
-                let t = std::fs::read_to_string(&p)
-                    .unwrap()
-                    .replace(&lab.admin_url(), &dead);
-                std::fs::write(&p, t).unwrap();
-                p.display().to_string()
-            },
+            edited("source.yaml", &lab.admin_url(), &dead),
             "unreachable",
         ),
     ];
@@ -1049,18 +1045,7 @@ fn abort_rolls_a_running_rollout_back() {
     let plan_arg = plan.to_str().unwrap().to_string();
     let running = thread::spawn(move || rollout(&[&plan_arg, "--json"], Duration::from_secs(120)));
     let state_file = lab.dir.join("plan.yaml.state.json");
-    let at_step_2 = poll(Duration::from_secs(60), Duration::from_millis(50), || {
-        let s: Value = std::fs::read(&state_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| "no state yet".to_string())?;
-        if s["step"] == 1 {
-            Ok(())
-        } else {
-            Err(format!("step {}", s["step"]))
-        }
-    });
-    assert!(at_step_2.is_ok(), "{at_step_2:?}");
+    wait_state(&state_file, "step 2", |s| s["step"] == 1);
     let aborted = rollout(
         &["abort", plan.to_str().unwrap(), "--json"],
         Duration::from_secs(10),
@@ -1091,18 +1076,7 @@ fn interrupt_keeps_the_step_and_resume_finishes() {
         .spawn()
         .unwrap();
     let state_file = lab.dir.join("plan.yaml.state.json");
-    let at_step_2 = poll(Duration::from_secs(60), Duration::from_millis(50), || {
-        let s: Value = std::fs::read(&state_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| "no state yet".to_string())?;
-        if s["step"] == 1 {
-            Ok(())
-        } else {
-            Err(format!("step {}", s["step"]))
-        }
-    });
-    assert!(at_step_2.is_ok(), "{at_step_2:?}");
+    wait_state(&state_file, "step 2", |s| s["step"] == 1);
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -1144,18 +1118,9 @@ fn a_failing_metrics_source_is_insufficient_data_not_a_failure() {
     let plan_arg = plan.to_str().unwrap().to_string();
     let running = thread::spawn(move || rollout(&[&plan_arg, "--json"], Duration::from_secs(60)));
     let state_file = lab.dir.join("failing-source.yaml.state.json");
-    let judged = poll(Duration::from_secs(30), Duration::from_millis(50), || {
-        let s: Value = std::fs::read(&state_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| "no state yet".to_string())?;
-        if s["windows"].as_array().is_some_and(|w| !w.is_empty()) {
-            Ok(())
-        } else {
-            Err("no window yet".into())
-        }
+    wait_state(&state_file, "a window judged", |s| {
+        s["windows"].as_array().is_some_and(|w| !w.is_empty())
     });
-    assert!(judged.is_ok(), "{judged:?}");
     drop(prom);
     let out = running.join().unwrap();
     drop(traffic.stop());
