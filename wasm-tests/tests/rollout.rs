@@ -297,6 +297,36 @@ fn percent_in_ecds(text: &str) -> f64 {
     config["lanes"][0]["split"]["percent"].as_f64().unwrap()
 }
 
+/// Prints every window's verdict with its checks' reasons, and how long
+/// the rollback (if any) took after the first failed window ended.
+fn print_windows(what: &str, out: &Outcome) {
+    for w in out.windows() {
+        eprintln!(
+            "{what}: window at {} %: {} -> {}",
+            w["percent"], w["verdict"], w["action"]
+        );
+        for c in w["checks"].as_array().into_iter().flatten() {
+            eprintln!("    {} {}: {}", c["name"], c["verdict"], c["reason"]);
+        }
+    }
+    let first_bad_end = out
+        .windows()
+        .iter()
+        .find(|w| w["verdict"] == "fail")
+        .and_then(|w| w["end"].as_f64());
+    let rollback = out
+        .of("deliver")
+        .iter()
+        .find(|d| d["why"] == "rollback")
+        .and_then(|d| d["time"].as_f64());
+    if let (Some(bad), Some(back)) = (first_bad_end, rollback) {
+        eprintln!(
+            "{what}: rolled back {:.1} s after the first failed window ended",
+            back - bad
+        );
+    }
+}
+
 /// A finished `graylane rollout` run.
 struct Outcome {
     code: i32,
@@ -410,9 +440,10 @@ fn wait_state(file: &std::path::Path, what: &str, ok: impl Fn(&Value) -> bool) {
     assert!(reached.is_ok(), "{what}: {reached:?}");
 }
 
-/// The requests sent while each delivered percent was in force (from half
-/// a second after its delivery, the time Envoy takes to swap the filter's
-/// configuration, to the next delivery).
+/// The requests sent while each delivered percent was surely in force:
+/// from half a second after its delivery (the time Envoy takes to swap the
+/// filter's configuration) to 0.3 s before the next one's event (the file
+/// is renamed into place just before the event is printed).
 fn per_step<'s>(out: &Outcome, sent: &'s [Sent]) -> Vec<(f64, Vec<&'s Sent>)> {
     let deliveries: Vec<(f64, f64)> = out
         .of("deliver")
@@ -431,7 +462,7 @@ fn per_step<'s>(out: &Outcome, sent: &'s [Sent]) -> Vec<(f64, Vec<&'s Sent>)> {
             let until = deliveries.get(i + 1).map(|d| d.0).unwrap_or(end);
             let in_force: Vec<&Sent> = sent
                 .iter()
-                .filter(|s| s.at > t + 0.5 && s.at < until)
+                .filter(|s| s.at > t + 0.5 && s.at < until - 0.3)
                 .collect();
             (*p, in_force)
         })
@@ -518,6 +549,7 @@ fn healthy_lane_is_promoted_step_by_step_and_sticky() {
         all.extend(gray);
         previous = Some(all);
     }
+    print_windows("healthy lane", &out);
     for w in out.windows() {
         eprintln!(
             "window step {} {} %: {} -> {}; lane {} req {} 5xx p99 {}; base {} req {} 5xx p99 {}",
@@ -552,6 +584,7 @@ fn failing_lane_is_rolled_back() {
     );
     let elapsed = now() - t0;
     let sent = traffic.stop();
+    print_windows("failing lane", &out);
     assert_eq!(out.code, 1, "{}", out.dump());
     assert_eq!(lab.ecds_percent(), 0.0);
     assert_eq!(*out.delivered().last().unwrap(), 0.0);
@@ -618,6 +651,7 @@ fn slow_lane_is_rolled_back_by_latency() {
         Duration::from_secs(120),
     );
     drop(traffic.stop());
+    print_windows("slow lane", &out);
     assert_eq!(out.code, 1, "{}", out.dump());
     assert_eq!(lab.ecds_percent(), 0.0);
     let failed: Vec<&Value> = out
