@@ -7,9 +7,12 @@
 #     in lib.sh: the same list scripts/test.sh validates), and
 #   - the gateway end-to-end tests (tests gateway, spoofing, fulllink and
 #     envoy_gateway_parity of wasm-tests) against the shipped filter, built
-#     once.
+#     once. On a version with a known Envoy bug that one of these tests hits
+#     (KNOWN_BUGS below), that test is left out and its workaround's test
+#     runs instead; the notes under the table say so.
 # Prints a table (version, validate, e2e, seconds) and exits non-zero when any
-# version fails. Each version's output is in .tools/compat/<version>.log.
+# version fails (e2e "ok" needs at least one test passed). Each version's
+# output is in .tools/compat/<version>.log.
 #
 # Usage: scripts/compat.sh [VERSION...]   (default: every minor, as above;
 #        a VERSION is an exact release, e.g. 1.36.4)
@@ -20,6 +23,14 @@ readonly MIN_MINOR=36
 # The gateway tests, and the Envoy Gateway recipe (Envoy Gateway 1.6 to 1.9
 # ship Envoy 1.36 to 1.39).
 readonly E2E_TESTS=(--test gateway --test spoofing --test fulllink --test envoy_gateway_parity)
+# Known Envoy bugs the E2E tests hit, one per line:
+#   MINORS|BINARY|TEST LEFT OUT|TEST RUN INSTEAD|WHY
+# (MINORS: space-separated Envoy minors; the tests are names in the wasm-tests
+# test BINARY). The one place that lists them; README "Supported Envoy
+# versions" describes each.
+readonly KNOWN_BUGS=(
+    "1.36 1.37|envoy_gateway_parity|policy_applied_to_a_running_gateway_takes_effect|policy_applied_to_a_gateway_with_the_warm_up_listener_takes_effect|Envoy 1.36/1.37 crash when LDS adds a wasm listener with no VM started at bootstrap; see README \"Supported Envoy versions\""
+)
 LOGS="$TOOLS/compat"
 mkdir -p "$LOGS"
 
@@ -117,6 +128,22 @@ log "Envoy versions: ${VERSIONS[*]}"
 # Compile the tests once, before any clock starts.
 cargo test --quiet -p graylane-wasm-tests "${E2E_TESTS[@]}" --no-run 2>&1 | tail -n 3 >&2
 
+# The KNOWN_BUGS lines that apply to Envoy $1.
+known_bugs_of() {
+    local minor entry
+    minor="$(cut -d. -f1,2 <<<"$1")"
+    for entry in "${KNOWN_BUGS[@]}"; do
+        if [[ " ${entry%%|*} " == *" $minor "* ]]; then
+            echo "$entry"
+        fi
+    done
+}
+
+# Whether the test log $1 (libtest, not quiet) has test $2 passed.
+passed_in() {
+    grep -qxF "test $2 ... ok" "$1"
+}
+
 mapfile -t CONFIGS < <(envoy_configs)
 ROWS=()
 FAILED=0
@@ -139,10 +166,29 @@ for version in "${VERSIONS[@]}"; do
                 validate="FAIL"
             fi
         done
-        log "Envoy $version: end-to-end tests (${E2E_TESTS[*]})"
+        # Tests left out for a known Envoy bug (exact names), and the ones
+        # that must then have run and passed instead.
+        skips=() instead=()
+        while IFS='|' read -r _ binary left_out run_instead why; do
+            [ -n "$binary" ] || continue
+            skips+=(--skip "$left_out")
+            instead+=("$run_instead")
+            NOTES+=("$version: left out $binary::$left_out ($why); ran $binary::$run_instead instead")
+        done < <(known_bugs_of "$version")
+        [ ${#skips[@]} = 0 ] || skips+=(--exact)
+        log "Envoy $version: end-to-end tests (${E2E_TESTS[*]}) ${skips[*]}"
         if GRAYLANE_ENVOY="$bin" cargo test --quiet -p graylane-wasm-tests "${E2E_TESTS[@]}" \
-            -- --test-threads 2 >>"$out" 2>&1; then
-            e2e="ok ($(grep -Eo '[0-9]+ passed' "$out" | awk '{s += $1} END {print s}') passed)"
+            -- --test-threads 2 --format pretty "${skips[@]}" >>"$out" 2>&1; then
+            passed="$(grep -E '^test result: ' "$out" | grep -Eo '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')"
+            e2e="ok ($passed passed)"
+            # No test passed: nothing was tested.
+            [ "$passed" -gt 0 ] || e2e="FAIL (0 passed)"
+            for name in "${instead[@]}"; do
+                if ! passed_in "$out" "$name"; then
+                    echo "Envoy $version: $name, run in place of a left-out test, did not pass" >&2
+                    e2e="FAIL"
+                fi
+            done
         else
             e2e="FAIL"
             grep -E '^(test .* FAILED|failures:|---- )' "$out" | head -n 20 >&2 || true

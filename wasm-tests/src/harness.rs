@@ -2,12 +2,20 @@
 //! filter, echo backends, and a plain HTTP/1.1 client. Everything listens on
 //! 127.0.0.1; Envoy is killed by PID when its handle drops (including on a
 //! failed assertion), and its log is printed when the test failed.
+//!
+//! An Envoy that dies during a test says so: while it runs, its handle is in
+//! a registry of this test process, and a client request that cannot
+//! connect, or whose connection breaks, names every Envoy of the registry
+//! that has exited, how (`Envoy exited: signal 11 (SIGSEGV)`, or its exit
+//! code) and the end of its log (a crash's backtrace), instead of only
+//! "connection refused" (see [`with_exits`]).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -117,10 +125,141 @@ pub fn json_string_value(json: &str) -> String {
 
 /// A running Envoy.
 pub struct Envoy {
-    child: Option<Child>,
+    /// Shared with the registry of running processes ([`watch`]).
+    child: Arc<Mutex<Option<Child>>>,
     pub admin: u16,
     pub dir: PathBuf,
     log: PathBuf,
+}
+
+/// A process the tests started and watch: whose handle, log and test.
+struct Watched {
+    name: String,
+    /// The test (thread) that started it.
+    test: String,
+    log: PathBuf,
+    child: Arc<Mutex<Option<Child>>>,
+}
+
+/// The processes of this test process that [`with_exits`] looks at.
+static WATCHED: Mutex<Vec<Watched>> = Mutex::new(Vec::new());
+
+fn watched() -> std::sync::MutexGuard<'static, Vec<Watched>> {
+    WATCHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Registers a started process (`name`, e.g. "Envoy", logging to `log`), so
+/// that client errors report it if it exits; returns the handle to keep and
+/// to give to [`unwatch`] when the test stops it.
+pub fn watch(name: &str, child: Child, log: &Path) -> Arc<Mutex<Option<Child>>> {
+    let child = Arc::new(Mutex::new(Some(child)));
+    watched().push(Watched {
+        name: name.to_string(),
+        test: thread::current().name().unwrap_or("?").to_string(),
+        log: log.to_path_buf(),
+        child: Arc::clone(&child),
+    });
+    child
+}
+
+/// Takes a process off the registry (before the test stops it).
+pub fn unwatch(child: &Arc<Mutex<Option<Child>>>) {
+    watched().retain(|w| !Arc::ptr_eq(&w.child, child));
+}
+
+/// How a process ended, as a person says it: `exit code 1`, `signal 11
+/// (SIGSEGV)`, `signal 6 (SIGABRT), core dumped`.
+pub fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exit code {code}");
+    }
+    let Some(signal) = status.signal() else {
+        return status.to_string();
+    };
+    let name = match signal {
+        1 => " (SIGHUP)",
+        2 => " (SIGINT)",
+        3 => " (SIGQUIT)",
+        4 => " (SIGILL)",
+        5 => " (SIGTRAP)",
+        6 => " (SIGABRT)",
+        7 => " (SIGBUS)",
+        8 => " (SIGFPE)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        13 => " (SIGPIPE)",
+        15 => " (SIGTERM)",
+        _ => "",
+    };
+    let core = if status.core_dumped() {
+        ", core dumped"
+    } else {
+        ""
+    };
+    format!("signal {signal}{name}{core}")
+}
+
+/// How many lines of a log [`log_end`] gives at most.
+const LOG_END_LINES: usize = 40;
+
+/// The end of a process's log that tells why it died: from Envoy's crash
+/// report on (the first line with `Caught ` — "Caught Segmentation fault",
+/// "Caught Aborted" — and the backtrace after it) when there is one, else
+/// its last lines; at most [`LOG_END_LINES`] lines either way.
+pub fn log_end(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let from = lines
+        .iter()
+        .position(|l| l.contains("Caught "))
+        .unwrap_or(lines.len().saturating_sub(LOG_END_LINES / 2));
+    lines
+        .iter()
+        .skip(from)
+        .take(LOG_END_LINES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What [`with_exits`] adds: for each watched process that has exited, how,
+/// and the end of its log; empty when none has.
+pub fn exits_report() -> String {
+    let mut out = String::new();
+    for w in watched().iter() {
+        let status = w
+            .child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        if let Some(status) = status {
+            let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+            out.push_str(&format!(
+                "; {} exited: {} (started by test {}, log {}); the end of its log:\n{}",
+                w.name,
+                describe_exit(status),
+                w.test,
+                w.log.display(),
+                log_end(&log)
+            ));
+        }
+    }
+    out
+}
+
+/// A client's I/O error (cannot connect, connection broken, no answer),
+/// with what [`exits_report`] says appended when a watched process (an
+/// Envoy of this test process) has exited: `connection refused; Envoy
+/// exited: signal 11 (SIGSEGV) ...`. The kind stays the same.
+pub fn with_exits(e: std::io::Error) -> std::io::Error {
+    let report = exits_report();
+    if report.is_empty() {
+        e
+    } else {
+        std::io::Error::new(e.kind(), format!("{e}{report}"))
+    }
 }
 
 /// Substitutes `{{NAME}}` placeholders; `{{WASM}}` is always the filter.
@@ -145,15 +284,12 @@ impl Envoy {
 
     /// [`Envoy::start`] with a number of worker threads.
     pub fn start_with(template: &str, vars: &[(&str, String)], workers: u32) -> Envoy {
-        let mut envoy = Self::spawn(template, vars, workers);
+        let envoy = Self::spawn(template, vars, workers, true);
         let ready = poll(Duration::from_secs(30), Duration::from_millis(50), || {
-            if let Some(status) = envoy
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = envoy.try_wait() {
                 panic!(
-                    "Envoy exited during start ({status}):\n{}",
+                    "Envoy exited during start: {}:\n{}",
+                    describe_exit(status),
                     envoy.log_text()
                 );
             }
@@ -171,24 +307,22 @@ impl Envoy {
     /// Starts Envoy on a config that must be refused; returns the exit
     /// status code and the log.
     pub fn start_expect_exit(template: &str, vars: &[(&str, String)]) -> (Option<i32>, String) {
-        let mut envoy = Self::spawn(template, vars, 1);
+        // Not watched: its exit is what the test waits for.
+        let envoy = Self::spawn(template, vars, 1, false);
         let exited = poll(Duration::from_secs(30), Duration::from_millis(50), || {
-            envoy
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-                .ok_or_else(String::new)
+            envoy.try_wait().ok_or_else(String::new)
         });
         match exited {
             Ok(status) => {
-                envoy.child = None;
+                envoy.lock_child().take();
                 (status.code(), envoy.log_text())
             }
             Err(_) => panic!("Envoy did not exit on a bad config:\n{}", envoy.log_text()),
         }
     }
 
-    fn spawn(template: &str, vars: &[(&str, String)], workers: u32) -> Envoy {
+    /// Starts Envoy; `watched`: registered for [`with_exits`].
+    fn spawn(template: &str, vars: &[(&str, String)], workers: u32, watched: bool) -> Envoy {
         let admin = free_port();
         let mut all: Vec<(&str, String)> = vars.to_vec();
         all.push(("ADMIN", admin.to_string()));
@@ -222,12 +356,30 @@ impl Envoy {
             .stderr(err_file)
             .spawn()
             .expect("spawn envoy");
+        let child = if watched {
+            watch("Envoy", child, &log)
+        } else {
+            Arc::new(Mutex::new(Some(child)))
+        };
         Envoy {
-            child: Some(child),
+            child,
             admin,
             dir,
             log,
         }
+    }
+
+    fn lock_child(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How Envoy exited, once it has (it is still running: `None`).
+    pub fn try_wait(&self) -> Option<ExitStatus> {
+        self.lock_child()
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Everything Envoy has logged so far.
@@ -344,30 +496,41 @@ impl Envoy {
 
     /// The PID of the Envoy process.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.lock_child().as_ref().map(Child::id)
     }
 }
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        stop_process(&mut self.child, "Envoy", &self.log);
+        unwatch(&self.child);
+        let mut child = self.lock_child().take();
+        stop_process(&mut child, "Envoy", &self.log);
     }
 }
 
 /// What a process handle does when it drops: kills the process by PID (if
 /// it still has it) and waits for it; during a panic, prints the process's
-/// log (`name` says whose).
+/// log (`name` says whose) and, when the process had exited before, how
+/// (`Envoy exited: signal 11 (SIGSEGV) before the test stopped it`).
 pub fn stop_process(child: &mut Option<Child>, name: &str, log: &Path) {
+    let mut exited = None;
     if let Some(mut c) = child.take() {
-        let _ = c.kill();
+        exited = c.try_wait().ok().flatten();
+        if exited.is_none() {
+            let _ = c.kill();
+        }
         let _ = c.wait();
     }
     if thread::panicking() {
-        eprintln!(
-            "----- {name} log ({}) -----\n{}",
-            log.display(),
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        eprintln!("----- {name} log ({}) -----\n{text}", log.display());
+        if let Some(status) = exited {
+            eprintln!(
+                "----- {name} exited: {} before the test stopped it; the end of its log:\n{}",
+                describe_exit(status),
+                log_end(&text)
+            );
+        }
     }
 }
 
@@ -418,7 +581,18 @@ pub fn get(port: u16, path: &str) -> std::io::Result<Response> {
 
 /// One HTTP/1.1 request on a new connection; header values are raw bytes so
 /// tests can send anything a client could.
+/// When it fails, the error names an Envoy of this test process that has
+/// exited ([`with_exits`]).
 pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> std::io::Result<Response> {
+    exchange(port, method, path, headers).map_err(with_exits)
+}
+
+fn exchange(
     port: u16,
     method: &str,
     path: &str,
@@ -705,5 +879,107 @@ mod poll_tests {
         let last = got.expect_err("never ok");
         assert_eq!(last, format!("call {calls}"));
         assert!(calls >= 2, "polled {calls} times");
+    }
+}
+
+#[cfg(test)]
+mod exit_tests {
+    use super::{free_port, get, poll, scratch_dir, unwatch, watch, Child, Command, Stdio};
+    use std::io::ErrorKind;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// `sh -c SCRIPT` as a watched "Envoy" whose output is its log.
+    fn watched_sh(script: &str) -> Arc<Mutex<Option<Child>>> {
+        let dir = scratch_dir("exit");
+        let log = dir.join("envoy.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        watch("Envoy", child, &log)
+    }
+
+    fn wait_exit(child: &Arc<Mutex<Option<Child>>>) {
+        let exited = poll(Duration::from_secs(10), Duration::from_millis(10), || {
+            let mut c = child.lock().unwrap();
+            match c.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(_))) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+        assert!(exited.is_ok(), "{exited:?}");
+    }
+
+    /// A request to a port nothing listens on: refused, with what the
+    /// registry adds.
+    fn refused(port: u16) -> String {
+        let e = get(port, "/").expect_err("nothing listens there");
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+        e.to_string()
+    }
+
+    /// The one test of the registry (which is process-wide): each step
+    /// depends on what the steps before it left watched.
+    #[test]
+    fn client_errors_name_the_envoys_that_exited() {
+        let port = free_port();
+        let alive = watched_sh("sleep 60");
+        let msg = refused(port);
+        assert!(
+            !msg.contains("exited"),
+            "a running process is not named: {msg}"
+        );
+
+        // Dies of a signal, after a crash report: the signal, and the log
+        // from the report on.
+        let crashed = watched_sh(
+            "echo 'info: starting'; \
+             echo '[critical][backtrace] Caught Segmentation fault, suspect faulting address 0x0'; \
+             echo '[critical][backtrace] #0: [0x7f00]'; \
+             kill -SEGV $$",
+        );
+        wait_exit(&crashed);
+        let msg = refused(port);
+        assert!(msg.starts_with("Connection refused"), "{msg}");
+        assert!(msg.contains("; Envoy exited: signal 11 (SIGSEGV)"), "{msg}");
+        assert!(
+            msg.contains("(started by test harness::exit_tests::client_errors_name_the_envoys_that_exited, log "),
+            "{msg}"
+        );
+        assert!(msg.contains("Caught Segmentation fault"), "{msg}");
+        assert!(msg.contains("#0: [0x7f00]"), "{msg}");
+        assert!(
+            !msg.contains("info: starting"),
+            "from the crash report on: {msg}"
+        );
+
+        // Exits with a code, no crash report: the code, and its last lines.
+        unwatch(&crashed);
+        let failed = watched_sh("echo 'error: bad config'; exit 3");
+        wait_exit(&failed);
+        let msg = refused(port);
+        assert!(msg.contains("; Envoy exited: exit code 3"), "{msg}");
+        assert!(msg.contains("error: bad config"), "{msg}");
+        assert!(
+            !msg.contains("signal 11"),
+            "the first one is no longer watched: {msg}"
+        );
+
+        // Killed (SIGKILL) from outside.
+        unwatch(&failed);
+        if let Some(c) = alive.lock().unwrap().as_mut() {
+            c.kill().unwrap();
+        }
+        wait_exit(&alive);
+        let msg = refused(port);
+        assert!(msg.contains("; Envoy exited: signal 9 (SIGKILL)"), "{msg}");
+        unwatch(&alive);
+        assert!(!refused(port).contains("exited"));
     }
 }

@@ -6,7 +6,7 @@
 //! Self-contained (std and serde_json only), so the tests can include it
 //! with `#[path]` as well as through the library.
 
-use crate::harness::{read_body, read_head, response_bytes};
+use crate::harness::{read_body, read_head, response_bytes, with_exits};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -306,10 +306,14 @@ impl Worker {
                     (reply.status, label)
                 }
                 Err(e) => {
+                    let kind = e.kind();
                     if report.errors.len() < 10 {
-                        report.errors.push(format!("request {i}: {e}"));
+                        // Names an Envoy of this test process that exited.
+                        report
+                            .errors
+                            .push(format!("request {i}: {}", with_exits(e)));
                     }
-                    (0, format!("error: {}", e.kind()))
+                    (0, format!("error: {kind}"))
                 }
             };
             let ended = self.start.elapsed();

@@ -25,7 +25,7 @@ use graylane_wasm_tests::examples::{
     self, backend_in, backend_of, fill_plugin as fill, split_plugin,
 };
 use graylane_wasm_tests::harness::{
-    free_port, read_body, read_head, request, scratch_dir, wait_until, wasm_path, Envoy,
+    free_port, read_body, read_head, request, scratch_dir, wait_until, wasm_path, with_exits, Envoy,
 };
 use graylane_wasm_tests::load::{self, Plan, Reply, Sample, Target};
 use std::io::{BufReader, Write};
@@ -168,7 +168,8 @@ struct Conn {
 
 impl Conn {
     fn open(port: u16) -> Conn {
-        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let s = TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("connect: {}", with_exits(e)));
         s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Conn {
@@ -185,11 +186,14 @@ impl Conn {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str("\r\n");
-        self.writer
-            .write_all(req.as_bytes())
-            .expect("write on the kept connection");
-        let (line, headers) = read_head(&mut self.reader).expect("kept connection: response");
-        let body = read_body(&mut self.reader, &headers, false).expect("body");
+        let broken = |what: &str, e: std::io::Error| -> ! { panic!("{what}: {}", with_exits(e)) };
+        if let Err(e) = self.writer.write_all(req.as_bytes()) {
+            broken("write on the kept connection", e)
+        }
+        let (line, headers) =
+            read_head(&mut self.reader).unwrap_or_else(|e| broken("kept connection: response", e));
+        let body =
+            read_body(&mut self.reader, &headers, false).unwrap_or_else(|e| broken("body", e));
         assert!(line.contains(" 200 "), "{line}");
         assert!(
             !headers

@@ -5,8 +5,13 @@
 
 use graylane::testvectors::{DECISION_TABLE, TABLE_CONFIG};
 use graylane_wasm_tests::configs::{bootstrap, cluster, listener, wasm_filter, Gateway};
-use graylane_wasm_tests::harness::{free_port, request_str, wasm_path, Envoy, Server};
+use graylane_wasm_tests::harness::{
+    free_port, poll, request, request_str, wasm_path, Envoy, Server,
+};
 use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use std::time::Duration;
 
 const TABLE_LANES: &[&str] = &[
     "gray", "beta", "android", "api-v2", "vip", "writes", "tenant", "sticky",
@@ -342,4 +347,36 @@ fn plugins_sharing_a_vm_keep_their_own_configs() {
         envoy.counter("wasmcustom.graylane.config_accepted"),
         2 * alone.counter("wasmcustom.graylane.config_accepted")
     );
+}
+
+/// An Envoy that dies during a test says so: the client request after the
+/// crash fails with how Envoy exited and its crash report, not only with
+/// "connection refused". Envoy's handler reports a SIGSEGV sent by `kill`
+/// as it does a crash of its own, then dies of it.
+#[test]
+fn a_crashed_envoy_is_named_in_the_client_error() {
+    let gw = Gateway::start(
+        r#"{"lanes": [{"name": "gray", "match": {"header": "location", "exact": "cn-shenzhen"}}]}"#,
+        &["gray"],
+    );
+    assert_eq!(gw.lane_of(&[("location", "cn-shenzhen")]), "gray");
+    let pid = gw.envoy.pid().expect("Envoy's pid");
+    let kill = Command::new("kill")
+        .args(["-SEGV", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = poll(Duration::from_secs(10), Duration::from_millis(20), || {
+        gw.envoy.try_wait().ok_or_else(String::new)
+    })
+    .expect("Envoy exits on SIGSEGV");
+    assert_eq!(status.signal(), Some(11), "{status}");
+    let e = request(gw.port, "GET", "/", &[]).expect_err("Envoy is gone");
+    let msg = e.to_string();
+    assert!(msg.contains("; Envoy exited: signal 11 (SIGSEGV)"), "{msg}");
+    assert!(
+        msg.contains("started by test a_crashed_envoy_is_named_in_the_client_error"),
+        "{msg}"
+    );
+    assert!(msg.contains("Caught Segmentation fault"), "{msg}");
 }
