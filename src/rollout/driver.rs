@@ -406,7 +406,7 @@ impl Run {
 
     /// Reads what `abort` or `promote` asked for.
     fn control(&mut self) -> Result<bool, End> {
-        let Ok(Some(on_disk)) = self.files.load() else {
+        let Ok(Some(on_disk)) = self.files.control() else {
             return Ok(false);
         };
         if on_disk.status == Status::Aborted {

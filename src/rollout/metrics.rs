@@ -51,8 +51,10 @@ impl ClusterMatcher {
         // The dashboard's convention: `<service>-<lane>`, or Istio's
         // `outbound|<port>|<lane>|<host>` (subsets named after the lanes).
         let is = |lane: &str| {
-            cluster.ends_with(&format!("-{lane}"))
-                || (cluster.starts_with("outbound|") && cluster.contains(&format!("|{lane}|")))
+            cluster
+                .strip_suffix(lane)
+                .is_some_and(|service| service.ends_with('-'))
+                || (cluster.starts_with("outbound|") && cluster.split('|').nth(2) == Some(lane))
         };
         if is(&self.lane) {
             Some(Side::Lane)

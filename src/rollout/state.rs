@@ -115,6 +115,15 @@ pub struct State {
     pub windows: Vec<WindowRecord>,
 }
 
+/// The fields of the state file that another command changes under a
+/// running rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Control {
+    pub status: Status,
+    pub promote_requested: bool,
+}
+
 pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -163,6 +172,16 @@ impl Files {
     }
 
     pub fn load(&self) -> Result<Option<State>, String> {
+        self.read()
+    }
+
+    /// What `abort` and `promote` leave for a running rollout, read
+    /// without the windows (the driver polls it several times a second).
+    pub fn control(&self) -> Result<Option<Control>, String> {
+        self.read()
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, String> {
         match std::fs::read(&self.state) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)

@@ -3,6 +3,7 @@
 //! backends the test can make fail or slow, steady traffic from many user
 //! ids, and the real `graylane` binary driving the release.
 
+use graylane_wasm_tests::configs::cluster;
 use graylane_wasm_tests::harness::{
     self, free_port, json_string_value, poll, repo_root, scratch_dir, wasm_path, Envoy, Received,
     Server,
@@ -181,11 +182,6 @@ impl Lab {
         std::fs::write(&ecds, ecds_file(&plugin_config(0.0))).unwrap();
         let (lane, base) = (Backend::start("gray"), Backend::start("base"));
         let gateway = free_port();
-        let cluster = |name: &str, port: u16| {
-            format!(
-                "\n  - name: {name}\n    type: STATIC\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }} ] }} ]"
-            )
-        };
         let yaml = format!(
             r#"node: {{ id: rollout, cluster: rollout }}
 admin:
