@@ -15,9 +15,9 @@
 
 use std::borrow::Cow;
 
-/// Most members a baggage header may carry (SPEC §8).
+/// Most members a baggage header may carry (README "Behaviour details").
 pub const MAX_MEMBERS: usize = 180;
-/// Most bytes a baggage header may carry (SPEC §8).
+/// Most bytes a baggage header may carry (README "Behaviour details").
 pub const MAX_BYTES: usize = 8192;
 
 /// One valid list-member, as the raw text it arrived with.

@@ -1,4 +1,4 @@
-//! Names of the filter's counters (SPEC §9), shared by the filter, the
+//! Names of the filter's counters (README "Metrics"), shared by the filter, the
 //! shipped Envoy `stats_tags` and the tests. Labels are embedded in a fixed
 //! shape so that Envoy tag extraction can lift them out:
 //! `graylane.requests.source.<source>.lane.<lane>` becomes

@@ -7,9 +7,9 @@
 // module: VM entries, its allocator, the engine, and the host-call
 // crossings themselves.
 //
-//   node scripts/bench/v8cost.mjs SPEC.json A.wasm [B.wasm ...]
+//   node scripts/bench/v8cost.mjs CASES.json A.wasm [B.wasm ...]
 //
-// SPEC.json is the output of `python3 scripts/bench/configs.py cost`.
+// CASES.json is the output of `python3 scripts/bench/configs.py cost`.
 // V8COST_ROUNDS (default 9), V8COST_REQUESTS per round (default 20000),
 // V8COST_TIER turbofan (default) or liftoff, V8COST_LOG=1 prints the
 // module's log lines. V8COST_THRASH_KB=N walks N KiB of other memory
@@ -32,7 +32,7 @@ if ((process.env.V8COST_TIER || "turbofan") === "liftoff") v8.setFlagsFromString
 
 const [specPath, ...wasmPaths] = process.argv.slice(2);
 if (!specPath || wasmPaths.length === 0) {
-  console.error("usage: node v8cost.mjs SPEC.json A.wasm [B.wasm ...]");
+  console.error("usage: node v8cost.mjs CASES.json A.wasm [B.wasm ...]");
   process.exit(2);
 }
 const spec = JSON.parse(readFileSync(specPath, "utf8"));

@@ -1,4 +1,4 @@
-//! The native `graylane` command line (SPEC §7): `check`, `explain`,
+//! The native `graylane` command line (README "The `graylane` CLI"): `check`, `explain`,
 //! `schema` and `completions`, on the same parsing, analysis and engine as
 //! the filter. Arguments are parsed by clap.
 //! Native only: none of this reaches the `.wasm`.

@@ -3,7 +3,7 @@
 //! A thin wrapper over serde_json's deserializer: it forwards every call and
 //! records, as an error unwinds, the member names and array indexes it
 //! passes (`lanes[2].match.any[0].regex`). It also holds the config to the
-//! JSON of SPEC §3 where serde's data model is looser than the document: a
+//! JSON of README "Configuration reference" where serde's data model is looser than the document: a
 //! struct is an object (serde would also take an array of its fields), an
 //! enum is a string (serde_json would also take `{"variant": null}`), and a
 //! member name appears once per object (a map would keep the last).

@@ -1,4 +1,4 @@
-//! Parse, then compile: JSON (SPEC §3) -> [`RawConfig`] -> [`Config`], the
+//! Parse, then compile: JSON (README "Configuration reference") -> [`RawConfig`] -> [`Config`], the
 //! structures the per-request code uses. Every error names the JSON path of
 //! the bad field and what would be accepted.
 
@@ -133,7 +133,7 @@ fn check_baggage_key(path: &str, key: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Lane name rule of SPEC §3.
+/// Lane name rule (README "Top level").
 pub fn check_lane_name(path: &str, name: &str) -> Result<(), ConfigError> {
     let valid_chars = name
         .bytes()

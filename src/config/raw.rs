@@ -1,4 +1,4 @@
-//! The plugin configuration exactly as the JSON of SPEC §3 spells it.
+//! The plugin configuration exactly as the JSON of README "Configuration reference" spells it.
 //! Every struct denies unknown fields: a typo must fail, not route to base.
 
 pub use crate::engine::{Incoming, OnMissingKey};
@@ -59,7 +59,7 @@ fn default_priority() -> i64 {
     100
 }
 
-/// Mirrored-traffic marking (SPEC §6).
+/// Mirrored-traffic marking (README "Shadow (mirrored) traffic").
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

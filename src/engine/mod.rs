@@ -1,5 +1,5 @@
-//! The lane engine: given a request, decide its lane (SPEC §4) and the header
-//! changes that carry it (SPEC §5). Host-independent: the filter implements
+//! The lane engine: given a request, decide its lane and the header changes
+//! that carry it (README "How a request is decided"). Host-independent: the filter implements
 //! [`Request`] with host calls, tests and the CLI with a header list.
 
 mod compiled;
@@ -112,7 +112,7 @@ pub struct Explanation {
     pub tried: Vec<(LaneId, RuleOutcome)>,
 }
 
-/// Header changes and counters for one request (SPEC §5).
+/// Header changes and counters for one request (README "How a request is decided").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Effects<'c> {
     /// Request headers to set (`Some`) or remove (`None`); only real changes.
@@ -123,7 +123,7 @@ pub struct Effects<'c> {
     pub fallback: Option<&'c str>,
     /// Incoming baggage members dropped as invalid or over the limits.
     pub baggage_dropped: usize,
-    /// The request is a mirrored copy (SPEC §6).
+    /// The request is a mirrored copy (README "Shadow (mirrored) traffic").
     pub shadow: bool,
 }
 
@@ -161,7 +161,7 @@ fn start<R: Request + ?Sized>(config: &Compiled, view: &View<'_, R>) -> Result<D
     if config.incoming != Incoming::Trust {
         return Ok(d);
     }
-    // The member counts wherever it stands in the incoming baggage (SPEC §8).
+    // The member counts wherever it stands in the incoming baggage (README "Behaviour details").
     let tag: Option<Cow<'_, str>> = match baggage::find(view.baggage(), &config.baggage_key) {
         Some(m) => m.decoded(),
         None => match view.first_header(&config.lane_header) {
@@ -182,7 +182,7 @@ fn start<R: Request + ?Sized>(config: &Compiled, view: &View<'_, R>) -> Result<D
     }
 }
 
-/// SPEC §4: the decision, through the exact-value index.
+/// README "How a request is decided": the decision, through the exact-value index.
 pub fn decide<R: Request + ?Sized>(
     config: &Compiled,
     view: &View<'_, R>,
@@ -453,13 +453,13 @@ fn leaf_holds<R: Request + ?Sized>(leaf: &Leaf, view: &View<'_, R>) -> bool {
     })
 }
 
-/// Whether operators may test a value: not oversized, and UTF-8 (SPEC §8).
+/// Whether operators may test a value: not oversized, and UTF-8 (README "Behaviour details").
 /// Values are nearly always ASCII, which is checked much faster.
 fn value_ok(v: &[u8]) -> bool {
     v.len() <= MAX_VALUE_LEN && (v.is_ascii() || std::str::from_utf8(v).is_ok())
 }
 
-/// A value that operators may test: UTF-8 and not oversized (SPEC §8).
+/// A value that operators may test: UTF-8 and not oversized (README "Behaviour details").
 fn value_str(v: &[u8]) -> Option<&str> {
     if v.len() > MAX_VALUE_LEN {
         return None;
@@ -586,7 +586,7 @@ fn service_for<'c, R: Request + ?Sized>(
     }
 }
 
-/// SPEC §5 and §6: the header changes for a request in `lane`.
+/// README "How a request is decided", "Shadow (mirrored) traffic": the header changes for a request in `lane`.
 pub fn effects<'c, R: Request + ?Sized>(
     config: &'c Compiled,
     view: &View<'_, R>,

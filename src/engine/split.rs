@@ -1,4 +1,4 @@
-//! Traffic splits: the bucket of a key (SPEC §3) and the split decision.
+//! Traffic splits: the bucket of a key (README "Split") and the split decision.
 
 use super::compiled::OnMissingKey;
 use super::rules::{KeySource, Split};

@@ -1,4 +1,4 @@
-//! Attributes of one request (SPEC §3 "Attributes"), read in place from the
+//! Attributes of one request (README "Conditions"), read in place from the
 //! header values: cookies, query parameters and baggage members are scanned
 //! on the bytes when asked for, without building lists.
 
@@ -6,7 +6,7 @@ use super::Request;
 use crate::baggage::{self, percent_decode, Item};
 use std::borrow::Cow;
 
-/// Longest attribute value that can match; longer ones simply do not (SPEC §8).
+/// Longest attribute value that can match; longer ones simply do not (README "Behaviour details").
 pub const MAX_VALUE_LEN: usize = 8192;
 
 /// A request as the engine sees it.

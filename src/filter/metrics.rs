@@ -1,4 +1,4 @@
-//! Counters of SPEC §9, defined per VM at configure time. Names carry
+//! Counters of README "Metrics", defined per VM at configure time. Names carry
 //! their labels in a fixed shape (`graylane.requests.source.S.lane.L`,
 //! `graylane.fallbacks.service.SVC`) that the `stats_tags` of the shipped
 //! Envoy configs turn into Prometheus labels; see `crate::metric_names`.
@@ -39,7 +39,7 @@ impl Slots {
 }
 
 /// Counter slots of one configuration. Per-request counts accumulate in
-/// the VM and reach the host on `flush` (SPEC §9: at least once a second
+/// the VM and reach the host on `flush` (README "Metrics": at least once a second
 /// and when the root stops); configuration counts go to the host at once.
 pub struct Metrics {
     slots: Slots,

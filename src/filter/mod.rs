@@ -378,7 +378,7 @@ impl Vm {
     }
 }
 
-/// The request header changes and the filter state (SPEC §5).
+/// The request header changes and the filter state (README "How a request is decided").
 fn apply(config: &Config, out: &Outcome<'_>) {
     for (name, value) in &out.effects.set {
         if let Err(status) = abi::set_header(abi::REQUEST_HEADERS, name, value.as_deref()) {

@@ -26,9 +26,9 @@ pub enum Stage {
     Read,
     /// Finding the header pairs in the buffer.
     Index,
-    /// The lane decision (SPEC §4).
+    /// The lane decision (README "How a request is decided").
     Decide,
-    /// The header changes (SPEC §5–6).
+    /// The header changes (README "How a request is decided").
     Effects,
     /// Header writes and the filter state: host calls.
     Apply,

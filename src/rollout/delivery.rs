@@ -1,4 +1,4 @@
-//! Delivery (README "Staged rollout", "Delivery"): the plugin configuration
+//! Delivery (README "Staged rollout", "The plan"): the plugin configuration
 //! at a percent, checked by the filter's own parser and analysis, written
 //! into every target by atomic rename, then applied.
 

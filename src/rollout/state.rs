@@ -1,5 +1,5 @@
-//! The state file beside the plan (README "Staged rollout", "State and
-//! recovery"): the step in force, when it began, every window's verdict.
+//! The state file beside the plan (README "Staged rollout", "Commands
+//! and exit status"): the step in force, when it began, every window's verdict.
 //! Written by atomic rename; changed only under the plan's lock file, so a
 //! running rollout, `abort` and `promote` never interleave their writes.
 
