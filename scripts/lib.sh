@@ -50,6 +50,25 @@ ensure_envoy() {
     export GRAYLANE_ENVOY="$ENVOY_BIN"
 }
 
+# The Python packages of the HTTP/2 and gRPC end-to-end tests
+# (wasm-tests/tests/http2.rs, grpc.rs; their client and server are in
+# wasm-tests/py/): grpcio (a real gRPC client and server, generic handlers,
+# no protoc step) and h2 (a raw HTTP/2 client), installed from PyPI into
+# .tools/grpc-py for this python3 (as the Envoy wheel is, so no venv module
+# is needed). Exports GRAYLANE_PY_PATH, which the tests put on PYTHONPATH.
+GRPC_PY="$TOOLS/grpc-py"
+GRPC_PY_WANT="grpcio==1.85.1 h2==4.4.1"
+ensure_grpc() {
+    if [ "$(cat "$GRPC_PY/.installed" 2>/dev/null || true)" != "$GRPC_PY_WANT $(python3 --version)" ]; then
+        log "installing $GRPC_PY_WANT (PyPI) into .tools/grpc-py"
+        rm -rf "$GRPC_PY"
+        # shellcheck disable=SC2086 # the list of requirements
+        python3 -m pip install --quiet --disable-pip-version-check --target "$GRPC_PY" $GRPC_PY_WANT
+        echo "$GRPC_PY_WANT $(python3 --version)" > "$GRPC_PY/.installed"
+    fi
+    export GRAYLANE_PY_PATH="$GRPC_PY"
+}
+
 # Prints, one per line, every Envoy bootstrap under envoy/, the files that
 # `envoy --mode validate` checks (scripts/test.sh, scripts/compat.sh). Not
 # bootstraps: Kubernetes manifests, and the files of dynamic resources (an

@@ -71,6 +71,8 @@ else
 fi
 
 step "end-to-end tests in real Envoy"
+# The HTTP/2 and gRPC tests' Python client and server (grpcio, h2).
+ensure_grpc
 # The rollout tests (wasm-tests/tests/rollout.rs) run the real binary.
 cargo build --quiet --bin graylane
 cargo test --quiet -p graylane-wasm-tests -- --test-threads 2

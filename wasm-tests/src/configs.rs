@@ -247,3 +247,33 @@ impl Gateway {
         r.header("x-backend").unwrap_or("none").to_string()
     }
 }
+
+/// The protocol options Istio gives a cluster it reaches over HTTP/2 (a
+/// gRPC or HTTP/2 port, or `h2UpgradePolicy: UPGRADE`): explicit HTTP/2,
+/// with its large stream limit. YAML at a cluster's indentation.
+pub const H2_PROTOCOL_OPTIONS: &str = r#"
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: { max_concurrent_streams: 1073741824 }"#;
+
+/// [`cluster`] reached over HTTP/2 ([`H2_PROTOCOL_OPTIONS`]).
+pub fn h2_cluster(name: &str, port: u16) -> String {
+    cluster(name, port) + H2_PROTOCOL_OPTIONS
+}
+
+/// [`listener`] whose access log lines also say the downstream protocol
+/// (`protocol=HTTP/2`, `protocol=HTTP/1.1`).
+pub fn listener_logging_protocol(
+    name: &str,
+    port: u16,
+    filters: &str,
+    virtual_hosts: &str,
+) -> String {
+    listener(name, port, filters, virtual_hosts).replacen(
+        r"cluster=%UPSTREAM_CLUSTER%\n",
+        r"cluster=%UPSTREAM_CLUSTER% protocol=%PROTOCOL%\n",
+        1,
+    )
+}

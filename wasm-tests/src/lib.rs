@@ -16,6 +16,8 @@ pub mod costhost;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod examples;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod h2;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod harness;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod load;
