@@ -596,22 +596,39 @@ fn check_name(path: &str, name: &str) -> Result<(), Error> {
     }
 }
 
-fn duration(path: &str, text: &str) -> Result<(), Error> {
-    let (num, unit) = match text.strip_suffix("ms") {
-        Some(n) => (n, "ms"),
-        None => match text.char_indices().last() {
-            Some((i, c)) if "smh".contains(c) => (&text[..i], "s"),
-            _ => ("", ""),
-        },
-    };
-    let ok = !unit.is_empty()
-        && !num.is_empty()
-        && num.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && num.parse::<f64>().is_ok_and(|v| v > 0.0);
-    if ok {
-        Ok(())
+/// A duration as `1s`, `500ms`, `2m` or `1h`, written back in seconds
+/// (`0.5s`): the JSON form of a `google.protobuf.Duration`, which every
+/// reader of the `DestinationRule` accepts.
+fn duration(path: &str, text: &str) -> Result<String, Error> {
+    let (num, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = text.strip_suffix('h') {
+        (n, 3600.0)
     } else {
-        mesh_err(path, format!("{text:?}: a duration such as 1s, 500ms, 2m"))
+        ("", 0.0)
+    };
+    let value = if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        num.parse::<f64>().ok().map(|v| v * scale)
+    } else {
+        None
+    };
+    match value {
+        // Whole milliseconds, so the text is exact.
+        Some(v) if v >= 0.001 && v <= 315_576_000_000.0 => {
+            let ms = (v * 1000.0).round() as u64;
+            let text = if ms % 1000 == 0 {
+                format!("{}s", ms / 1000)
+            } else {
+                let frac = format!("{:03}", ms % 1000);
+                format!("{}.{}s", ms / 1000, frac.trim_end_matches('0'))
+            };
+            Ok(text)
+        }
+        _ => mesh_err(path, format!("{text:?}: a duration such as 1s, 500ms, 2m")),
     }
 }
 
@@ -633,8 +650,8 @@ fn outlier_detection(o: Option<&RawOutlier>) -> Result<Value, Error> {
             "at least 1",
         );
     }
-    duration("outlierDetection.interval", &interval)?;
-    duration("outlierDetection.baseEjectionTime", &base)?;
+    let interval = duration("outlierDetection.interval", &interval)?;
+    let base = duration("outlierDetection.baseEjectionTime", &base)?;
     Ok(json!({
         "consecutive5xxErrors": c5,
         "splitExternalLocalOriginErrors": true,
@@ -737,6 +754,18 @@ fn envoy_filter(
                 },
             },
         }));
+        // Envoy delays host health changes by `update_merge_window` (1 s by
+        // default, which Istio keeps): an ejected lane endpoint would go on
+        // taking requests that long. At 0 an ejection moves the lane's
+        // traffic to base at once.
+        patches.push(json!({
+            "applyTo": "CLUSTER",
+            "match": {"context": context.as_str(), "cluster": {"name": svc.subset_cluster(lane)}},
+            "patch": {
+                "operation": "MERGE",
+                "value": {"common_lb_config": {"update_merge_window": "0s"}},
+            },
+        }));
         for vhost in vhosts {
             patches.push(json!({
                 "applyTo": "HTTP_ROUTE",
@@ -815,6 +844,22 @@ mod tests {
         );
         // svc-b has no lane: no EnvoyFilter.
         assert!(!a[4].text.contains("EnvoyFilter"), "{}", a[4].text);
+    }
+
+    #[test]
+    fn durations_in_seconds() {
+        for (text, want) in [
+            ("1s", "1s"),
+            ("500ms", "0.5s"),
+            ("2m", "120s"),
+            ("1.25s", "1.25s"),
+            ("1h", "3600s"),
+        ] {
+            assert_eq!(duration("p", text).unwrap(), want);
+        }
+        for bad in ["", "s", "1", "-1s", "0s", "1d", "1.2.3s"] {
+            assert!(duration("p", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
