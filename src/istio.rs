@@ -618,9 +618,9 @@ fn duration(path: &str, text: &str) -> Result<String, Error> {
     };
     match value {
         // Whole milliseconds, so the text is exact.
-        Some(v) if v >= 0.001 && v <= 315_576_000_000.0 => {
+        Some(v) if (0.001..=315_576_000_000.0).contains(&v) => {
             let ms = (v * 1000.0).round() as u64;
-            let text = if ms % 1000 == 0 {
+            let text = if ms.is_multiple_of(1000) {
                 format!("{}s", ms / 1000)
             } else {
                 let frac = format!("{:03}", ms % 1000);

@@ -530,7 +530,7 @@ fn version_app(version: &'static str, failing: Arc<AtomicBool>) -> AppHandler {
 }
 
 fn is_gray(i: usize) -> bool {
-    i % 2 == 0
+    i.is_multiple_of(2)
 }
 
 /// One stretch of the run: requests started in `[from, to)`.
