@@ -739,7 +739,10 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_istios_shape() {
             ));
             t = e;
         }
-        println!("timeline {}:{line}", p.name);
+        println!(
+            "istio fallback: gray requests per 250 ms (to gray/to base/failed), phase {}:{line}",
+            p.name
+        );
     }
     let [healthy, empty, refusing, erroring, back] = phases.as_slice() else {
         unreachable!()
