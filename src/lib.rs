@@ -9,6 +9,8 @@ pub mod config;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod istio;
 pub mod metric_names;
 #[cfg(not(target_os = "wasi"))]
 pub mod report;

@@ -1063,3 +1063,134 @@ fn committed_rollout_schema_is_fresh_and_takes_the_demo_plan() {
     assert_eq!(plan.lane, "gray");
     assert_eq!(plan.steps.len(), 4);
 }
+
+// ---------------------------------------------------------------- istio
+
+const ISTIO_SCHEMA_FILE: &str = "envoy/istio-mesh.schema.json";
+const ISTIO_CONFIG: &str = "envoy/istio/input/config.yaml";
+const ISTIO_MESH: &str = "envoy/istio/input/mesh.yaml";
+
+fn repo(path: &str) -> String {
+    Path::new(ROOT).join(path).display().to_string()
+}
+
+/// The committed `envoy/istio/` manifests are exactly what `graylane istio`
+/// writes for the committed input, and a second run writes the same bytes.
+#[test]
+fn committed_istio_recipe_is_the_generated_one() {
+    let dir = std::env::temp_dir().join(format!("graylane-cli-istio-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.to_str().unwrap();
+    let run = graylane(&[
+        "istio",
+        &repo(ISTIO_CONFIG),
+        &repo(ISTIO_MESH),
+        "--out",
+        out,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut written: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    let mut committed: Vec<String> = std::fs::read_dir(Path::new(ROOT).join("envoy/istio"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    committed.sort();
+    assert_eq!(written, committed, "files of envoy/istio/");
+    let regenerate = format!(
+        "regenerate with\n    cargo run --bin graylane -- istio {ISTIO_CONFIG} {ISTIO_MESH} --out envoy/istio"
+    );
+    let mut stream = String::new();
+    for name in &written {
+        let fresh = std::fs::read_to_string(dir.join(name)).unwrap();
+        let old = std::fs::read_to_string(Path::new(ROOT).join("envoy/istio").join(name)).unwrap();
+        assert!(fresh == old, "envoy/istio/{name} is stale: {regenerate}");
+        stream.push_str(&fresh);
+    }
+    // Same input, same bytes: on stdout twice, and as the files.
+    let a = graylane(&["istio", &repo(ISTIO_CONFIG), &repo(ISTIO_MESH)]);
+    let b = graylane(&["istio", &repo(ISTIO_CONFIG), &repo(ISTIO_MESH)]);
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    assert_eq!(a.stdout, b.stdout);
+    for name in &written {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(a.stdout.contains(&format!("# {name}\n{text}")), "{name}");
+    }
+    let again = graylane(&[
+        "istio",
+        &repo(ISTIO_CONFIG),
+        &repo(ISTIO_MESH),
+        "--out",
+        out,
+    ]);
+    assert_eq!(again.code, 0);
+    for name in &written {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(stream.contains(&text));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn istio_errors_name_the_field() {
+    let mesh = TempFile::new(
+        "yaml",
+        "namespace: demo\nimage: oci://r/graylane:1\nservices:\n  svc-a: {port: 9080, lanes: [blue]}\n  svc-b: {port: 9080}\n  svc-c: {port: 9080}\n",
+    );
+    let run = graylane(&["istio", &repo(ISTIO_CONFIG), mesh.path()]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.starts_with("error: mesh: services.svc-a.lanes"),
+        "{}",
+        run.stderr
+    );
+    let typo = TempFile::new(
+        "yaml",
+        "namespace: demo\nimage: oci://r/graylane:1\nservices:\n  svc-a: {prot: 9080}\n",
+    );
+    let run = graylane(&["istio", &repo(ISTIO_CONFIG), typo.path()]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("services.svc-a.prot"), "{}", run.stderr);
+    let bad_config = TempFile::new(
+        "json",
+        r#"{"lanes": [{"name": "gray", "match": {"header": "x", "exatc": "1"}}]}"#,
+    );
+    let run = graylane(&["istio", bad_config.path(), &repo(ISTIO_MESH)]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .starts_with("error: config: lanes[0].match.exatc"),
+        "{}",
+        run.stderr
+    );
+    let run = graylane(&["istio", "/nonexistent.json", &repo(ISTIO_MESH)]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+}
+
+#[test]
+fn committed_istio_schema_is_fresh_and_takes_the_demo_mesh() {
+    let run = graylane(&["schema", "istio"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let committed =
+        std::fs::read_to_string(Path::new(ROOT).join(ISTIO_SCHEMA_FILE)).unwrap_or_default();
+    assert!(
+        committed == run.stdout,
+        "{ISTIO_SCHEMA_FILE} is stale. Regenerate it with\n    \
+         cargo run --bin graylane -- schema istio > {ISTIO_SCHEMA_FILE}\nand commit it."
+    );
+    let schema: Value = serde_json::from_str(&run.stdout).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let demo: Value =
+        serde_norway::from_str(&std::fs::read_to_string(repo(ISTIO_MESH)).unwrap()).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&demo)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(!validator
+        .is_valid(&json!({"namespace": "d", "image": "oci://x", "services": {}, "gatway": {}})));
+}

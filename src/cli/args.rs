@@ -18,7 +18,7 @@ google.protobuf.StringValue.";
     name = "graylane",
     version,
     about = "graylane: offline tools for the graylane proxy-wasm filter",
-    override_usage = "graylane check CONFIG\n       graylane explain CONFIG [OPTIONS]\n       graylane rollout PLAN [--json]\n       graylane rollout status|promote|abort|resume PLAN\n       graylane schema\n       graylane completions SHELL",
+    override_usage = "graylane check CONFIG\n       graylane explain CONFIG [OPTIONS]\n       graylane rollout PLAN [--json]\n       graylane rollout status|promote|abort|resume PLAN\n       graylane istio CONFIG MESH [--out DIR]\n       graylane schema\n       graylane completions SHELL",
     after_help = CONFIG_HELP,
     arg_required_else_help = true
 )]
@@ -59,11 +59,30 @@ pub enum Command {
             State, lock and report files are written beside the plan (PLAN.state.json, PLAN.report.md)."
     )]
     Rollout(RolloutCmd),
+    /// Write the Istio recipe (WasmPlugins, DestinationRules, VirtualServices,
+    /// EnvoyFilter fallback patches) for a plugin config and a mesh description.
+    #[command(
+        after_help = "CONFIG is the plugin configuration (JSON or YAML) with `services`; MESH the mesh\n\
+            description (YAML or JSON; `graylane schema istio`). Without --out the recipe goes to\n\
+            stdout as one YAML stream. Exit 0, 1 invalid CONFIG or MESH, 2 usage or unreadable file."
+    )]
+    Istio {
+        /// The plugin configuration
+        #[arg(value_name = "CONFIG")]
+        config: String,
+        /// The mesh description
+        #[arg(value_name = "MESH")]
+        mesh: String,
+        /// Write one file per service (and the WasmPlugins, the Gateway) into DIR
+        #[arg(long, value_name = "DIR")]
+        out: Option<String>,
+    },
     /// Print the JSON Schema of the plugin configuration
     /// (the committed copy is envoy/graylane.schema.json); with `rollout`,
-    /// of the rollout plan (envoy/rollout.schema.json).
+    /// of the rollout plan (envoy/rollout.schema.json); with `istio`, of the
+    /// mesh description (envoy/istio-mesh.schema.json).
     Schema {
-        /// `rollout`: the rollout plan's schema
+        /// `rollout`: the rollout plan's schema; `istio`: the mesh description's
         #[arg(value_name = "WHAT")]
         what: Option<SchemaWhat>,
     },
@@ -85,6 +104,8 @@ pub enum SchemaWhat {
     Config,
     /// The rollout plan
     Rollout,
+    /// The mesh description of `graylane istio`
+    Istio,
 }
 
 /// `graylane rollout PLAN` or one of its subcommands.

@@ -7,6 +7,7 @@ mod args;
 mod check;
 mod explain;
 pub mod input;
+mod istio;
 pub mod schema;
 
 use args::{Cli, Command};
@@ -45,8 +46,14 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Command::Schema { what } => match what {
             None | Some(args::SchemaWhat::Config) => schema::run(&[], out, err),
             Some(args::SchemaWhat::Rollout) => schema::run_rollout(out, err),
+            Some(args::SchemaWhat::Istio) => schema::run_istio(out, err),
         },
         Command::Rollout(cmd) => rollout(cmd, out, err),
+        Command::Istio {
+            config,
+            mesh,
+            out: dir,
+        } => istio::run(&config, &mesh, dir.as_deref(), out, err),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "graylane", out);
             EXIT_OK

@@ -55,6 +55,23 @@ pub fn rollout_schema_text() -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Path of the committed copy of the mesh description's schema.
+pub const ISTIO_COMMITTED_PATH: &str = "envoy/istio-mesh.schema.json";
+
+/// `graylane schema istio`.
+pub fn run_istio(out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    print(istio_schema_text(), out, err)
+}
+
+/// The mesh description's schema as printed (pretty JSON, final newline).
+pub fn istio_schema_text() -> Result<String, String> {
+    let mut v = crate::istio::schema();
+    strip_null(&mut v);
+    serde_json::to_string_pretty(&v)
+        .map(|s| s + "\n")
+        .map_err(|e| e.to_string())
+}
+
 /// The schema as printed by `graylane schema` (pretty JSON, final newline).
 pub fn schema_text() -> Result<String, String> {
     let v = schema()?;
