@@ -16,5 +16,7 @@ pub mod report;
 pub mod rollout;
 pub mod testvectors;
 
-#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+// The bench's proxy-wasm SDK build (scripts/bench/sdk-filter) brings its
+// own exports and builds this library with `--cfg graylane_sdk_bench`.
+#[cfg(all(target_arch = "wasm32", target_os = "wasi", not(graylane_sdk_bench)))]
 mod filter;
