@@ -15,14 +15,13 @@ mod abi;
 mod headers;
 mod metrics;
 mod plugin;
-#[cfg(feature = "stage-timing")]
 mod stages;
 
 use crate::config::Config;
 use headers::Pair;
 use metrics::Metrics;
 use plugin::ResponseHeaders;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// `Action::Continue`.
@@ -55,44 +54,17 @@ thread_local! {
     static VM: RefCell<Vm> = const {
         RefCell::new(Vm { roots: Vec::new(), streams: Vec::new(), pending: Vec::new(), pairs: Vec::new() })
     };
-    /// The buffer the host writes the request headers into, reused.
-    static HEADER_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// Set while the host is asked for the request headers: its allocation
-    /// is then served from `HEADER_BUF`.
-    static READING_HEADERS: Cell<bool> = const { Cell::new(false) };
-}
-
-#[cfg(target_os = "wasi")]
-extern "C" {
-    fn __wasm_call_ctors();
 }
 
 /// Module start: static constructors, then the logger.
 #[no_mangle]
 pub extern "C" fn _initialize() {
-    // SAFETY: the module's static constructors, run once before any other
-    // export, as a WASI reactor requires.
-    unsafe { __wasm_call_ctors() };
+    abi::run_static_constructors();
     plugin::start_logging();
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_abi_version_0_2_1() {}
-
-/// The host allocates what it returns to the module through this. During
-/// the request-header read it gets the reused header buffer.
-#[no_mangle]
-pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
-    if READING_HEADERS.get() {
-        return HEADER_BUF.with_borrow_mut(|buf| {
-            buf.clear();
-            buf.resize(size, 0);
-            buf.as_mut_ptr()
-        });
-    }
-    // Handed back as `Vec::from_raw_parts(ptr, size, size)` (abi.rs).
-    Box::into_raw(vec![0u8; size].into_boxed_slice()).cast::<u8>()
-}
 
 #[no_mangle]
 pub extern "C" fn proxy_on_vm_start(root_id: u32, _vm_configuration_size: usize) -> bool {
@@ -235,41 +207,21 @@ impl Vm {
         let Some((config, metrics)) = self.root_of(context_id) else {
             return;
         };
-        #[cfg(feature = "stage-timing")]
         let mut lap = stages::Lap::start();
-        READING_HEADERS.set(true);
-        let read = abi::request_header_pairs();
-        READING_HEADERS.set(false);
-        #[cfg(feature = "stage-timing")]
-        lap.end(stages::Stage::Read);
-        let size = match read {
-            // The host wrote into the header buffer, as allocated above.
-            Ok((data, size)) if size == 0 || HEADER_BUF.with_borrow(|b| b.as_ptr() == data) => size,
-            Ok(_) => {
-                log::warn!("#{context_id} request headers not in the header buffer");
-                return;
-            }
-            Err(status) => {
-                log::warn!("#{context_id} cannot read request headers: {status}");
-                return;
-            }
-        };
-        if size > 0 {
-            // The host allocated the buffer it wrote through the export.
-            entered("proxy_on_memory_allocate", context_id);
-        }
         let mut pairs = std::mem::take(&mut self.pairs);
-        let response = HEADER_BUF.with_borrow(|buf| {
-            let buf = buf.get(..size).unwrap_or_default();
-            #[cfg(not(feature = "stage-timing"))]
-            let response = plugin::on_request(context_id, &config, &metrics, buf, &mut pairs);
-            #[cfg(feature = "stage-timing")]
-            let response = plugin::on_request(context_id, &config, &metrics, buf, &mut pairs, lap);
-            response
+        let read = abi::with_request_headers(|buf| {
+            lap.end(stages::Stage::Read);
+            if !buf.is_empty() {
+                // The host allocated the buffer it wrote through the export.
+                entered("proxy_on_memory_allocate", context_id);
+            }
+            plugin::on_request(context_id, &config, &metrics, buf, &mut pairs, lap)
         });
         self.pairs = pairs;
-        if let Some(headers) = response {
-            bounded_push(&mut self.pending, (context_id, headers));
+        match read {
+            Ok(Some(headers)) => bounded_push(&mut self.pending, (context_id, headers)),
+            Ok(None) => {}
+            Err(status) => log::warn!("#{context_id} cannot read request headers: {status}"),
         }
     }
 }

@@ -7,8 +7,7 @@
 use super::abi;
 use super::headers::{HostHeaders, Pair};
 use super::metrics::Metrics;
-#[cfg(feature = "stage-timing")]
-use super::stages;
+use super::stages::{self, Stage};
 use crate::config::Config;
 use crate::engine::{self, Outcome};
 use std::rc::Rc;
@@ -137,43 +136,37 @@ fn read_configuration(current: &Metrics) -> Option<(Rc<Config>, Rc<Metrics>)> {
 /// One request's headers, serialized by the host in `buf`: the engine's
 /// decision, its header changes and filter state written back, the counts
 /// recorded; returns the response headers to add, if any. `pairs` is reused
-/// scratch space.
+/// scratch space; `lap` times the stages (a no-op but in the stage-timing
+/// build).
 pub fn on_request(
     context_id: u32,
     config: &Config,
     metrics: &Metrics,
     buf: &[u8],
     pairs: &mut Vec<Pair>,
-    #[cfg(feature = "stage-timing")] mut lap: stages::Lap,
+    mut lap: stages::Lap,
 ) -> Option<ResponseHeaders> {
     let headers = HostHeaders::index(buf, pairs);
-    #[cfg(not(feature = "stage-timing"))]
-    let out = engine::process(config, &headers, &mut random_u64);
-    #[cfg(feature = "stage-timing")]
-    let out = {
-        lap.end(stages::Stage::Index);
-        let view = engine::View::new(&headers);
-        let decision = engine::decide(config, &view, &mut random_u64);
-        lap.end(stages::Stage::Decide);
-        let effects = engine::effects(config, &view, decision.lane);
-        lap.end(stages::Stage::Effects);
-        Outcome { decision, effects }
-    };
+    lap.end(Stage::Index);
+    // `engine::process`, in its steps, for the stage timer.
+    let view = engine::View::new(&headers);
+    let decision = engine::decide(config, &view, &mut random_u64);
+    lap.end(Stage::Decide);
+    let effects = engine::effects(config, &view, decision.lane);
+    lap.end(Stage::Effects);
+    let out = Outcome { decision, effects };
     apply(config, &out);
-    #[cfg(feature = "stage-timing")]
-    lap.end(stages::Stage::Apply);
+    lap.end(Stage::Apply);
     metrics.record(&out);
-    #[cfg(feature = "stage-timing")]
-    {
-        lap.end(stages::Stage::Record);
-        stages::request_done(|| {
-            std::hint::black_box(engine::process(config, &headers, &mut random_u64));
-        });
-    }
+    lap.end(Stage::Record);
+    stages::request_done(|| {
+        std::hint::black_box(engine::process(config, &headers, &mut random_u64));
+    });
     if log::log_enabled!(log::Level::Debug) {
         debug_line(context_id, config, &out);
     }
-    response_headers(config, &out)
+    let response = out.decision.response_headers(config);
+    (!response.is_empty()).then_some(response)
 }
 
 /// Adds a stream's response headers (cookies added, others replaced).
@@ -201,22 +194,6 @@ fn apply(config: &Config, out: &Outcome<'_>) {
     if let Err(status) = abi::set_property(LANE_PROPERTY, lane.as_bytes()) {
         log::debug!("cannot set filter state: {status}");
     }
-}
-
-/// Headers to add to the response, if any: the lane header, assigned cookies.
-fn response_headers(config: &Config, out: &Outcome<'_>) -> Option<ResponseHeaders> {
-    if !config.response_header && out.decision.assigned.is_empty() {
-        return None;
-    }
-    let mut headers = Vec::new();
-    if config.response_header {
-        let lane = config.lane_name(out.decision.lane);
-        headers.push((config.lane_header.clone(), lane.to_string()));
-    }
-    for cookie in &out.decision.assigned {
-        headers.push(("set-cookie".to_string(), cookie.set_cookie()));
-    }
-    Some(headers)
 }
 
 fn debug_line(context_id: u32, config: &Config, out: &Outcome<'_>) {

@@ -13,6 +13,8 @@ mod headers;
 mod metrics;
 #[path = "../../../../src/filter/plugin.rs"]
 mod plugin;
+#[path = "../../../../src/filter/stages.rs"]
+mod stages;
 
 use config::Config;
 use headers::Pair;
@@ -87,6 +89,7 @@ impl HttpContext for Stream {
         let Some((config, metrics)) = &self.root else {
             return Action::Continue;
         };
+        let mut lap = stages::Lap::start();
         let buf = match abi::request_headers() {
             Ok(buf) => buf,
             Err(status) => {
@@ -94,8 +97,10 @@ impl HttpContext for Stream {
                 return Action::Continue;
             }
         };
-        self.response = PAIRS
-            .with_borrow_mut(|pairs| plugin::on_request(self.id, config, metrics, &buf, pairs));
+        lap.end(stages::Stage::Read);
+        self.response = PAIRS.with_borrow_mut(|pairs| {
+            plugin::on_request(self.id, config, metrics, &buf, pairs, lap)
+        });
         Action::Continue
     }
 
