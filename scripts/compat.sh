@@ -20,9 +20,10 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 readonly MIN_MINOR=36
-# The gateway tests, and the Envoy Gateway recipe (Envoy Gateway 1.6 to 1.9
-# ship Envoy 1.36 to 1.39).
-readonly E2E_TESTS=(--test gateway --test spoofing --test fulllink --test envoy_gateway_parity)
+# The gateway tests, the Envoy Gateway recipe (Envoy Gateway 1.6 to 1.9
+# ship Envoy 1.36 to 1.39), and that the version calls every callback the
+# filter exports.
+readonly E2E_TESTS=(--test gateway --test spoofing --test fulllink --test envoy_gateway_parity --test callbacks)
 # Known Envoy bugs the E2E tests hit, one per line:
 #   MINORS|BINARY|TEST LEFT OUT|TEST RUN INSTEAD|WHY
 # (MINORS: space-separated Envoy minors; the tests are names in the wasm-tests

@@ -4,13 +4,18 @@
 The proxy-wasm host looks up every `proxy_on_*` export by name; one that is
 missing is never called (the host continues without entering the VM). The
 Rust SDK exports all of them, so every stream event would enter the VM for
-nothing; `scripts/bench.sh` uses this on its empty SDK filter. graylane
-implements the ABI itself (src/filter/mod.rs) and exports exactly KEEP:
-here the script is a guard that fails when one of those is missing and
-drops any export a dependency might add.
+nothing; `scripts/bench.sh` uses this on its empty SDK filter, and
+`scripts/bench/sdk-compare.sh` on graylane built on the SDK
+(scripts/bench/sdk-filter, which implements the same callbacks as the
+shipped filter). graylane implements the ABI itself (src/filter/mod.rs)
+and exports exactly KEEP: here the script is a guard that fails when one
+of those is missing and drops any export a dependency might add.
 
-KEEP must list every callback graylane exports, plus memory allocation and
-the module's start.
+KEEP is a fixed list, not read from the code: it must list every callback
+graylane exports, plus memory allocation and the module's start. An SDK
+build that overrides a callback not listed here would lose it silently;
+wasm-tests/tests/callbacks.rs checks in Envoy that every callback kept is
+called.
 
 usage: strip-exports.py IN.wasm OUT.wasm
 """

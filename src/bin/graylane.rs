@@ -1,5 +1,6 @@
 //! `graylane`: check a configuration, explain a request's lane, print the
 //! configuration's JSON Schema. See `graylane help` and `graylane::cli`.
+#![deny(unsafe_code)]
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {

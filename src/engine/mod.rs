@@ -93,6 +93,26 @@ pub struct Decision {
     pub assigned: Vec<AssignedCookie>,
 }
 
+impl Decision {
+    /// The headers to add to the response: the lane header when
+    /// `responseHeader` is on, and a `set-cookie` per assigned cookie. Empty
+    /// (no allocation) for most requests.
+    pub fn response_headers(&self, config: &Compiled) -> Vec<(String, String)> {
+        if !config.response_header && self.assigned.is_empty() {
+            return Vec::new();
+        }
+        let mut headers = Vec::new();
+        if config.response_header {
+            let lane = config.lane_name(self.lane);
+            headers.push((config.lane_header.clone(), lane.to_string()));
+        }
+        for cookie in &self.assigned {
+            headers.push(("set-cookie".to_string(), cookie.set_cookie()));
+        }
+        headers
+    }
+}
+
 /// Why one lane rule did not win, or that it did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleOutcome {

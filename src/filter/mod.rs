@@ -2,7 +2,9 @@
 //! implements the proxy-wasm ABI 0.2.1 directly (see `abi` for why):
 //! root contexts configure (parse + compile) and define counters; on each
 //! request, one bulk read of the headers into a reused buffer, the engine,
-//! then only the header changes the engine asks for.
+//! then only the header changes the engine asks for. This file is the
+//! exports and the per-VM state; what a configure and a request do is in
+//! `plugin`.
 //!
 //! Callbacks the filter exports, per request: context create, request
 //! headers, response headers, delete; per root, once a second: tick (the
@@ -12,18 +14,16 @@
 mod abi;
 mod headers;
 mod metrics;
-#[cfg(feature = "stage-timing")]
+mod plugin;
 mod stages;
 
 use crate::config::Config;
-use crate::engine::{self, Outcome};
-use headers::{HostHeaders, Pair};
+use headers::Pair;
 use metrics::Metrics;
-use std::cell::{Cell, RefCell};
+use plugin::ResponseHeaders;
+use std::cell::RefCell;
 use std::rc::Rc;
 
-/// Filter state key; Envoy shows it as `%FILTER_STATE(wasm.graylane.lane:PLAIN)%`.
-const LANE_PROPERTY: &str = "graylane.lane";
 /// `Action::Continue`.
 const CONTINUE: u32 = 0;
 /// Most streams remembered at once for a root or a pending response (a
@@ -45,7 +45,7 @@ struct Vm {
     /// roots (plugins that share a VM); with one root every stream is its.
     streams: Vec<(u32, u32)>,
     /// Response headers to add, by stream: the lane header, assigned cookies.
-    pending: Vec<(u32, Vec<(String, String)>)>,
+    pending: Vec<(u32, ResponseHeaders)>,
     /// Pair positions of the current request's headers, reused.
     pairs: Vec<Pair>,
 }
@@ -54,93 +54,28 @@ thread_local! {
     static VM: RefCell<Vm> = const {
         RefCell::new(Vm { roots: Vec::new(), streams: Vec::new(), pending: Vec::new(), pairs: Vec::new() })
     };
-    /// The buffer the host writes the request headers into, reused.
-    static HEADER_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// Set while the host is asked for the request headers: its allocation
-    /// is then served from `HEADER_BUF`.
-    static READING_HEADERS: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Log lines through the host (`proxy_log`).
-struct HostLogger;
-
-impl log::Log for HostLogger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let level = match record.level() {
-            log::Level::Trace => 0,
-            log::Level::Debug => 1,
-            log::Level::Info => 2,
-            log::Level::Warn => 3,
-            log::Level::Error => 4,
-        };
-        abi::log(level, &record.args().to_string());
-    }
-
-    fn flush(&self) {}
-}
-
-static LOGGER: HostLogger = HostLogger;
-
-/// Follows Envoy's log level, so per-request debug lines cost nothing
-/// unless debug logging is on.
-fn follow_host_log_level() {
-    let level = match abi::log_level() {
-        Ok(0) => log::LevelFilter::Trace,
-        Ok(1) => log::LevelFilter::Debug,
-        Ok(2) | Err(_) => log::LevelFilter::Info,
-        Ok(3) => log::LevelFilter::Warn,
-        Ok(_) => log::LevelFilter::Error,
-    };
-    log::set_max_level(level);
-}
-
-#[cfg(target_os = "wasi")]
-extern "C" {
-    fn __wasm_call_ctors();
 }
 
 /// Module start: static constructors, then the logger.
 #[no_mangle]
 pub extern "C" fn _initialize() {
-    // SAFETY: the module's static constructors, run once before any other
-    // export, as a WASI reactor requires.
-    unsafe { __wasm_call_ctors() };
-    let _ = log::set_logger(&LOGGER);
-    log::set_max_level(log::LevelFilter::Info);
+    abi::run_static_constructors();
+    plugin::start_logging();
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_abi_version_0_2_1() {}
 
-/// The host allocates what it returns to the module through this. During
-/// the request-header read it gets the reused header buffer.
 #[no_mangle]
-pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
-    if READING_HEADERS.get() {
-        return HEADER_BUF.with_borrow_mut(|buf| {
-            buf.clear();
-            buf.resize(size, 0);
-            buf.as_mut_ptr()
-        });
-    }
-    // Handed back as `Vec::from_raw_parts(ptr, size, size)` (abi.rs).
-    Box::into_raw(vec![0u8; size].into_boxed_slice()).cast::<u8>()
-}
-
-#[no_mangle]
-pub extern "C" fn proxy_on_vm_start(_root_id: u32, _vm_configuration_size: usize) -> bool {
+pub extern "C" fn proxy_on_vm_start(root_id: u32, _vm_configuration_size: usize) -> bool {
+    plugin::follow_host_log_level();
+    entered("proxy_on_vm_start", root_id);
     true
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
+    entered("proxy_on_context_create", context_id);
     VM.with_borrow_mut(|vm| {
         if parent_id == 0 {
             vm.root_mut(context_id);
@@ -152,8 +87,11 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
 
 #[no_mangle]
 pub extern "C" fn proxy_on_configure(root_id: u32, _configuration_size: usize) -> bool {
-    follow_host_log_level();
-    VM.with_borrow_mut(|vm| vm.root_mut(root_id).configure())
+    entered("proxy_on_configure", root_id);
+    VM.with_borrow_mut(|vm| {
+        let root = vm.root_mut(root_id);
+        plugin::configure(&mut root.config, &mut root.metrics)
+    })
 }
 
 #[no_mangle]
@@ -162,6 +100,7 @@ pub extern "C" fn proxy_on_request_headers(
     _num_headers: usize,
     _end_of_stream: bool,
 ) -> u32 {
+    entered("proxy_on_request_headers", context_id);
     VM.with_borrow_mut(|vm| vm.on_request_headers(context_id));
     CONTINUE
 }
@@ -172,27 +111,20 @@ pub extern "C" fn proxy_on_response_headers(
     _num_headers: usize,
     _end_of_stream: bool,
 ) -> u32 {
+    entered("proxy_on_response_headers", context_id);
     VM.with_borrow_mut(|vm| {
         let Some(i) = vm.pending.iter().position(|(id, _)| *id == context_id) else {
             return;
         };
         let (_, headers) = vm.pending.swap_remove(i);
-        for (name, value) in headers {
-            let result = if name == "set-cookie" {
-                abi::add_header(abi::RESPONSE_HEADERS, &name, &value)
-            } else {
-                abi::set_header(abi::RESPONSE_HEADERS, &name, Some(&value))
-            };
-            if let Err(status) = result {
-                log::debug!("#{context_id} cannot set response header {name}: {status}");
-            }
-        }
+        plugin::on_response(context_id, headers);
     });
     CONTINUE
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_on_delete(context_id: u32) {
+    entered("proxy_on_delete", context_id);
     VM.with_borrow_mut(|vm| {
         if !vm.streams.is_empty() {
             vm.streams.retain(|(id, _)| *id != context_id);
@@ -210,11 +142,20 @@ pub extern "C" fn proxy_on_delete(context_id: u32) {
 /// Once a second per root: counters accumulated in the VM go to the host.
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root_id: u32) {
+    entered("proxy_on_tick", root_id);
     VM.with_borrow(|vm| {
         if let Some(root) = vm.roots.iter().find(|r| r.id == root_id) {
             root.metrics.flush();
         }
     });
+}
+
+/// A trace-level line per callback the host calls: the real-Envoy check
+/// that Envoy still calls every callback graylane exports reads these
+/// (wasm-tests/tests/callbacks.rs). Off (one level check) unless Envoy's
+/// wasm log level is trace.
+fn entered(callback: &str, context_id: u32) {
+    log::trace!("callback {callback} #{context_id}");
 }
 
 /// Appends to a stream list that must stay bounded, dropping its older half
@@ -224,61 +165,6 @@ fn bounded_push<T>(list: &mut Vec<T>, item: T) {
         list.drain(..MAX_STREAMS / 2);
     }
     list.push(item);
-}
-
-/// Random draws for anonymous splits and assigned cookies (WASI
-/// `random_get`; on failure a clock-seeded mix, never a panic).
-fn random_u64() -> u64 {
-    getrandom::u64().unwrap_or_else(|_| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        #[allow(clippy::cast_possible_truncation)]
-        let mut z = (nanos as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z ^ (z >> 31)
-    })
-}
-
-impl Root {
-    fn configure(&mut self) -> bool {
-        let text = match abi::plugin_configuration() {
-            Ok(bytes) => bytes,
-            Err(status) => {
-                log::error!("cannot read the plugin configuration: {status}");
-                self.metrics.config_rejected();
-                return false;
-            }
-        };
-        match Config::from_json(&text) {
-            Ok(config) => {
-                for w in &config.warnings {
-                    log::warn!("config warning: {w}");
-                }
-                let metrics = Metrics::for_config(&config);
-                metrics.config_accepted(&config);
-                log::info!(
-                    "configuration accepted: {} lanes, {} services, {} warnings, incoming={:?}",
-                    config.rules.lanes.len(),
-                    config.services.len(),
-                    config.warnings.len(),
-                    config.incoming
-                );
-                self.metrics.flush();
-                self.metrics = Rc::new(metrics);
-                self.config = Some(Rc::new(config));
-                if let Err(status) = abi::set_tick_period(1000) {
-                    log::warn!("cannot set the tick period: {status}; counters are sent when the root stops");
-                }
-                true
-            }
-            Err(e) => {
-                log::error!("configuration rejected: {e}");
-                self.metrics.config_rejected();
-                false
-            }
-        }
-    }
 }
 
 impl Vm {
@@ -321,109 +207,21 @@ impl Vm {
         let Some((config, metrics)) = self.root_of(context_id) else {
             return;
         };
-        #[cfg(feature = "stage-timing")]
         let mut lap = stages::Lap::start();
-        READING_HEADERS.set(true);
-        let read = abi::request_header_pairs();
-        READING_HEADERS.set(false);
-        #[cfg(feature = "stage-timing")]
-        lap.end(stages::Stage::Read);
-        let size = match read {
-            // The host wrote into the header buffer, as allocated above.
-            Ok((data, size)) if size == 0 || HEADER_BUF.with_borrow(|b| b.as_ptr() == data) => size,
-            Ok(_) => {
-                log::warn!("#{context_id} request headers not in the header buffer");
-                return;
-            }
-            Err(status) => {
-                log::warn!("#{context_id} cannot read request headers: {status}");
-                return;
-            }
-        };
         let mut pairs = std::mem::take(&mut self.pairs);
-        let response = HEADER_BUF.with_borrow(|buf| {
-            let headers = HostHeaders::index(buf.get(..size).unwrap_or_default(), &mut pairs);
-            #[cfg(not(feature = "stage-timing"))]
-            let out = engine::process(&config, &headers, &mut random_u64);
-            #[cfg(feature = "stage-timing")]
-            let out = {
-                lap.end(stages::Stage::Index);
-                let view = engine::View::new(&headers);
-                let decision = engine::decide(&config, &view, &mut random_u64);
-                lap.end(stages::Stage::Decide);
-                let effects = engine::effects(&config, &view, decision.lane);
-                lap.end(stages::Stage::Effects);
-                Outcome { decision, effects }
-            };
-            apply(&config, &out);
-            #[cfg(feature = "stage-timing")]
-            lap.end(stages::Stage::Apply);
-            metrics.record(&out);
-            #[cfg(feature = "stage-timing")]
-            {
-                lap.end(stages::Stage::Record);
-                stages::request_done(|| {
-                    std::hint::black_box(engine::process(&config, &headers, &mut random_u64));
-                });
+        let read = abi::with_request_headers(|buf| {
+            lap.end(stages::Stage::Read);
+            if !buf.is_empty() {
+                // The host allocated the buffer it wrote through the export.
+                entered("proxy_on_memory_allocate", context_id);
             }
-            if log::log_enabled!(log::Level::Debug) {
-                debug_line(context_id, &config, &out);
-            }
-            response_headers(&config, &out)
+            plugin::on_request(context_id, &config, &metrics, buf, &mut pairs, lap)
         });
         self.pairs = pairs;
-        if let Some(headers) = response {
-            bounded_push(&mut self.pending, (context_id, headers));
+        match read {
+            Ok(Some(headers)) => bounded_push(&mut self.pending, (context_id, headers)),
+            Ok(None) => {}
+            Err(status) => log::warn!("#{context_id} cannot read request headers: {status}"),
         }
     }
-}
-
-/// The request header changes and the filter state (README "How a request is decided").
-fn apply(config: &Config, out: &Outcome<'_>) {
-    for (name, value) in &out.effects.set {
-        if let Err(status) = abi::set_header(abi::REQUEST_HEADERS, name, value.as_deref()) {
-            log::warn!("cannot set request header {name}: {status}");
-        }
-    }
-    let lane = config.lane_name(out.decision.lane);
-    if let Err(status) = abi::set_property(LANE_PROPERTY, lane.as_bytes()) {
-        log::debug!("cannot set filter state: {status}");
-    }
-}
-
-/// Headers to add to the response, if any: the lane header, assigned cookies.
-fn response_headers(config: &Config, out: &Outcome<'_>) -> Option<Vec<(String, String)>> {
-    if !config.response_header && out.decision.assigned.is_empty() {
-        return None;
-    }
-    let mut headers = Vec::new();
-    if config.response_header {
-        let lane = config.lane_name(out.decision.lane);
-        headers.push((config.lane_header.clone(), lane.to_string()));
-    }
-    for cookie in &out.decision.assigned {
-        headers.push(("set-cookie".to_string(), cookie.set_cookie()));
-    }
-    Some(headers)
-}
-
-fn debug_line(context_id: u32, config: &Config, out: &Outcome<'_>) {
-    let d = &out.decision;
-    let rule = match d.source {
-        engine::Source::Rule => config.lane_name(d.lane),
-        _ => "-",
-    };
-    log::debug!(
-        "#{} lane={} source={} rule={} bucket={:?} cluster={} fallback={} invalid_tag={} baggage_dropped={} shadow={}",
-        context_id,
-        config.lane_name(d.lane),
-        d.source.as_str(),
-        rule,
-        d.split.as_ref().and_then(engine::SplitResult::bucket),
-        out.effects.cluster.unwrap_or("-"),
-        out.effects.fallback.unwrap_or("-"),
-        d.invalid_tag,
-        out.effects.baggage_dropped,
-        out.effects.shadow,
-    );
 }

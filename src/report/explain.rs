@@ -143,16 +143,7 @@ pub fn explain(config: &Config, request: &HeaderList, random: Option<u64>) -> Re
         .collect();
 
     let e = &outcome.effects;
-    let mut response = Vec::new();
-    if config.response_header {
-        response.push((
-            config.lane_header.clone(),
-            config.lane_name(d.lane).to_string(),
-        ));
-    }
-    for cookie in &d.assigned {
-        response.push(("set-cookie".to_string(), cookie.set_cookie()));
-    }
+    let response = d.response_headers(config);
     Report {
         lane: config.lane_name(d.lane).to_string(),
         source: d.source.as_str(),

@@ -284,7 +284,18 @@ impl Envoy {
 
     /// [`Envoy::start`] with a number of worker threads.
     pub fn start_with(template: &str, vars: &[(&str, String)], workers: u32) -> Envoy {
-        let envoy = Self::spawn(template, vars, workers, true);
+        Self::start_logging(template, vars, workers, "debug")
+    }
+
+    /// [`Envoy::start_with`] at a given log level of the `wasm` component
+    /// (the others' is info; [`Envoy::start`] uses debug).
+    pub fn start_logging(
+        template: &str,
+        vars: &[(&str, String)],
+        workers: u32,
+        wasm_level: &str,
+    ) -> Envoy {
+        let envoy = Self::spawn(template, vars, workers, true, wasm_level);
         let ready = poll(Duration::from_secs(30), Duration::from_millis(50), || {
             if let Some(status) = envoy.try_wait() {
                 panic!(
@@ -308,7 +319,7 @@ impl Envoy {
     /// status code and the log.
     pub fn start_expect_exit(template: &str, vars: &[(&str, String)]) -> (Option<i32>, String) {
         // Not watched: its exit is what the test waits for.
-        let envoy = Self::spawn(template, vars, 1, false);
+        let envoy = Self::spawn(template, vars, 1, false, "debug");
         let exited = poll(Duration::from_secs(30), Duration::from_millis(50), || {
             envoy.try_wait().ok_or_else(String::new)
         });
@@ -322,7 +333,13 @@ impl Envoy {
     }
 
     /// Starts Envoy; `watched`: registered for [`with_exits`].
-    fn spawn(template: &str, vars: &[(&str, String)], workers: u32, watched: bool) -> Envoy {
+    fn spawn(
+        template: &str,
+        vars: &[(&str, String)],
+        workers: u32,
+        watched: bool,
+        wasm_level: &str,
+    ) -> Envoy {
         let admin = free_port();
         let mut all: Vec<(&str, String)> = vars.to_vec();
         all.push(("ADMIN", admin.to_string()));
@@ -349,7 +366,7 @@ impl Envoy {
             .arg(&cfg)
             .args(["--concurrency", &workers.to_string()])
             .args(["--disable-hot-restart", "-l", "info"])
-            .args(["--component-log-level", "wasm:debug"])
+            .args(["--component-log-level", &format!("wasm:{wasm_level}")])
             .current_dir(repo_root())
             .stdin(Stdio::null())
             .stdout(log_file)
