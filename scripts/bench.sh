@@ -49,7 +49,10 @@
 # target/bench/rounds.tsv, wrk output in target/bench/wrk.log. results.md ends
 # with the deterministic cost per request (graylane-cost: fuel and host calls
 # per request kind, no load involved; also in target/bench/cost.md).
-# The graylane configs and the request headers come from scripts/bench/configs.py.
+# The graylane configs and the request headers come from scripts/bench/configs.py;
+# scripts/bench/gateway.py writes the Envoy configs, scripts/bench/lanes.lua is
+# variant (d), scripts/bench/load.lua the wrk script, scripts/bench/report.py
+# writes results.md.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT" || exit 1
 
@@ -110,7 +113,7 @@ mkdir -p "$OUT"
 
 # --- deterministic cost per request (no Envoy, no load) ----------------------
 # Fuel (Wasm instructions) and host calls per request kind, in an embedded
-# proxy-wasm host (wasm-tests/src/costhost.rs); same configs and request.
+# proxy-wasm host (wasm-tests/src/costhost/); same configs and request.
 log "deterministic cost per request (graylane-cost)"
 {
     printf '## Deterministic cost per request (does not move with load)\n\n'
@@ -136,232 +139,8 @@ fi
 
 # --- configs ----------------------------------------------------------------
 log "generating configs into target/bench/"
-BENCH_OUT="$OUT" BENCH_WASM="$WASM" BENCH_EMPTY_WASM="$EMPTY_WASM" BENCH_PORT_BASE="$PORT_BASE" \
-BENCH_EMPTY_STRIPPED="$EMPTY_STRIPPED" BENCH_GRAYLANE_ALL_EXPORTS="$GRAYLANE_ALL_EXPORTS" \
-BENCH_CONFIGS_DIR="$ROOT/scripts/bench" python3 - <<'PY'
-import json, os, sys
-out = os.environ["BENCH_OUT"]
-base = int(os.environ["BENCH_PORT_BASE"])
-wasm, empty_wasm = os.environ["BENCH_WASM"], os.environ["BENCH_EMPTY_WASM"]
-empty_stripped, graylane_all = os.environ["BENCH_EMPTY_STRIPPED"], os.environ["BENCH_GRAYLANE_ALL_EXPORTS"]
-
-# The graylane configs and the request are shared with the cost meter.
-sys.path.insert(0, os.environ["BENCH_CONFIGS_DIR"])
-import configs
-config_c, config_e = configs.CONFIG_C, configs.CONFIG_E
-
-for name, cfg in (("graylane-c.json", config_c), ("graylane-e.json", config_e)):
-    with open(os.path.join(out, name), "w") as f:
-        json.dump(cfg, f, indent=1)
-
-# (d): the same job in Lua, as a Lua author would write it: the rules in
-# priority order over memoized header/cookie/query reads, a hash split of
-# the user id (djb2, not xxh64: LuaJIT has no 64-bit hash at hand), the
-# baggage member replaced or appended, x-graylane set, the cluster header
-# removed, the lane in dynamic metadata (graylane sets filter state).
-rules = []
-for i in range(10):
-    rules.append(f'{{"hdr-{i}", function(r) return hdr(r, "x-region") == "region-{i}" end}}')
-for i in range(5):
-    rules.append(f'{{"ck-{i}", function(r) return cookie(r, "canary") == "beta-{i}" end}}')
-for i in range(3):
-    rules.append(f'{{"q-{i}", function(r) return query(r, "lane") == "q-{i}" end}}')
-rules.append('{"ua-android", function(r) local ua, v = hdr(r, "user-agent"), hdr(r, "x-app-version")\n'
-             '    return ua ~= nil and find(ua, "Android", 1, true) ~= nil and v ~= nil and sub(v, 1, 2) == "9." end}')
-rules.append('{"sticky", function(r) local id = hdr(r, "x-user-id")\n'
-             '    return id ~= nil and djb2("bench:" .. id) % 10000 < 1000 end}')
-assert len(rules) == 20
-lua = r'''
-local find, sub, byte, gmatch, match, concat = string.find, string.sub, string.byte, string.gmatch, string.match, table.concat
-local NONE = {}
-
-local function hdr(r, name)
-  local v = r.cache[name]
-  if v == nil then
-    v = r.h:get(name) or NONE
-    r.cache[name] = v
-  end
-  if v == NONE then return nil end
-  return v
-end
-
-local function cookie(r, name)
-  if r.cookies == nil then
-    local t = {}
-    local c = hdr(r, "cookie")
-    if c then
-      for k, v in gmatch(c, "([^=;%s]+)=([^;]*)") do
-        if t[k] == nil then t[k] = v end
-      end
-    end
-    r.cookies = t
-  end
-  return r.cookies[name]
-end
-
-local function query(r, name)
-  if r.query == nil then
-    local t = {}
-    local q = match(hdr(r, ":path") or "", "%?([^#]*)")
-    if q then
-      for k, v in gmatch(q, "([^&=]+)=([^&]*)") do
-        if t[k] == nil then t[k] = v end
-      end
-    end
-    r.query = t
-  end
-  return r.query[name]
-end
-
-local function djb2(s)
-  local h = 5381
-  for i = 1, #s do h = (h * 33 + byte(s, i)) % 4294967296 end
-  return h
-end
-
-local RULES = {
-  ''' + ",\n  ".join(rules) + r'''
-}
-
-function envoy_on_request(handle)
-  local h = handle:headers()
-  local r = {h = h, cache = {}}
-  local lane = nil
-  for i = 1, #RULES do
-    local rule = RULES[i]
-    if rule[2](r) then lane = rule[1]; break end
-  end
-  local bag = h:get("baggage")
-  local kept, removed = {}, false
-  if bag then
-    for m in gmatch(bag, "[^,]+") do
-      local member = match(m, "^%s*(.-)%s*$")
-      if member ~= "" then
-        if match(member, "^([^=%s;]+)") == "lane" then removed = true else kept[#kept + 1] = member end
-      end
-    end
-  end
-  if lane then
-    kept[#kept + 1] = "lane=" .. lane
-    h:replace("x-graylane", lane)
-  elseif h:get("x-graylane") then
-    h:remove("x-graylane")
-  end
-  if lane or removed then
-    if #kept > 0 then h:replace("baggage", concat(kept, ",")) else h:remove("baggage") end
-  end
-  if h:get("x-graylane-cluster") then h:remove("x-graylane-cluster") end
-  handle:streamInfo():dynamicMetadata():set("graylane", "lane", lane or "base")
-end
-'''
-with open(os.path.join(out, "lanes.lua"), "w") as f:
-    f.write(lua)
-
-def wasm_filter(vm_id, code, config):
-    c = {"name": vm_id, "root_id": "graylane" if config is not None else "",
-         "failure_policy": "FAIL_RELOAD",
-         "vm_config": {"vm_id": vm_id, "runtime": "envoy.wasm.runtime.v8",
-                       "code": {"local": {"filename": code}}}}
-    if config is not None:
-        c["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                              "value": json.dumps(config)}
-    return {"name": f"wasm-{vm_id}",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                             "config": c}}
-
-FILTERS = {
-    "a": [],
-    "b": [wasm_filter("empty", empty_wasm, None)],
-    "c": [wasm_filter("graylane-c", wasm, config_c)],
-    "d": [{"name": "envoy.filters.http.lua",
-           "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-                            "default_source_code": {"inline_string": lua}}}],
-    "e": [wasm_filter("graylane-e", wasm, config_e)],
-    "f": [wasm_filter("empty-stripped", empty_stripped, None)],
-    "g": [wasm_filter("graylane-g", graylane_all, config_c)],
-}
-ROUTER = {"name": "envoy.filters.http.router",
-          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-
-def routes(answer):
-    return {"name": "bench", "virtual_hosts": [{"name": "bench", "domains": ["*"], "routes": [
-        {"match": {"prefix": "/", "headers": [{"name": "x-graylane", "string_match": {"exact": "hdr-3"}}]},
-         **answer("lane:hdr-3")},
-        {"match": {"prefix": "/", "headers": [{"name": "x-graylane", "present_match": True}]},
-         **answer("lane:other")},
-        {"match": {"prefix": "/"}, **answer("base")},
-    ]}]}
-
-def direct(body):
-    return {"direct_response": {"status": 200, "body": {"inline_string": body}}}
-
-def proxy(_body):
-    return {"route": {"cluster": "backend"}}
-
-def listener(name, port, filters, route_config):
-    return {"name": name,
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": name,
-                    "http_filters": filters + [ROUTER],
-                    "route_config": route_config}}]}]}
-
-def admin(port):
-    return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}
-
-listeners = []
-for i, v in enumerate("abcdefg"):
-    listeners.append(listener(f"direct_{v}", base + i, FILTERS[v], routes(direct)))
-    listeners.append(listener(f"proxy_{v}", base + 10 + i, FILTERS[v], routes(proxy)))
-gateway = {"admin": admin(base + 90),
-           "static_resources": {"listeners": listeners, "clusters": [{
-               "name": "backend", "type": "STATIC", "connect_timeout": "1s",
-               "load_assignment": {"cluster_name": "backend", "endpoints": [{"lb_endpoints": [
-                   {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
-                                                                "port_value": base + 20}}}}]}]}}]}}
-backend = {"admin": admin(base + 91),
-           "static_resources": {"listeners": [listener("backend", base + 20, [], routes(direct))]}}
-# JSON is YAML: Envoy reads these .yaml files as they are.
-for name, cfg in (("gateway.yaml", gateway), ("backend.yaml", backend)):
-    with open(os.path.join(out, name), "w") as f:
-        json.dump(cfg, f, indent=1)
-
-# The load: one wrk script for every variant.
-wrk = r'''
--- Generated by scripts/bench.sh. Every request: 5-member baggage, a cookie,
--- a query string, a varied x-user-id; one in 8 selects lane hdr-3.
-local n = 0
-''' + "\n".join(f'wrk.headers[{json.dumps(k)}] = {json.dumps(v)}' for k, v in configs.HEADERS) + r'''
-
--- Built once per thread, so that wrk (on a CPU shared with the backend)
--- spends its time sending, not formatting: 1,000 distinct user ids.
-local reqs = {}
-init = function(args)
-  for i = 1, 1000 do
-    wrk.headers["x-user-id"] = "user-" .. (i * 7919 % 100000)
-    if i % 8 == 0 then wrk.headers["x-region"] = "region-3" else wrk.headers["x-region"] = "region-none" end
-    reqs[i] = wrk.format(''' + json.dumps(configs.METHOD) + ', ' + json.dumps(configs.PATH) + r''')
-  end
-end
-
-request = function()
-  n = n % 1000 + 1
-  return reqs[n]
-end
-
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("BENCH requests=%d duration_us=%d p50_us=%d p99_us=%d errors=%d non2xx=%d\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout, e.status))
-end
-'''
-with open(os.path.join(out, "load.lua"), "w") as f:
-    f.write(wrk)
-PY
+python3 "$ROOT/scripts/bench/gateway.py" "$OUT" --port-base "$PORT_BASE" --wasm "$WASM" \
+    --empty-wasm "$EMPTY_WASM" --empty-stripped "$EMPTY_STRIPPED" --alt-wasm "$GRAYLANE_ALL_EXPORTS"
 
 # --- start the Envoys ---------------------------------------------------------
 for p in $(for m in direct proxy; do for i in "${!VARIANTS[@]}"; do port "$m" "$i"; done; done) "$BE_PORT" "$GW_ADMIN" "$BE_ADMIN"; do
@@ -472,7 +251,8 @@ kv() { sed -n "s/.* $1=\([0-9][0-9]*\).*/\1/p" <<<" $2"; } # key line -> value i
 run_wrk() { # port seconds -> WRK_LINE, the BENCH line of wrk's output
     local p="$1" secs="$2"
     # Not in a subshell, so that the EXIT trap knows WRK_PID.
-    nice -n "$NICE" setsid taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 5s --latency -s "$OUT/load.lua" \
+    BENCH_REQUEST="$OUT/request.txt" nice -n "$NICE" setsid taskset -c "$LOAD_CPU" \
+        wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 5s --latency -s "$ROOT/scripts/bench/load.lua" \
         "http://127.0.0.1:$p/api/v1/orders" >"$OUT/wrk.last" 2>&1 &
     WRK_PID=$!
     boost "$WRK_PID"
@@ -516,120 +296,11 @@ LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 grep -q 'wasm log' "$OUT/gateway.log" 2>/dev/null && log "note: the gateway logged wasm messages (target/bench/gateway.log)"
 
 # --- report ---------------------------------------------------------------------
-BENCH_OUT="$OUT" CLK_TCK="$CLK_TCK" CMDLINE="$CMDLINE" ELAPSED="$ELAPSED" \
-LOAD_BEFORE="$LOAD_BEFORE" LOAD_AFTER="$LOAD_AFTER" DURATION="$DURATION" \
-ENVOY_VERSION_LINE="$("$GRAYLANE_ENVOY" --version | grep -o '[0-9a-f]\{40\}/[^ ]*' | head -1)" \
-CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
-WASM_SIZES="graylane $(stat -c %s "$WASM") B, empty $(stat -c %s "$EMPTY_WASM") B" \
-python3 - <<'PY' | tee "$OUT/results.md"
-import csv, os, random, statistics as st
-out = os.environ["BENCH_OUT"]
-hz = int(os.environ["CLK_TCK"])
-dur = float(os.environ["DURATION"])
-rows = list(csv.DictReader(open(os.path.join(out, "rounds.tsv")), delimiter="\t"))
-NAMES = {"a": "(a) no filter", "b": "(b) empty proxy-wasm filter (Rust SDK 0.2.5)",
-         "c": "(c) graylane, 20 lanes", "d": "(d) Envoy Lua filter, same job as (c)",
-         "e": "(e) graylane, 1,000 lanes",
-         "f": "(f) empty filter, only its callbacks exported",
-         "g": "(g) graylane as (c), " + ("the build in BENCH_ALT_WASM" if os.environ.get("BENCH_ALT_WASM") else "linker output without wasm-opt")}
-med = st.median
-
-def fmt(x, nd=1):
-    return "n/a" if x is None else f"{x:.{nd}f}"
-
-print("# graylane gateway benchmark\n")
-print(f"Command: `{os.environ['CMDLINE']}`  ")
-print(f"Envoy {os.environ['ENVOY_VERSION_LINE']}; {os.environ['CPU_MODEL']}; CLK_TCK {hz}; "
-      f"filters: {os.environ['WASM_SIZES']}  ")
-print(f"Gateway: 1 worker pinned to CPU 0; wrk (1 thread) and the proxy-mode backend Envoy on CPU 1. "
-      f"Load average before/after: {os.environ['LOAD_BEFORE']} / {os.environ['LOAD_AFTER']}; "
-      f"measuring took {os.environ['ELAPSED']} s.\n")
-print("CPU µs/req = gateway Envoy utime+stime during the round / requests completed. "
-      "'above (a)' is the median over rounds of the paired difference with (a) of the same round. "
-      "Latency columns: medians over rounds of wrk's p50/p99. "
-      "'Gateway busy' = the gateway's CPU time as a share of the round: below ~95 % the gateway "
-      "was not the bottleneck (wrk and the backend share CPU 1), so rps there says little about the filter. "
-      "'Other load on CPU 0' = CPU 0 busy time not spent by the gateway (other processes of this "
-      "shared machine; they fill the gateway's idle time, or take from it). "
-      "'One-core rps' = 10⁶ / CPU µs per request: the rate the gateway would reach with CPU 0 to itself.\n")
-
-summary_lines = []
-for mode in ("direct", "proxy"):
-    mrows = [r for r in rows if r["mode"] == mode]
-    if not mrows:
-        continue
-    by = {}  # variant -> round -> metrics
-    for r in mrows:
-        n = int(r["requests"])
-        secs = int(r["duration_us"]) / 1e6
-        by.setdefault(r["variant"], {})[int(r["round"])] = {
-            "rps": n / secs if secs else 0.0,
-            "p50": int(r["p50_us"]) / 1000, "p99": int(r["p99_us"]) / 1000,
-            "cpu": int(r["gw_ticks"]) * 1e6 / hz / n if n else float("nan"),
-            "be": int(r["be_ticks"]) * 1e6 / hz / n if n else float("nan"),
-            "other": max(0, int(r["cpu0_busy_ticks"]) - int(r["gw_ticks"])) / hz / secs * 100,
-            "busy": int(r["gw_ticks"]) / hz / secs * 100,
-            "errors": int(r["errors"]) + int(r["non2xx"]),
-        }
-    rounds = sorted(set.intersection(*(set(v) for v in by.values())))
-    def series(v, k):
-        return [by[v][i][k] for i in rounds if v in by]
-    def paired(v, w, k, op):
-        return [op(by[v][i][k], by[w][i][k]) for i in rounds]
-    title = "direct_response at the gateway" if mode == "direct" else "proxying to the backend Envoy"
-    print(f"## {mode}: {title} ({len(rounds)} rounds)\n")
-    print("| variant | rps (median) | rps / (a) | p50 ms | p99 ms | gateway CPU µs/req | above (a) µs/req | one-core rps (10⁶ / CPU µs) | gateway busy | other load on CPU 0 | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for v in "abcdefg":
-        if v not in by:
-            continue
-        rps = med(series(v, "rps"))
-        rel = med(paired(v, "a", "rps", lambda x, y: x / y if y else 0))
-        above = med(paired(v, "a", "cpu", lambda x, y: x - y))
-        print(f"| {NAMES[v]} | {rps:,.0f} | {rel:.2f} | {med(series(v, 'p50')):.2f} | {med(series(v, 'p99')):.2f} "
-              f"| {med(series(v, 'cpu')):.1f} | {'—' if v == 'a' else f'{above:+.1f}'} "
-              f"| {1e6 / med(series(v, 'cpu')):,.0f} "
-              f"| {med(series(v, 'busy')):.0f} % | {med(series(v, 'other')):.0f} % | {sum(series(v, 'errors'))} |")
-    if mode == "proxy":
-        print(f"\nBackend Envoy CPU µs/req (median, variant (a)): {med(series('a', 'be')):.1f}")
-    ca = med(paired("c", "a", "cpu", lambda x, y: x - y))
-    ba = med(paired("b", "a", "cpu", lambda x, y: x - y))
-    da = med(paired("d", "a", "cpu", lambda x, y: x - y))
-    r_cb = ca / ba if ba > 0 else None
-    # How well this run pins (c−a)/(b−a) down: the ratio over rounds drawn
-    # with replacement (fixed seed, so a rerun of the report agrees). Too
-    # few rounds say nothing about it.
-    draws = []
-    pick = random.Random(1)
-    for _ in range(1000 if len(rounds) >= 3 else 0):
-        sample = [pick.choice(rounds) for _ in rounds]
-        c_a = med([by["c"][i]["cpu"] - by["a"][i]["cpu"] for i in sample])
-        b_a = med([by["b"][i]["cpu"] - by["a"][i]["cpu"] for i in sample])
-        if b_a > 0:
-            draws.append(c_a / b_a)
-    draws.sort()
-    spread = (draws[len(draws) // 10], draws[len(draws) * 9 // 10]) if len(draws) >= 100 else None
-    r_ec = med(paired("e", "c", "cpu", lambda x, y: x / y))
-    r_cd = med(paired("c", "d", "rps", lambda x, y: x / y))
-    r_cd_cpu = med(paired("c", "d", "cpu", lambda x, y: y / x))
-    r_da = da / ba if ba > 0 else None
-    def verdict(ok):
-        return "met" if ok else "MISSED"
-    print("\n| ratio | value | target | |")
-    print("|---|---:|---|---|")
-    print(f"| (c−a)/(b−a): graylane CPU above no filter, relative to the empty filter | {fmt(r_cb, 2)} | ≤ 2.0 (aim 1.5) | {verdict(r_cb is not None and r_cb <= 2.0)} |")
-    if spread:
-        print(f"| (c−a)/(b−a), 80 % of 1,000 resamplings of the rounds (how well this run pins it down) | {spread[0]:.2f} – {spread[1]:.2f} | | |")
-    print(f"| (e)/(c): gateway CPU per request, 1,000 lanes vs 20 | {r_ec:.2f} | ≤ 1.10 | {verdict(r_ec <= 1.10)} |")
-    print(f"| (c)/(d): rps, graylane vs Lua, as measured | {r_cd:.2f} | ≥ 1.15 (aim 1.25) | {verdict(r_cd >= 1.15)} |")
-    print(f"| (c)/(d): one-core rps, graylane vs Lua (= CPU µs/req of d / c; not moved by other load on CPU 0) | {r_cd_cpu:.2f} | ≥ 1.15 (aim 1.25) | {verdict(r_cd_cpu >= 1.15)} |")
-    print(f"| (d−a)/(b−a): Lua CPU above no filter, relative to the empty filter (for reference) | {fmt(r_da, 2)} | — | |")
-    if "f" in by and "g" in by:
-        fa = med(paired("f", "a", "cpu", lambda x, y: x - y))
-        ga = med(paired("g", "a", "cpu", lambda x, y: x - y))
-        print(f"| (f−a)/(b−a): empty filter with only its callbacks exported vs all SDK exports | {fmt(fa / ba if ba > 0 else None, 2)} | < 1 saves | |")
-        print(f"| (c−a)/(g−a): graylane as shipped vs (g) | {fmt(ca / ga if ga > 0 else None, 2)} | < 1: shipped is cheaper | |")
-    print()
-PY
+python3 "$ROOT/scripts/bench/report.py" "$OUT/rounds.tsv" --clk-tck "$CLK_TCK" --cmdline "$CMDLINE" \
+    --elapsed "$ELAPSED" --load-before "$LOAD_BEFORE" --load-after "$LOAD_AFTER" \
+    --envoy-version "$("$GRAYLANE_ENVOY" --version | grep -o '[0-9a-f]\{40\}/[^ ]*' | head -1)" \
+    --cpu-model "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
+    --wasm-sizes "graylane $(stat -c %s "$WASM") B, empty $(stat -c %s "$EMPTY_WASM") B" \
+    --alt-wasm "${BENCH_ALT_WASM:-}" | tee "$OUT/results.md"
 tee -a "$OUT/results.md" <"$OUT/cost.md"
 log "results: target/bench/results.md (raw rounds: target/bench/rounds.tsv)"

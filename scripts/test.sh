@@ -26,6 +26,11 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "bench scripts: syntax, and scripts/bench/cost-spec.json as configs.py writes it"
+bash -n scripts/bench.sh
+python3 -m py_compile scripts/bench/configs.py scripts/bench/gateway.py scripts/bench/report.py
+python3 scripts/bench/configs.py check
+
 step "clippy (native, all targets)"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 step "clippy (wasm32-wasip1)"

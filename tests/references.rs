@@ -3,6 +3,9 @@
 //! repository path named in code, comments, scripts or docs exists, and
 //! nothing points at documents that are not part of the repository.
 
+// Test helpers outside #[test] functions are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """The benchmark's graylane configs and request, shared by scripts/bench.sh
-(Envoy listeners, wrk load) and the deterministic cost meter
-(wasm-tests/src/costhost.rs, `graylane-cost`, wasm-tests/tests/cost.rs).
+(Envoy listeners: scripts/bench/gateway.py; wrk load: scripts/bench/load.lua)
+and the deterministic cost meter (wasm-tests/src/costhost/, `graylane-cost`,
+wasm-tests/tests/cost.rs), which reads them from scripts/bench/cost-spec.json.
 
 usage:
   configs.py OUTDIR   writes graylane-c.json, graylane-e.json, graylane-hop.json
-  configs.py cost     prints the cost meter's request kinds as JSON
+  configs.py cost     prints the cost meter's configs and request kinds as JSON
+  configs.py spec     rewrites scripts/bench/cost-spec.json (the same JSON)
+  configs.py check    fails when scripts/bench/cost-spec.json is not what
+                      `configs.py spec` would write
 """
 import json
 import os
@@ -107,19 +111,53 @@ COST_KINDS = [
 ]
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    if sys.argv[1] == "cost":
-        json.dump({"configs": CONFIGS, "response": RESPONSE, "kinds": COST_KINDS},
-                  sys.stdout, indent=1)
-        print()
-        return
-    out = sys.argv[1]
+SPEC_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cost-spec.json")
+
+
+def write_configs(out):
     for name, cfg in (("graylane-c.json", CONFIG_C), ("graylane-e.json", CONFIG_E),
                       ("graylane-hop.json", CONFIG_HOP)):
         with open(os.path.join(out, name), "w") as f:
             json.dump(cfg, f, indent=1)
+
+
+def to_json(value, depth=0):
+    """JSON text with one lane or one header a line, so that a diff of the
+    committed spec shows what changed: a value nested 4 deep (a lane of a
+    config, a header of a kind's request) or a list of plain values stands
+    on one line; anything above it is indented one space a level."""
+    nested = (dict, list, tuple)
+    flat = depth >= 4 or (isinstance(value, (list, tuple)) and not any(isinstance(v, nested) for v in value))
+    if flat or not isinstance(value, nested) or not value:
+        return json.dumps(value)
+    pad, inner = " " * depth, " " * (depth + 1)
+    if isinstance(value, dict):
+        items = [f"{inner}{json.dumps(k)}: {to_json(v, depth + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    items = [inner + to_json(v, depth + 1) for v in value]
+    return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+
+
+def cost_spec():
+    return to_json({"configs": CONFIGS, "response": RESPONSE, "kinds": COST_KINDS}) + "\n"
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    command = sys.argv[1]
+    if command == "cost":
+        sys.stdout.write(cost_spec())
+    elif command == "spec":
+        with open(SPEC_FILE, "w") as f:
+            f.write(cost_spec())
+    elif command == "check":
+        with open(SPEC_FILE) as f:
+            if f.read() != cost_spec():
+                sys.exit(f"{SPEC_FILE} is not what configs.py writes: "
+                         "run python3 scripts/bench/configs.py spec")
+    else:
+        write_configs(command)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 // The filter's own time per request under V8 (the engine Envoy embeds),
 // without Envoy: a minimal proxy-wasm host in JavaScript feeds the cost
-// meter's request kinds (scripts/bench/configs.py cost) to one or more
+// meter's request kinds (scripts/bench/cost-spec.json) to one or more
 // builds, alternating builds round by round so that machine noise hits
 // each alike. Host functions do the least they can (the header map is
 // serialized once per kind, writes are dropped), so what is timed is the
@@ -9,7 +9,7 @@
 //
 //   node scripts/bench/v8cost.mjs CASES.json A.wasm [B.wasm ...]
 //
-// CASES.json is the output of `python3 scripts/bench/configs.py cost`.
+// CASES.json: scripts/bench/cost-spec.json (what `configs.py cost` prints).
 // V8COST_ROUNDS (default 9), V8COST_REQUESTS per round (default 20000),
 // V8COST_TIER turbofan (default) or liftoff, V8COST_LOG=1 prints the
 // module's log lines. V8COST_THRASH_KB=N walks N KiB of other memory

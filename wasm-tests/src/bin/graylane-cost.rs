@@ -7,7 +7,8 @@
 //! (`cargo run -q -p graylane-wasm-tests --bin graylane-cost [-- --json]`)
 //!
 //! Reads `$GRAYLANE_WASM`, else `target/graylane.wasm`; the configs and
-//! requests come from `scripts/bench/configs.py`.
+//! requests come from `scripts/bench/cost-spec.json` (written by
+//! `scripts/bench/configs.py`).
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
