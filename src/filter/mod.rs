@@ -272,8 +272,10 @@ impl Root {
                 }
                 true
             }
-            Err(e) => {
-                log::error!("configuration rejected: {e}");
+            Err(errors) => {
+                for e in &errors {
+                    log::error!("configuration rejected: {e}");
+                }
                 self.metrics.config_rejected();
                 false
             }
