@@ -29,7 +29,7 @@
 //!
 //! Output is deterministic: the same input gives the same bytes.
 
-use crate::config::{self, de, ConfigError, RawConfig};
+use crate::config::{self, de, ConfigError, ConfigErrors, ErrorKind, RawConfig};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -135,10 +135,12 @@ pub fn parse_mesh(text: &[u8]) -> Result<RawMesh, ConfigError> {
     } else {
         let value: Value = serde_norway::from_slice(text).map_err(|e| ConfigError {
             path: String::new(),
+            kind: ErrorKind::Syntax,
             message: format!("invalid YAML: {e}"),
         })?;
         serde_json::to_vec(&value).map_err(|e| ConfigError {
             path: String::new(),
+            kind: ErrorKind::Syntax,
             message: e.to_string(),
         })?
     };
@@ -155,14 +157,21 @@ pub struct File {
 /// Where a recipe error is: in the plugin configuration or the mesh description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    Config(ConfigError),
+    /// Every error of the plugin configuration, as `graylane check` finds them.
+    Config(ConfigErrors),
     Mesh(ConfigError),
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Config(e) => write!(f, "config: {e}"),
+            Error::Config(errors) => {
+                for (i, e) in errors.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "\n" };
+                    write!(f, "{sep}config: {e}")?;
+                }
+                Ok(())
+            }
             Error::Mesh(e) => write!(f, "mesh: {e}"),
         }
     }
@@ -171,6 +180,7 @@ impl std::fmt::Display for Error {
 fn mesh_err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Error> {
     Err(Error::Mesh(ConfigError {
         path: path.into(),
+        kind: ErrorKind::Mesh,
         message: message.into(),
     }))
 }
@@ -224,13 +234,15 @@ const DEFAULT_GATEWAY_NAME: &str = "graylane-gateway";
 /// Generates the recipe. `config_json` is the plugin configuration's JSON
 /// text (as `graylane check` reads it).
 pub fn generate(config_json: &[u8], mesh: &RawMesh) -> Result<Vec<File>, Error> {
-    let raw: RawConfig = config::parse(config_json).map_err(Error::Config)?;
     config::Config::from_json(config_json).map_err(Error::Config)?;
+    let raw: RawConfig =
+        de::from_slice(config_json).map_err(|e| Error::Config(ConfigErrors::from(e)))?;
     let config_value: Value = serde_json::from_slice(config_json).map_err(|e| {
-        Error::Config(ConfigError {
+        Error::Config(ConfigErrors::from(ConfigError {
             path: String::new(),
+            kind: ErrorKind::Syntax,
             message: e.to_string(),
-        })
+        }))
     })?;
     let mut declared: Vec<String> = raw.lanes.iter().map(|l| l.name.clone()).collect();
     for p in &raw.propagate {
@@ -259,13 +271,14 @@ pub fn generate(config_json: &[u8], mesh: &RawMesh) -> Result<Vec<File>, Error> 
     let outlier = outlier_detection(mesh.outlier_detection.as_ref())?;
     for host in raw.services.keys() {
         if !mesh.services.contains_key(host) {
-            return Err(Error::Config(ConfigError {
+            return Err(Error::Config(ConfigErrors::from(ConfigError {
                 path: format!("services.{host}"),
+                kind: ErrorKind::Mesh,
                 message: format!(
                     "the mesh description has no service {host:?} (it has {:?})",
                     mesh.services.keys().collect::<Vec<_>>()
                 ),
-            }));
+            })));
         }
     }
     if mesh.services.is_empty() {

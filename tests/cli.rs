@@ -141,6 +141,82 @@ fn check_reports_errors_with_their_json_path() {
 }
 
 #[test]
+fn check_reports_every_independent_error_in_one_run() {
+    // A misspelt field and a bad regex, and two errors in another lane.
+    let broken = r#"{"lanes": [
+        {"name": "gray", "priorty": 1, "match": {"header": "x-user", "regex": "(unclosed"}},
+        {"name": "Blue", "split": {"percent": 150}}
+    ]}"#;
+    let run = check(broken);
+    assert_eq!(run.code, 1);
+    let paths: Vec<&str> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            l.strip_prefix("error: ")
+                .unwrap()
+                .split(": ")
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "lanes[0].priorty",
+            "lanes[0].match.regex",
+            "lanes[1].name",
+            "lanes[1].split.percent"
+        ],
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("unknown field `priorty`"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("invalid regular expression \"(unclosed\""),
+        "{}",
+        run.stdout
+    );
+
+    // A value of the wrong type stops the reading: what came before it is
+    // reported, nothing after it, and nothing is compiled.
+    let run = check(
+        r#"{"lanes": [{"name": "g", "typo": 1, "match": {"header": "a", "regex": "("}}, {"name": "h", "priority": "1"}, {"name": "Bad"}]}"#,
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stdout,
+        "error: lanes[0].typo: unknown field `typo`, expected one of `name`, `priority`, `match`, `split`\n\
+         error: lanes[1].priority: invalid type: string \"1\", expected i64\n"
+    );
+
+    // Several plugins: every line is labelled.
+    let yaml = "kind: WasmPlugin\nmetadata: {name: edge}\nspec:\n  pluginConfig:\n    lanes: [{name: base, split: {percent: 120}}]\n---\n\
+        kind: WasmPlugin\nmetadata: {name: hop}\nspec:\n  pluginConfig:\n    lanes: [{name: gray}]\n";
+    let f = TempFile::new("yaml", yaml);
+    let run = graylane(&["check", f.path()]);
+    assert_eq!(run.code, 1);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    assert!(
+        lines[0].starts_with("edge: error: lanes[0].name: "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines[1].starts_with("edge: error: lanes[0].split.percent: "),
+        "{}",
+        run.stdout
+    );
+    assert!(lines[2].starts_with("hop: ok: "), "{}", run.stdout);
+}
+
+#[test]
 fn check_prints_warnings_and_still_succeeds() {
     let config = r#"{
       "services": {"svc-a": {"base": "a", "lanes": {"nosuch": "a-x"}}},

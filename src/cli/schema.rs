@@ -10,7 +10,7 @@
 //! (`graylane check`).
 
 use super::{usage_error, EXIT_INTERNAL, EXIT_OK};
-use crate::config::RawConfig;
+use crate::config::{baggage_key_symbols, RawConfig, TOKEN_SYMBOLS};
 use serde_json::{json, Map, Value};
 use std::io::Write;
 
@@ -152,10 +152,12 @@ fn extend(v: &mut Value, pointer: &str, extra: Value) -> Result<(), String> {
     Ok(())
 }
 
-/// HTTP token characters (RFC 9110), as the filter checks header names.
-const TOKEN: &str = "A-Za-z0-9!#$%&'*+.^_`|~-";
-/// Baggage keys: tokens without `%`.
-const BAGGAGE_KEY: &str = "A-Za-z0-9!#$&'*+.^_`|~-";
+/// A regex character class of letters, digits and `symbols` (none of them
+/// `\`, `]`; `-` is put last, `^` never first).
+fn char_class(symbols: &str) -> String {
+    let (dash, rest): (String, String) = symbols.chars().partition(|&c| c == '-');
+    format!("[A-Za-z0-9{rest}{dash}]")
+}
 
 const STRUCTURAL: [&str; 3] = ["all", "any", "not"];
 const ATTRIBUTES: [&str; 7] = [
@@ -173,8 +175,9 @@ fn one_of_required(names: &[&str]) -> Value {
 const LANE_NAME: &str = "^[a-z0-9][a-z0-9._-]{0,62}$";
 
 fn refine(v: &mut Value) -> Result<(), String> {
-    let token = format!("^[{TOKEN}]+$");
-    let baggage_key = format!("^[{BAGGAGE_KEY}]+$");
+    // The characters the filter checks header names and baggage keys by.
+    let token = format!("^{}+$", char_class(TOKEN_SYMBOLS));
+    let baggage_key = format!("^{}+$", char_class(&baggage_key_symbols().to_string()));
 
     extend(
         v,
@@ -262,7 +265,7 @@ fn refine(v: &mut Value) -> Result<(), String> {
     extend(
         v,
         "/$defs/RawSplitKey/properties/header",
-        json!({"pattern": format!("^:?[{TOKEN}]+$")}),
+        json!({"pattern": format!("^:?{}+$", char_class(TOKEN_SYMBOLS))}),
     )?;
     extend(
         v,
@@ -340,7 +343,7 @@ fn refine_condition(v: &mut Value, baggage_key: &str) -> Result<(), String> {
     extend(
         v,
         &format!("{p}/header"),
-        json!({"pattern": format!("^:?[{TOKEN}]+$")}),
+        json!({"pattern": format!("^:?{}+$", char_class(TOKEN_SYMBOLS))}),
     )?;
     extend(v, &format!("{p}/cookie"), json!({"minLength": 1}))?;
     extend(v, &format!("{p}/query"), json!({"minLength": 1}))?;

@@ -1,133 +1,222 @@
-//! serde_json, with the JSON path of every error.
+//! serde_json, with the JSON path of every error, reading past the errors
+//! it can.
 //!
 //! A thin wrapper over serde_json's deserializer: it forwards every call and
-//! records, as an error unwinds, the member names and array indexes it
-//! passes (`lanes[2].match.any[0].regex`). It also holds the config to the
-//! JSON of README "Configuration reference" where serde's data model is looser than the document: a
-//! struct is an object (serde would also take an array of its fields), an
-//! enum is a string (serde_json would also take `{"variant": null}`), and a
-//! member name appears once per object (a map would keep the last).
+//! carries the [`JsonPath`] of the value being read (`lanes[2].match.any[0].regex`),
+//! so that an error names where it is. It reads on past a member the object
+//! does not have, a member given twice and a string that is none of an
+//! enum's values: it notes the error, skips the member (or reads the enum's
+//! first value) and goes on, so that one run reports every such error. Any
+//! other error stops the reading: serde builds each value whole or not at
+//! all, so past a value of the wrong type, a missing member or malformed
+//! JSON there is nothing to go on with.
+//!
+//! It also holds the config to the JSON of README "Configuration reference"
+//! where serde's data model is looser than the document: a struct is an
+//! object (serde would also take an array of its fields), an enum is a
+//! string (serde_json would also take `{"variant": null}`), and a member
+//! name appears once per object (a map would keep the last).
 
-use super::ConfigError;
+use super::{ConfigError, ErrorKind, JsonPath};
 use hashbrown::HashSet;
 use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess,
-    Visitor,
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess,
+    SeqAccess, Visitor,
 };
 use std::cell::RefCell;
 use std::fmt;
 
-/// One step of a JSON path.
-enum Segment {
-    Member(String),
-    Index(usize),
+/// What a reading found: the value, or the error that stopped it; and the
+/// errors it read past, in the order met.
+pub struct Read<T> {
+    pub value: Result<T, ConfigError>,
+    pub read_past: Vec<ConfigError>,
 }
 
-/// The path of the error being unwound, innermost step first.
+/// The errors of one reading.
 #[derive(Default)]
-struct Trail(RefCell<Vec<Segment>>);
+struct Log {
+    read_past: RefCell<Vec<ConfigError>>,
+    /// The path of the error that stopped the reading: the innermost value
+    /// it passed through, the first to say.
+    stopped_at: RefCell<Option<String>>,
+}
 
-impl Trail {
-    fn push(&self, segment: Segment) {
-        self.0.borrow_mut().push(segment);
+impl Log {
+    fn read_past(&self, path: &JsonPath<'_>, kind: ErrorKind, message: String) {
+        self.read_past
+            .borrow_mut()
+            .push(ConfigError::new(path, kind, message));
     }
 
-    /// `lanes[2].match.regex`.
-    fn path(&self) -> String {
-        let mut out = String::new();
-        for segment in self.0.borrow().iter().rev() {
-            match segment {
-                Segment::Member(name) => {
-                    if !out.is_empty() {
-                        out.push('.');
-                    }
-                    out.push_str(name);
-                }
-                Segment::Index(i) => {
-                    out.push('[');
-                    out.push_str(&i.to_string());
-                    out.push(']');
-                }
-            }
+    fn stopped_at(&self, path: &JsonPath<'_>) {
+        let mut at = self.stopped_at.borrow_mut();
+        if at.is_none() {
+            *at = Some(path.to_string());
         }
-        out
     }
 }
 
-/// Deserializes a `T` from JSON text (RFC 8259, exactly as serde_json reads
-/// it: no comments, trailing commas, leading zeros or NaN; one document).
-pub fn from_slice<T: DeserializeOwned>(text: &[u8]) -> Result<T, ConfigError> {
-    let trail = Trail::default();
+/// Reads a `T` from JSON text (RFC 8259, exactly as serde_json reads it: no
+/// comments, trailing commas, leading zeros or NaN; one document).
+pub fn read<T: DeserializeOwned>(text: &[u8]) -> Read<T> {
+    let log = Log::default();
     let mut json = serde_json::Deserializer::from_slice(text);
     let value = T::deserialize(Tracked {
         de: &mut json,
-        trail: &trail,
+        path: JsonPath::Root,
+        log: &log,
     })
     .and_then(|value| json.end().map(|()| value));
-    value.map_err(|e| ConfigError {
-        path: trail.path(),
-        message: message(&e),
-    })
+    let path = log.stopped_at.take().unwrap_or_default();
+    Read {
+        value: value.map_err(|e| {
+            let (kind, message) = describe(&e);
+            ConfigError {
+                path,
+                kind,
+                message,
+            }
+        }),
+        read_past: log.read_past.into_inner(),
+    }
 }
 
-/// serde_json's message without its position for errors about a value (the
-/// path says where), with the position and a hint for malformed JSON.
-fn message(e: &serde_json::Error) -> String {
+/// [`read`], failing with the first error (the rollout plan).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn from_slice<T: DeserializeOwned>(text: &[u8]) -> Result<T, ConfigError> {
+    let Read { value, read_past } = read(text);
+    match read_past.into_iter().next() {
+        Some(first) => Err(first),
+        None => value,
+    }
+}
+
+/// How serde_json words the syntax errors graylane adds a hint to.
+/// serde_json has no public code for them, only this text; the test
+/// `every_hint_is_reached` (and the others in this file) fails when the
+/// wording changes.
+#[derive(Clone, Copy)]
+enum Wording {
+    Is(&'static str),
+    StartsWith(&'static str),
+    Contains(&'static str),
+}
+
+impl Wording {
+    fn matches(self, what: &str) -> bool {
+        match self {
+            Wording::Is(s) => what == s,
+            Wording::StartsWith(s) => what.starts_with(s),
+            Wording::Contains(s) => what.contains(s),
+        }
+    }
+}
+
+/// The syntax errors graylane explains, first match wins.
+const HINTS: &[(Wording, &str)] = &[
+    (
+        Wording::StartsWith("EOF"),
+        "the text ends before the JSON value does",
+    ),
+    (
+        Wording::Is("trailing comma"),
+        "remove the comma before the closing bracket",
+    ),
+    (
+        Wording::Is("key must be a string"),
+        "member names are double-quoted strings",
+    ),
+    (
+        Wording::Is("invalid number"),
+        "write numbers as JSON does: no leading zero, digits on both sides of a '.' (0.5, 12.5, 1e2)",
+    ),
+    (
+        Wording::Is("expected value"),
+        "expected a string in double quotes, a number, true, false, null, an object or an array (JSON has no comments, single quotes, NaN or Infinity)",
+    ),
+    (
+        Wording::Is("trailing characters"),
+        "the configuration is one JSON object and nothing after it",
+    ),
+    (
+        Wording::Is(RECURSION_LIMIT),
+        "the configuration nests more than 128 objects and arrays deep",
+    ),
+    (
+        Wording::StartsWith("expected `,`"),
+        "separate members and elements with commas (JSON has no comments)",
+    ),
+    (
+        Wording::Contains("hex escape"),
+        "a \\uD800-\\uDBFF escape must be followed by a \\uDC00-\\uDFFF one (a surrogate pair)",
+    ),
+    (
+        Wording::StartsWith("control character"),
+        "escape it in the string (\\n, \\t, \\u0001)",
+    ),
+];
+
+/// serde_json's words for nesting past its limit of 128.
+const RECURSION_LIMIT: &str = "recursion limit exceeded";
+
+/// serde's words (its `de::Error` defaults, which serde_json keeps) for the
+/// data errors that stop a reading, and their kinds.
+const DATA_ERRORS: &[(&str, ErrorKind)] = &[
+    ("invalid type: ", ErrorKind::WrongType),
+    ("missing field `", ErrorKind::MissingField),
+    ("unknown field `", ErrorKind::UnknownField),
+    ("unknown variant `", ErrorKind::UnknownVariant),
+];
+
+/// The kind and message of the error that stopped a reading: serde's
+/// message without its position for an error about a value (the path says
+/// where), the position and a hint for malformed JSON.
+fn describe(e: &serde_json::Error) -> (ErrorKind, String) {
     let text = e.to_string();
     let position = format!(" at line {} column {}", e.line(), e.column());
     let what = text.strip_suffix(&position).unwrap_or(&text);
-    if !(e.is_syntax() || e.is_eof()) {
-        // serde names the Rust type ("expected struct RawLane"); say what
-        // the JSON should hold instead.
-        return match what.split_once(", expected struct ") {
-            Some((found, _)) => format!("{found}, expected an object"),
-            None => match what.split_once(", expected enum ") {
-                Some((found, _)) => format!("{found}, expected a string"),
-                None => what.to_string(),
-            },
-        };
+    if e.is_data() {
+        let kind = DATA_ERRORS
+            .iter()
+            .find(|(prefix, _)| what.starts_with(prefix))
+            .map_or(ErrorKind::InvalidValue, |&(_, kind)| kind);
+        return (kind, what.to_string());
     }
-    let hint = if what.starts_with("EOF") {
-        "; the text ends before the JSON value does"
-    } else if what == "trailing comma" {
-        "; remove the comma before the closing bracket"
-    } else if what == "key must be a string" {
-        "; member names are double-quoted strings"
-    } else if what == "invalid number" {
-        "; write numbers as JSON does: no leading zero, digits on both sides of a '.' (0.5, 12.5, 1e2)"
-    } else if what == "expected value" {
-        "; expected a string in double quotes, a number, true, false, null, an object or an array (JSON has no comments, single quotes, NaN or Infinity)"
-    } else if what == "trailing characters" {
-        "; the configuration is one JSON object and nothing after it"
-    } else if what == "recursion limit exceeded" {
-        "; the configuration nests more than 128 objects and arrays deep"
-    } else if what.starts_with("expected `,`") {
-        "; separate members and elements with commas (JSON has no comments)"
-    } else if what.contains("hex escape") {
-        "; a \\uD800-\\uDBFF escape must be followed by a \\uDC00-\\uDFFF one (a surrogate pair)"
-    } else if what.starts_with("control character") {
-        "; escape it in the string (\\n, \\t, \\u0001)"
+    let kind = if what == RECURSION_LIMIT {
+        ErrorKind::TooDeep
     } else {
-        ""
+        ErrorKind::Syntax
     };
-    format!(
-        "invalid JSON at line {} column {}: {what}{hint}",
-        e.line(),
-        e.column()
+    let hint = HINTS
+        .iter()
+        .find(|(wording, _)| wording.matches(what))
+        .map(|(_, hint)| format!("; {hint}"))
+        .unwrap_or_default();
+    (
+        kind,
+        format!(
+            "invalid JSON at line {} column {}: {what}{hint}",
+            e.line(),
+            e.column()
+        ),
     )
 }
 
-/// A deserializer that records the path of an error on the trail.
-struct Tracked<'t, D> {
+/// A deserializer that reads its value at `path`.
+struct Tracked<'p, D> {
     de: D,
-    trail: &'t Trail,
+    path: JsonPath<'p>,
+    log: &'p Log,
 }
 
-impl<'t, D> Tracked<'t, D> {
-    fn wrap<V>(&self, visitor: V) -> Wrap<'t, V> {
+impl<'p, D> Tracked<'p, D> {
+    fn wrap<V>(&self, visitor: V) -> Wrap<'p, V> {
         Wrap {
             visitor,
-            trail: self.trail,
+            path: self.path,
+            log: self.log,
+            object: None,
         }
     }
 }
@@ -189,14 +278,16 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tracked<'_, D> {
         self.de.deserialize_tuple_struct(name, len, visitor)
     }
 
-    /// A struct is a JSON object, never an array of its fields.
+    /// A struct is a JSON object, never an array of its fields; a member
+    /// it does not have is noted and skipped.
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
-        _fields: &'static [&'static str],
+        fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        let visitor = self.wrap(visitor);
+        let mut visitor = self.wrap(visitor);
+        visitor.object = Some(fields);
         self.de.deserialize_map(visitor)
     }
 
@@ -204,32 +295,55 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tracked<'_, D> {
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         _name: &'static str,
-        _variants: &'static [&'static str],
+        variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.de.deserialize_str(VariantName(visitor))
+        self.de.deserialize_str(VariantName {
+            visitor,
+            variants,
+            path: self.path,
+            log: self.log,
+        })
     }
 }
 
-/// Reads an enum from its variant's name.
-struct VariantName<V>(V);
+/// Reads an enum from its variant's name; an unknown name is noted, and
+/// the first variant read in its place.
+struct VariantName<'p, V> {
+    visitor: V,
+    variants: &'static [&'static str],
+    path: JsonPath<'p>,
+    log: &'p Log,
+}
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for VariantName<V> {
+impl<'de, V: Visitor<'de>> Visitor<'de> for VariantName<'_, V> {
     type Value = V::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.expecting(f)
+        f.write_str("a string")
     }
 
     fn visit_str<E: de::Error>(self, name: &str) -> Result<V::Value, E> {
-        self.0.visit_enum(name.into_deserializer())
+        let known = self.variants.contains(&name);
+        match self.variants.first() {
+            Some(first) if !known => {
+                let e = E::unknown_variant(name, self.variants);
+                self.log
+                    .read_past(&self.path, ErrorKind::UnknownVariant, e.to_string());
+                self.visitor.visit_enum(first.into_deserializer())
+            }
+            _ => self.visitor.visit_enum(name.into_deserializer()),
+        }
     }
 }
 
 /// A visitor whose nested values are [`Tracked`] in turn.
-struct Wrap<'t, V> {
+struct Wrap<'p, V> {
     visitor: V,
-    trail: &'t Trail,
+    path: JsonPath<'p>,
+    log: &'p Log,
+    /// For a struct: its fields. The visitor then expects an object.
+    object: Option<&'static [&'static str]>,
 }
 
 macro_rules! forward_visit {
@@ -243,8 +357,13 @@ macro_rules! forward_visit {
 impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     type Value = V::Value;
 
+    /// serde would name the Rust type ("struct RawLane"); say what the JSON
+    /// should hold instead.
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.visitor.expecting(f)
+        match self.object {
+            Some(_) => f.write_str("an object"),
+            None => self.visitor.expecting(f),
+        }
     }
 
     forward_visit! {
@@ -266,21 +385,24 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<V::Value, D::Error> {
         self.visitor.visit_some(Tracked {
             de,
-            trail: self.trail,
+            path: self.path,
+            log: self.log,
         })
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, de: D) -> Result<V::Value, D::Error> {
         self.visitor.visit_newtype_struct(Tracked {
             de,
-            trail: self.trail,
+            path: self.path,
+            log: self.log,
         })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
         self.visitor.visit_seq(Elements {
             seq,
-            trail: self.trail,
+            path: self.path,
+            log: self.log,
             index: 0,
         })
     }
@@ -288,7 +410,9 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
         self.visitor.visit_map(Members {
             map,
-            trail: self.trail,
+            path: self.path,
+            log: self.log,
+            fields: self.object,
             seen: HashSet::new(),
             key: None,
         })
@@ -299,30 +423,31 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     }
 }
 
-/// A seed whose value is [`Tracked`]; `started` tells an error in the value
-/// from an error before it (a trailing comma, the end of the text).
-struct TrackedSeed<'t, 's, S> {
+/// A seed whose value is [`Tracked`] at `path`. An error before the value
+/// starts (a trailing comma, the end of the text) never reaches it, and is
+/// the enclosing value's.
+struct TrackedSeed<'p, S> {
     seed: S,
-    trail: &'t Trail,
-    started: &'s mut bool,
+    path: JsonPath<'p>,
+    log: &'p Log,
 }
 
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for TrackedSeed<'_, '_, S> {
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for TrackedSeed<'_, S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<S::Value, D::Error> {
-        *self.started = true;
-        self.seed.deserialize(Tracked {
-            de,
-            trail: self.trail,
-        })
+        let (path, log) = (self.path, self.log);
+        self.seed
+            .deserialize(Tracked { de, path, log })
+            .inspect_err(|_| log.stopped_at(&path))
     }
 }
 
 /// Array elements, each under its index.
-struct Elements<'t, A> {
+struct Elements<'p, A> {
     seq: A,
-    trail: &'t Trail,
+    path: JsonPath<'p>,
+    log: &'p Log,
     index: usize,
 }
 
@@ -333,20 +458,13 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Elements<'_, A> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, A::Error> {
-        let index = self.index;
+        let path = self.path.index(self.index);
         self.index += 1;
-        let mut started = false;
-        self.seq
-            .next_element_seed(TrackedSeed {
-                seed,
-                trail: self.trail,
-                started: &mut started,
-            })
-            .inspect_err(|_| {
-                if started {
-                    self.trail.push(Segment::Index(index));
-                }
-            })
+        self.seq.next_element_seed(TrackedSeed {
+            seed,
+            path,
+            log: self.log,
+        })
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -354,12 +472,28 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Elements<'_, A> {
     }
 }
 
-/// Object members, each under its name; a name given twice is an error.
-struct Members<'t, A> {
+/// Object members, each under its name. A name given twice, or one the
+/// struct does not have, is noted and its value skipped.
+struct Members<'p, A> {
     map: A,
-    trail: &'t Trail,
+    path: JsonPath<'p>,
+    log: &'p Log,
+    /// A struct's fields; `None` for a map, whose keys are all accepted.
+    fields: Option<&'static [&'static str]>,
     seen: HashSet<String>,
     key: Option<String>,
+}
+
+impl<'de, A: MapAccess<'de>> Members<'_, A> {
+    /// Notes the error of member `name` and skips its value.
+    fn read_past(&mut self, name: &str, kind: ErrorKind, message: String) -> Result<(), A::Error> {
+        let path = self.path.field(name);
+        self.log.read_past(&path, kind, message);
+        self.map
+            .next_value::<IgnoredAny>()
+            .map(drop)
+            .inspect_err(|_| self.log.stopped_at(&path))
+    }
 }
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, A> {
@@ -369,47 +503,155 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        let Some(name) = self.map.next_key::<String>()? else {
-            return Ok(None);
+        let name = loop {
+            let Some(name) = self.map.next_key::<String>()? else {
+                return Ok(None);
+            };
+            if !self.seen.insert(name.clone()) {
+                let message = format!("duplicate member `{name}`; give each name once per object");
+                self.read_past(&name, ErrorKind::DuplicateMember, message)?;
+            } else if let Some(fields) = self.fields.filter(|f| !f.contains(&name.as_str())) {
+                let message = <A::Error as de::Error>::unknown_field(&name, fields).to_string();
+                self.read_past(&name, ErrorKind::UnknownField, message)?;
+            } else {
+                break name;
+            }
         };
-        if !self.seen.insert(name.clone()) {
-            self.trail.push(Segment::Member(name.clone()));
-            return Err(de::Error::custom(format_args!(
-                "duplicate member `{name}`; give each name once per object"
-            )));
-        }
         let key = seed.deserialize(name.as_str().into_deserializer());
-        match key {
-            Ok(key) => {
-                self.key = Some(name);
-                Ok(Some(key))
-            }
-            Err(e) => {
-                self.trail.push(Segment::Member(name));
-                Err(e)
-            }
+        if key.is_err() {
+            self.log.stopped_at(&self.path.field(&name));
         }
+        self.key = Some(name);
+        key.map(Some)
     }
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
         // An error between the name and the value (a missing ':') is
         // under the name too.
-        let mut started = false;
         let name = self.key.take();
+        let path = match &name {
+            Some(name) => self.path.field(name),
+            None => self.path,
+        };
+        let log = self.log;
         self.map
-            .next_value_seed(TrackedSeed {
-                seed,
-                trail: self.trail,
-                started: &mut started,
-            })
-            .inspect_err(|_| {
-                if let Some(name) = name {
-                    self.trail.push(Segment::Member(name));
-                }
-            })
+            .next_value_seed(TrackedSeed { seed, path, log })
+            .inspect_err(|_| log.stopped_at(&path))
     }
 
     fn size_hint(&self) -> Option<usize> {
         self.map.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawConfig;
+
+    /// The error that stops reading `json`.
+    fn stop(json: &str) -> ConfigError {
+        read::<RawConfig>(json.as_bytes()).value.unwrap_err()
+    }
+
+    #[test]
+    fn every_hint_is_reached() {
+        // One text per entry of HINTS, in its order.
+        let samples = [
+            r#"{"lanes": ["#.to_string(),
+            r#"{"lanes": [{"name": "g",}]}"#.to_string(),
+            r#"{lanes: []}"#.to_string(),
+            r#"{"lanes": [{"name": "g", "priority": 1.}]}"#.to_string(),
+            r#"{"lanes": [{"name": "g", "priority": NaN}]}"#.to_string(),
+            r#"{"lanes": [{"name": "g"}]} x"#.to_string(),
+            r#"{"lanes": [{"name": "g", "match": "#.to_string()
+                + &r#"{"not": "#.repeat(200)
+                + &"}".repeat(200)
+                + "}]}",
+            r#"{"lanes": [{"name": "g"} {"name": "h"}]}"#.to_string(),
+            r#"{"lanes": [{"name": "\ud800"}]}"#.to_string(),
+            "{\"lanes\": [{\"name\": \"a\u{1}b\"}]}".to_string(),
+        ];
+        assert_eq!(samples.len(), HINTS.len());
+        for (i, (json, (_, hint))) in samples.iter().zip(HINTS).enumerate() {
+            let e = stop(json);
+            let text = e.message.strip_suffix(&format!("; {hint}"));
+            let what = text.and_then(|t| t.split_once(": ")).map(|(_, what)| what);
+            let first = what.and_then(|what| HINTS.iter().position(|(w, _)| w.matches(what)));
+            assert_eq!(first, Some(i), "HINTS[{i}]: {e}");
+            let kind = if i == 6 {
+                ErrorKind::TooDeep
+            } else {
+                ErrorKind::Syntax
+            };
+            assert_eq!(e.kind, kind, "{e}");
+        }
+    }
+
+    #[test]
+    fn serde_words_data_errors_as_matched() {
+        type E = serde_json::Error;
+        let cases = [
+            (
+                <E as de::Error>::invalid_type(de::Unexpected::Bool(true), &"a string"),
+                ErrorKind::WrongType,
+            ),
+            (
+                <E as de::Error>::missing_field("name"),
+                ErrorKind::MissingField,
+            ),
+            (
+                <E as de::Error>::unknown_field("nmae", &["name"]),
+                ErrorKind::UnknownField,
+            ),
+            (
+                <E as de::Error>::unknown_variant("x", &["a", "b"]),
+                ErrorKind::UnknownVariant,
+            ),
+            (
+                <E as de::Error>::invalid_value(de::Unexpected::Signed(-1), &"u64"),
+                ErrorKind::InvalidValue,
+            ),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(describe(&e), (kind, e.to_string()));
+        }
+        // From a reading: the position goes, the path says where.
+        let e = stop(r#"{"lanes": [{"name": "g", "priority": true}]}"#);
+        assert_eq!(
+            (e.path.as_str(), e.kind, e.message.as_str()),
+            (
+                "lanes[0].priority",
+                ErrorKind::WrongType,
+                "invalid type: boolean `true`, expected i64"
+            )
+        );
+    }
+
+    #[test]
+    fn errors_read_past_keep_the_value_and_their_order() {
+        let read = read::<RawConfig>(
+            br#"{"lanes": [{"name": "g", "x": [1, {"y": 2}], "name": "h", "split": {"percent": 5, "onMissingKey": "never"}}], "z": null}"#,
+        );
+        let raw = read.value.unwrap();
+        assert_eq!(raw.lanes[0].name, "g");
+        assert_eq!(raw.lanes[0].split.as_ref().unwrap().percent, Some(5.0));
+        let found: Vec<(&str, ErrorKind)> = read
+            .read_past
+            .iter()
+            .map(|e| (e.path.as_str(), e.kind))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("lanes[0].x", ErrorKind::UnknownField),
+                ("lanes[0].name", ErrorKind::DuplicateMember),
+                ("lanes[0].split.onMissingKey", ErrorKind::UnknownVariant),
+                ("z", ErrorKind::UnknownField),
+            ]
+        );
+        // `from_slice` fails with the first.
+        let first = from_slice::<RawConfig>(br#"{"a": 1, "b": 2}"#).unwrap_err();
+        assert_eq!(first.path, "a");
     }
 }

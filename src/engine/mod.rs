@@ -17,6 +17,7 @@ pub use view::{View, MAX_VALUE_LEN};
 
 use crate::baggage::{self, Compare};
 use std::borrow::Cow;
+use std::ops::ControlFlow;
 
 /// Read access to a request's headers (pseudo-headers `:path`,
 /// `:authority`, `:method` included). Names are asked in lower case.
@@ -167,10 +168,13 @@ pub fn process<'c, R: Request + ?Sized>(
     Outcome { decision, effects }
 }
 
-/// SPEC §4 step 1: the decision so far. `Err` holds a finished decision
-/// (a valid incoming tag at a trusting hop); `Ok` one for the rules to
-/// complete, noting a dropped invalid tag.
-fn start<R: Request + ?Sized>(config: &Compiled, view: &View<'_, R>) -> Result<Decision, Decision> {
+/// SPEC §4 step 1: the decision so far. `Break` holds a finished decision
+/// (a valid incoming tag at a trusting hop); `Continue` one for the rules
+/// to complete, noting a dropped invalid tag.
+fn start<R: Request + ?Sized>(
+    config: &Compiled,
+    view: &View<'_, R>,
+) -> ControlFlow<Decision, Decision> {
     let mut d = Decision {
         lane: None,
         source: Source::Default,
@@ -179,25 +183,25 @@ fn start<R: Request + ?Sized>(config: &Compiled, view: &View<'_, R>) -> Result<D
         assigned: Vec::new(),
     };
     if config.incoming != Incoming::Trust {
-        return Ok(d);
+        return ControlFlow::Continue(d);
     }
     // The member counts wherever it stands in the incoming baggage (README "Behaviour details").
     let tag: Option<Cow<'_, str>> = match baggage::find(view.baggage(), &config.baggage_key) {
         Some(m) => m.decoded(),
         None => match view.first_header(&config.lane_header) {
             Some(v) => std::str::from_utf8(v).ok().map(Cow::Borrowed),
-            None => return Ok(d),
+            None => return ControlFlow::Continue(d),
         },
     };
     match tag.and_then(|t| config.lane_id(&t)) {
         Some(id) => {
             d.lane = Some(id);
             d.source = Source::Propagated;
-            Err(d)
+            ControlFlow::Break(d)
         }
         None => {
             d.invalid_tag = true;
-            Ok(d)
+            ControlFlow::Continue(d)
         }
     }
 }
@@ -209,8 +213,8 @@ pub fn decide<R: Request + ?Sized>(
     rng: &mut dyn FnMut() -> u64,
 ) -> Decision {
     let mut d = match start(config, view) {
-        Ok(d) => d,
-        Err(done) => return done,
+        ControlFlow::Continue(d) => d,
+        ControlFlow::Break(done) => return done,
     };
     let rules = &config.rules;
     let mut try_rank = |rank: u32, d: &mut Decision| -> bool {
@@ -336,8 +340,8 @@ pub fn explain<R: Request + ?Sized>(
     let view = View::new(req);
     let mut tried = Vec::new();
     let mut d = match start(config, &view) {
-        Ok(d) => d,
-        Err(done) => {
+        ControlFlow::Continue(d) => d,
+        ControlFlow::Break(done) => {
             return Explanation {
                 decision: done,
                 tried,

@@ -125,8 +125,10 @@ fn read_configuration(current: &Metrics) -> Option<(Rc<Config>, Rc<Metrics>)> {
             }
             Some((Rc::new(config), Rc::new(metrics)))
         }
-        Err(e) => {
-            log::error!("configuration rejected: {e}");
+        Err(errors) => {
+            for e in &errors {
+                log::error!("configuration rejected: {e}");
+            }
             current.config_rejected();
             None
         }

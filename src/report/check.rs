@@ -2,7 +2,7 @@
 
 use super::input::{self, InputError};
 use crate::analysis;
-use crate::config::{Config, ConfigError, Warning, WarningKind};
+use crate::config::{Config, ConfigErrors, Warning, WarningKind};
 use crate::engine::LaneId;
 use serde_json::{json, Value};
 
@@ -12,7 +12,7 @@ pub struct Checked {
     /// `WasmPlugin` `metadata.name` or Envoy plugin name; `None` for a plain
     /// plugin configuration.
     pub name: Option<String>,
-    pub result: Result<Config, ConfigError>,
+    pub result: Result<Config, ConfigErrors>,
 }
 
 /// Parses and compiles every plugin configuration in a config file's
@@ -36,8 +36,9 @@ pub fn prefix(name: Option<&str>, labelled: bool) -> String {
     }
 }
 
-/// The lines `graylane check` prints for one configuration.
-pub fn text(result: &Result<Config, ConfigError>, prefix: &str) -> String {
+/// The lines `graylane check` prints for one configuration: its warnings
+/// and `ok`, or one line per error.
+pub fn text(result: &Result<Config, ConfigErrors>, prefix: &str) -> String {
     let mut s = String::new();
     match result {
         Ok(config) => {
@@ -50,7 +51,11 @@ pub fn text(result: &Result<Config, ConfigError>, prefix: &str) -> String {
                 config.services.len()
             ));
         }
-        Err(e) => s.push_str(&format!("{prefix}error: {e}\n")),
+        Err(errors) => {
+            for e in errors {
+                s.push_str(&format!("{prefix}error: {e}\n"));
+            }
+        }
     }
     s
 }
@@ -142,10 +147,13 @@ pub fn to_json(checked: &Checked) -> Value {
                 "services": config.services.len(),
             })
         }
-        Err(e) => json!({
+        Err(errors) => json!({
             "name": checked.name,
             "valid": false,
-            "errors": [{"path": e.path, "message": e.message}],
+            "errors": errors
+                .iter()
+                .map(|e| json!({"path": e.path, "message": e.message}))
+                .collect::<Vec<_>>(),
             "warnings": [],
             "lanes": null,
             "services": null,

@@ -4,7 +4,7 @@
 //! [`Plan`] whose every field has its default resolved.
 
 use super::analysis::{Criteria, Gate};
-use crate::config::{de, ConfigError};
+use crate::config::{de, ConfigError, ErrorKind};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -280,6 +280,7 @@ pub const DEFAULT_ENVOY_ADMIN: &str = "http://127.0.0.1:9901";
 pub fn load(path: &Path) -> Result<Plan, ConfigError> {
     let text = std::fs::read(path).map_err(|e| ConfigError {
         path: String::new(),
+        kind: ErrorKind::Plan,
         message: format!("cannot read {}: {e}", path.display()),
     })?;
     let raw = parse(&text)?;
@@ -299,10 +300,12 @@ pub fn parse(text: &[u8]) -> Result<RawPlan, ConfigError> {
     } else {
         let value: serde_json::Value = serde_norway::from_slice(text).map_err(|e| ConfigError {
             path: String::new(),
+            kind: ErrorKind::Syntax,
             message: format!("invalid YAML: {e}"),
         })?;
         serde_json::to_vec(&value).map_err(|e| ConfigError {
             path: String::new(),
+            kind: ErrorKind::Plan,
             message: e.to_string(),
         })?
     };
@@ -317,6 +320,7 @@ pub fn parse(text: &[u8]) -> Result<RawPlan, ConfigError> {
 fn error<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError {
         path: path.into(),
+        kind: ErrorKind::Plan,
         message: message.into(),
     })
 }

@@ -34,5 +34,6 @@ fn config_errors_in_wasm() {
     let e =
         Config::from_json(br#"{"lanes": [{"name": "g", "match": {"header": "a", "regex": "("}}]}"#)
             .unwrap_err();
-    assert_eq!(e.path, "lanes[0].match.regex");
+    assert_eq!(e.first().path, "lanes[0].match.regex");
+    assert_eq!(e.first().kind, graylane::config::ErrorKind::Regex);
 }

@@ -161,6 +161,21 @@ fn bad_config_is_refused_with_its_json_path() {
         log.contains("lanes[0].priorty: unknown field `priorty`, expected one of"),
         "{log}"
     );
+    // Every independent error, one line each: a misspelt field and a bad
+    // regex in one lane, a bad lane name in another.
+    let log = refused(
+        r#"{"lanes": [{"name": "gray", "priorty": 1, "match": {"header": "a", "regex": "("}}, {"name": "Blue"}]}"#,
+    );
+    let rejected: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("configuration rejected: ").map(|(_, e)| e))
+        .map(|e| e.split(": ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        rejected,
+        ["lanes[0].priorty", "lanes[0].match.regex", "lanes[1].name"],
+        "{log}"
+    );
     // Malformed JSON a lenient reader would take, and nesting far past the
     // parser's limit of 128: refused with a message, never a crashed VM.
     let log = refused(r#"{"lanes": [{"name": "gray", "split": {"percent": 2.}}]}"#);
