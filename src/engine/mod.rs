@@ -168,7 +168,7 @@ pub fn process<'c, R: Request + ?Sized>(
     Outcome { decision, effects }
 }
 
-/// SPEC §4 step 1: the decision so far. `Break` holds a finished decision
+/// README "How a request is decided", step 1: the decision so far. `Break` holds a finished decision
 /// (a valid incoming tag at a trusting hop); `Continue` one for the rules
 /// to complete, noting a dropped invalid tag.
 fn start<R: Request + ?Sized>(
