@@ -271,7 +271,7 @@ impl<'a> Baggage<'a> {
             .collect::<Vec<_>>()
             .join(",");
         let values = || std::iter::once(joined.as_bytes());
-        let plan = plan(values(), edits);
+        let plan = plan(values(), edits, false);
         let mut out = String::with_capacity(plan.len);
         write(values(), edits, &plan, &mut out);
         (!out.is_empty()).then_some(out)
@@ -364,6 +364,9 @@ pub struct Plan {
     plain_kept: usize,
     /// Members whose key an edit names.
     pub touched: usize,
+    /// Edits (bit `i` for edit `i < 64`) written as the member they set,
+    /// left as it arrived: see [`plan`]'s `as_is`.
+    as_is: u64,
 }
 
 impl Plan {
@@ -461,6 +464,8 @@ enum Raw<'a> {
     Invalid,
     Valid {
         key: &'a [u8],
+        /// The raw (still percent-encoded) value.
+        value: &'a [u8],
         /// The member's whole text (surrounding OWS trimmed): ASCII.
         raw: &'a [u8],
     },
@@ -479,8 +484,9 @@ fn for_each_raw<'a, I: IntoIterator<Item = &'a [u8]>>(values: I, mut f: impl FnM
         for item in ValueItems::new(b) {
             match item {
                 Scanned::Empty | Scanned::Invalid => f(Raw::Invalid),
-                Scanned::Valid { key, raw, .. } => f(Raw::Valid {
+                Scanned::Valid { key, value, raw } => f(Raw::Valid {
                     key: b.get(key.0..key.1).unwrap_or_default(),
+                    value: b.get(value.0..value.1).unwrap_or_default(),
                     raw: b.get(raw.0..raw.1).unwrap_or_default(),
                 }),
             }
@@ -494,7 +500,12 @@ fn for_each_raw<'a, I: IntoIterator<Item = &'a [u8]>>(values: I, mut f: impl FnM
 /// `(key, None)` removes the key. Invalid members are dropped. Plain
 /// members are dropped from the end, never an edited one, until the result
 /// fits [`MAX_MEMBERS`] and [`MAX_BYTES`].
-pub fn plan<'a, I>(values: I, edits: &[(&str, Option<&str>)]) -> Plan
+///
+/// With `as_is`, an edit that sets a member to the value its first member
+/// already has (raw or percent-decoded) keeps that member exactly as it
+/// arrived, its properties included (`lane=gray;p=x` stays so), when the
+/// longer text still fits [`MAX_BYTES`]; otherwise it is written `key=v`.
+pub fn plan<'a, I>(values: I, edits: &[(&str, Option<&str>)], as_is: bool) -> Plan
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
@@ -507,13 +518,24 @@ where
         (0usize, 0usize, 0usize, 0usize);
     let (mut count, mut bytes) = (set_count, set_bytes + set_count.saturating_sub(1));
     let mut full = false;
+    let mut kept_as_is = 0u64;
+    let mut placed = Placed::new(if as_is { edits.len() } else { 0 });
     for_each_raw(values, |item| {
-        let Raw::Valid { key, raw, .. } = item else {
+        let Raw::Valid { key, value, raw } = item else {
             invalid += 1;
             return;
         };
-        if edits.iter().any(|(k, _)| k.as_bytes() == key) {
+        if let Some(i) = edits.iter().position(|(k, _)| k.as_bytes() == key) {
             touched += 1;
+            if as_is && i < 64 && placed.first(i) {
+                if let Some((k, Some(v))) = edits.get(i) {
+                    let extra = raw.len().saturating_sub(k.len() + 1 + v.len());
+                    if same_value(value, v) && bytes + extra <= MAX_BYTES {
+                        bytes += extra;
+                        kept_as_is |= 1 << i;
+                    }
+                }
+            }
             return;
         }
         plain_total += 1;
@@ -532,7 +554,14 @@ where
         len: bytes,
         plain_kept,
         touched,
+        as_is: kept_as_is,
     }
+}
+
+/// Whether a member's raw value is `v`, as written or percent-decoded.
+fn same_value(raw_value: &[u8], v: &str) -> bool {
+    raw_value == v.as_bytes()
+        || (raw_value.contains(&b'%') && percent_decode(raw_value, false).is_some_and(|d| d == v))
 }
 
 /// Writes what [`plan`] planned for the same `values` and `edits`.
@@ -554,7 +583,7 @@ where
         }
     };
     for_each_raw(values, |item| {
-        let Raw::Valid { key, raw } = item else {
+        let Raw::Valid { key, raw, .. } = item else {
             return;
         };
         match edits.iter().position(|(k, _)| k.as_bytes() == key) {
@@ -567,7 +596,9 @@ where
             }
             Some(i) => {
                 if placed.first(i) {
-                    if let Some((k, Some(v))) = edits.get(i) {
+                    if i < 64 && plan.as_is & (1 << i) != 0 {
+                        put(sink, &[std::str::from_utf8(raw).unwrap_or_default()]);
+                    } else if let Some((k, Some(v))) = edits.get(i) {
                         put(sink, &[k, "=", v]);
                     }
                 }
@@ -766,7 +797,7 @@ mod tests {
             for_each_raw(values, |r| {
                 raw.push(match r {
                     Raw::Invalid => None,
-                    Raw::Valid { key, raw } => Some((key, raw)),
+                    Raw::Valid { key, raw, .. } => Some((key, raw)),
                 });
             });
             let want: Vec<_> = got
@@ -806,6 +837,42 @@ mod tests {
         );
         assert_eq!(parse("lane=gray").with_member("lane", None), None);
         assert_eq!(parse("").with_member("lane", Some("g")).unwrap(), "lane=g");
+    }
+
+    fn edited(header: &str, edits: &[(&str, Option<&str>)], as_is: bool) -> String {
+        let values = || std::iter::once(header.as_bytes());
+        let p = plan(values(), edits, as_is);
+        let mut out = String::new();
+        write(values(), edits, &p, &mut out);
+        assert_eq!(out.len(), p.len, "{header}: planned length");
+        out
+    }
+
+    #[test]
+    fn as_is_keeps_a_member_set_to_its_own_value() {
+        let lane = [("lane", Some("gray"))];
+        assert_eq!(
+            edited("lane=gray;p=x,a=1", &lane, true),
+            "lane=gray;p=x,a=1"
+        );
+        assert_eq!(edited("lane=gray;p=x,a=1", &lane, false), "lane=gray,a=1");
+        assert_eq!(
+            edited("a=1,lane=gr%61y;p", &lane, true),
+            "a=1,lane=gr%61y;p"
+        );
+        assert_eq!(edited("lane=blue;p=x,a=1", &lane, true), "lane=gray,a=1");
+        assert_eq!(
+            edited("lane=gray;p,lane=gray;q", &lane, true),
+            "lane=gray;p"
+        );
+        // Properties that would break the byte limit are dropped, not the member.
+        let big = format!("a={},lane=gray;p={}", "x".repeat(4000), "y".repeat(4190));
+        let out = edited(&big, &lane, true);
+        assert!(
+            out.ends_with(",lane=gray") && out.len() <= MAX_BYTES,
+            "{}",
+            out.len()
+        );
     }
 
     #[test]

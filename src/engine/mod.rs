@@ -625,7 +625,8 @@ pub fn effects<'c, R: Request + ?Sized>(
                     .take(if more { usize::MAX } else { 0 }),
             )
     };
-    let plan = baggage::plan(values(), edits);
+    // A hop keeps a trusted tag as it arrived, properties included.
+    let plan = baggage::plan(values(), edits, config.incoming == Incoming::Trust);
     e.baggage_dropped = plan.dropped;
     let changed = if plan.len == 0 {
         first.is_some()

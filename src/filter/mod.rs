@@ -258,10 +258,10 @@ impl Root {
                 let metrics = Metrics::for_config(&config);
                 metrics.config_accepted(&config);
                 log::info!(
-                    "configuration accepted: {} lanes, {} services, {} warnings, incoming={:?}",
-                    config.rules.lanes.len(),
-                    config.services.len(),
-                    config.warnings.len(),
+                    "configuration accepted: {}, {}, {}, incoming={:?}",
+                    crate::analysis::counted(config.rules.lanes.len(), "lane"),
+                    crate::analysis::counted(config.services.len(), "service"),
+                    crate::analysis::counted(config.warnings.len(), "warning"),
                     config.incoming
                 );
                 self.metrics.flush();
