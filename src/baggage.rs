@@ -271,7 +271,7 @@ impl<'a> Baggage<'a> {
             .collect::<Vec<_>>()
             .join(",");
         let values = || std::iter::once(joined.as_bytes());
-        let plan = plan(values(), edits, false);
+        let plan = plan(values(), edits);
         let mut out = String::with_capacity(plan.len);
         write(values(), edits, &plan, &mut out);
         (!out.is_empty()).then_some(out)
@@ -365,7 +365,7 @@ pub struct Plan {
     /// Members whose key an edit names.
     pub touched: usize,
     /// Edits (bit `i` for edit `i < 64`) written as the member they set,
-    /// left as it arrived: see [`plan`]'s `as_is`.
+    /// left as it arrived: see [`keep_as_is`].
     as_is: u64,
 }
 
@@ -464,8 +464,6 @@ enum Raw<'a> {
     Invalid,
     Valid {
         key: &'a [u8],
-        /// The raw (still percent-encoded) value.
-        value: &'a [u8],
         /// The member's whole text (surrounding OWS trimmed): ASCII.
         raw: &'a [u8],
     },
@@ -484,9 +482,8 @@ fn for_each_raw<'a, I: IntoIterator<Item = &'a [u8]>>(values: I, mut f: impl FnM
         for item in ValueItems::new(b) {
             match item {
                 Scanned::Empty | Scanned::Invalid => f(Raw::Invalid),
-                Scanned::Valid { key, value, raw } => f(Raw::Valid {
+                Scanned::Valid { key, raw, .. } => f(Raw::Valid {
                     key: b.get(key.0..key.1).unwrap_or_default(),
-                    value: b.get(value.0..value.1).unwrap_or_default(),
                     raw: b.get(raw.0..raw.1).unwrap_or_default(),
                 }),
             }
@@ -500,12 +497,7 @@ fn for_each_raw<'a, I: IntoIterator<Item = &'a [u8]>>(values: I, mut f: impl FnM
 /// `(key, None)` removes the key. Invalid members are dropped. Plain
 /// members are dropped from the end, never an edited one, until the result
 /// fits [`MAX_MEMBERS`] and [`MAX_BYTES`].
-///
-/// With `as_is`, an edit that sets a member to the value its first member
-/// already has (raw or percent-decoded) keeps that member exactly as it
-/// arrived, its properties included (`lane=gray;p=x` stays so), when the
-/// longer text still fits [`MAX_BYTES`]; otherwise it is written `key=v`.
-pub fn plan<'a, I>(values: I, edits: &[(&str, Option<&str>)], as_is: bool) -> Plan
+pub fn plan<'a, I>(values: I, edits: &[(&str, Option<&str>)]) -> Plan
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
@@ -518,24 +510,13 @@ where
         (0usize, 0usize, 0usize, 0usize);
     let (mut count, mut bytes) = (set_count, set_bytes + set_count.saturating_sub(1));
     let mut full = false;
-    let mut kept_as_is = 0u64;
-    let mut placed = Placed::new(if as_is { edits.len() } else { 0 });
     for_each_raw(values, |item| {
-        let Raw::Valid { key, value, raw } = item else {
+        let Raw::Valid { key, raw, .. } = item else {
             invalid += 1;
             return;
         };
-        if let Some(i) = edits.iter().position(|(k, _)| k.as_bytes() == key) {
+        if edits.iter().any(|(k, _)| k.as_bytes() == key) {
             touched += 1;
-            if as_is && i < 64 && placed.first(i) {
-                if let Some((k, Some(v))) = edits.get(i) {
-                    let extra = raw.len().saturating_sub(k.len() + 1 + v.len());
-                    if same_value(value, v) && bytes + extra <= MAX_BYTES {
-                        bytes += extra;
-                        kept_as_is |= 1 << i;
-                    }
-                }
-            }
             return;
         }
         plain_total += 1;
@@ -554,14 +535,30 @@ where
         len: bytes,
         plain_kept,
         touched,
-        as_is: kept_as_is,
+        as_is: 0,
     }
 }
 
-/// Whether a member's raw value is `v`, as written or percent-decoded.
-fn same_value(raw_value: &[u8], v: &str) -> bool {
-    raw_value == v.as_bytes()
-        || (raw_value.contains(&b'%') && percent_decode(raw_value, false).is_some_and(|d| d == v))
+/// Amends `plan` (made by [`plan`]) so that the edit setting `key=v`,
+/// where `first` is the first valid member with that key in the same
+/// header values and already has the value `v` (as written or
+/// percent-decoded), keeps that member exactly as it arrived, its
+/// properties included (`lane=gray;p=x` stays so), when the longer result
+/// still fits [`MAX_BYTES`]. No second pass over the header: the caller
+/// found `first` already (a hop reads its tag before it edits).
+pub fn keep_as_is(first: &Member<'_>, edits: &[(&str, Option<&str>)], plan: &mut Plan) {
+    let Some(i) = edits.iter().position(|(k, _)| *k == first.key) else {
+        return;
+    };
+    let Some((k, Some(v))) = edits.get(i) else {
+        return;
+    };
+    let same = first.value == *v || first.decoded().is_some_and(|d| d == *v);
+    let extra = first.raw.len().saturating_sub(k.len() + 1 + v.len());
+    if i < 64 && same && plan.len + extra <= MAX_BYTES {
+        plan.len += extra;
+        plan.as_is |= 1 << i;
+    }
 }
 
 /// Writes what [`plan`] planned for the same `values` and `edits`.
@@ -583,7 +580,7 @@ where
         }
     };
     for_each_raw(values, |item| {
-        let Raw::Valid { key, raw, .. } = item else {
+        let Raw::Valid { key, raw } = item else {
             return;
         };
         match edits.iter().position(|(k, _)| k.as_bytes() == key) {
@@ -797,7 +794,7 @@ mod tests {
             for_each_raw(values, |r| {
                 raw.push(match r {
                     Raw::Invalid => None,
-                    Raw::Valid { key, raw, .. } => Some((key, raw)),
+                    Raw::Valid { key, raw } => Some((key, raw)),
                 });
             });
             let want: Vec<_> = got
@@ -841,7 +838,11 @@ mod tests {
 
     fn edited(header: &str, edits: &[(&str, Option<&str>)], as_is: bool) -> String {
         let values = || std::iter::once(header.as_bytes());
-        let p = plan(values(), edits, as_is);
+        let mut p = plan(values(), edits);
+        if as_is {
+            let first = find(members(values()), edits[0].0).unwrap();
+            keep_as_is(&first, edits, &mut p);
+        }
         let mut out = String::new();
         write(values(), edits, &p, &mut out);
         assert_eq!(out.len(), p.len, "{header}: planned length");

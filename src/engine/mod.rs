@@ -162,7 +162,7 @@ fn start<R: Request + ?Sized>(config: &Compiled, view: &View<'_, R>) -> Result<D
         return Ok(d);
     }
     // The member counts wherever it stands in the incoming baggage (SPEC §8).
-    let tag: Option<Cow<'_, str>> = match baggage::find(view.baggage(), &config.baggage_key) {
+    let tag: Option<Cow<'_, str>> = match view.tag_member(&config.baggage_key) {
         Some(m) => m.decoded(),
         None => match view.first_header(&config.lane_header) {
             Some(v) => std::str::from_utf8(v).ok().map(Cow::Borrowed),
@@ -625,8 +625,13 @@ pub fn effects<'c, R: Request + ?Sized>(
                     .take(if more { usize::MAX } else { 0 }),
             )
     };
-    // A hop keeps a trusted tag as it arrived, properties included.
-    let plan = baggage::plan(values(), edits, config.incoming == Incoming::Trust);
+    let mut plan = baggage::plan(values(), edits);
+    if plan.touched > 0 && config.incoming == Incoming::Trust {
+        // A hop keeps a trusted tag as it arrived, properties included.
+        if let Some(first) = view.tag_member(&config.baggage_key) {
+            baggage::keep_as_is(&first, edits, &mut plan);
+        }
+    }
     e.baggage_dropped = plan.dropped;
     let changed = if plan.len == 0 {
         first.is_some()
