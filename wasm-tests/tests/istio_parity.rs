@@ -688,9 +688,22 @@ fn image_pull_failure_fallbacks() {
             strategy(edge)
         );
     }
-    // Counted under the RBAC filter's stat prefix (l0: the listener's).
+    // Counted under the RBAC filter's stat prefix: the listener's (l0) on
+    // Envoy 1.38 and later, the ECDS resource's on 1.36 and 1.37. Exactly
+    // one of the two exists.
+    let rbac_stat = |listener: &str, resource: &str, rule: &str| {
+        let names = [
+            format!("http.{listener}.rbac.{rule}"),
+            format!("extension_config_discovery.http_filter.{resource}.rbac.{rule}"),
+        ];
+        let stats = proxy.envoy.stats();
+        let found: Vec<&String> = names.iter().filter(|n| stats.contains_key(*n)).collect();
+        assert_eq!(found.len(), 1, "one of {names:?} (found {found:?})");
+        proxy.envoy.counter(found[0])
+    };
+    let edge_resource = format!("{}.{}", edge.object.namespace(), edge.object.name());
     assert_eq!(
-        proxy.envoy.counter("http.l0.rbac.wasm-default-deny.denied"),
+        rbac_stat("l0", &edge_resource, "wasm-default-deny.denied"),
         2
     );
     // The hops fail open: calls go through without graylane, so tagged
@@ -701,11 +714,15 @@ fn image_pull_failure_fallbacks() {
     assert!(body["headers"].get("x-graylane").is_none(), "{body}");
     // The allow-all filter has no rules, and counts nothing.
     assert!(
-        proxy
-            .envoy
-            .stats()
-            .iter()
-            .all(|(k, v)| !k.starts_with("http.l1.rbac") || *v == 0),
+        proxy.envoy.stats().iter().all(|(k, v)| {
+            let hop_rbac = k.starts_with("http.l1.rbac")
+                || k.starts_with(&format!(
+                    "extension_config_discovery.http_filter.{}.{}.rbac",
+                    hop.object.namespace(),
+                    hop.object.name()
+                ));
+            !hop_rbac || *v == 0
+        }),
         "the allow-all filter counted something"
     );
     // The image can be pulled again: the Wasm filter replaces the RBAC one,
