@@ -36,6 +36,7 @@ readonly E2E_TESTS
 # versions" describes each.
 readonly KNOWN_BUGS=(
     "1.36 1.37|envoy_gateway_parity|policy_applied_to_a_running_gateway_takes_effect|policy_applied_to_a_gateway_with_the_warm_up_listener_takes_effect|Envoy 1.36/1.37 crash when LDS adds a wasm listener with no VM started at bootstrap; see README \"Supported Envoy versions\""
+    "1.36 1.37|istio_parity|image_pull_failure_fallbacks|image_pull_failure_fallbacks_with_the_warm_up_listener|Envoy 1.36/1.37 crash when the first wasm VM starts after the workers, here when an ECDS update replaces the image-pull fallback with the wasm filter; see README \"Supported Envoy versions\""
     "1.36 1.37|ecds|remote_code_in_ecds_updates|remote_code_in_ecds_updates_with_the_warm_up_listener|Envoy 1.36/1.37 crash when the first wasm VM starts after the workers, here once an ECDS filter's remote module arrives; see README \"Supported Envoy versions\""
 )
 LOGS="$TOOLS/compat"
