@@ -186,3 +186,13 @@ fn overlapping_buckets(rules: &Rules) -> Vec<Warning> {
     }
     out
 }
+
+/// `1 lane`, `2 lanes`, `0 services`: a count as the CLI and the filter's
+/// log print it.
+pub fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

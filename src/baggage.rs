@@ -364,6 +364,9 @@ pub struct Plan {
     plain_kept: usize,
     /// Members whose key an edit names.
     pub touched: usize,
+    /// Edits (bit `i` for edit `i < 64`) written as the member they set,
+    /// left as it arrived: see [`keep_as_is`].
+    as_is: u64,
 }
 
 impl Plan {
@@ -532,6 +535,29 @@ where
         len: bytes,
         plain_kept,
         touched,
+        as_is: 0,
+    }
+}
+
+/// Amends `plan` (made by [`plan`]) so that the edit setting `key=v`,
+/// where `first` is the first valid member with that key in the same
+/// header values and already has the value `v` (as written or
+/// percent-decoded), keeps that member exactly as it arrived, its
+/// properties included (`lane=gray;p=x` stays so), when the longer result
+/// still fits [`MAX_BYTES`]. No second pass over the header: the caller
+/// found `first` already (a hop reads its tag before it edits).
+pub fn keep_as_is(first: &Member<'_>, edits: &[(&str, Option<&str>)], plan: &mut Plan) {
+    let Some(i) = edits.iter().position(|(k, _)| *k == first.key) else {
+        return;
+    };
+    let Some((k, Some(v))) = edits.get(i) else {
+        return;
+    };
+    let same = first.value == *v || first.decoded().is_some_and(|d| d == *v);
+    let extra = first.raw.len().saturating_sub(k.len() + 1 + v.len());
+    if i < 64 && same && plan.len + extra <= MAX_BYTES {
+        plan.len += extra;
+        plan.as_is |= 1 << i;
     }
 }
 
@@ -567,7 +593,9 @@ where
             }
             Some(i) => {
                 if placed.first(i) {
-                    if let Some((k, Some(v))) = edits.get(i) {
+                    if i < 64 && plan.as_is & (1 << i) != 0 {
+                        put(sink, &[std::str::from_utf8(raw).unwrap_or_default()]);
+                    } else if let Some((k, Some(v))) = edits.get(i) {
                         put(sink, &[k, "=", v]);
                     }
                 }
@@ -806,6 +834,46 @@ mod tests {
         );
         assert_eq!(parse("lane=gray").with_member("lane", None), None);
         assert_eq!(parse("").with_member("lane", Some("g")).unwrap(), "lane=g");
+    }
+
+    fn edited(header: &str, edits: &[(&str, Option<&str>)], as_is: bool) -> String {
+        let values = || std::iter::once(header.as_bytes());
+        let mut p = plan(values(), edits);
+        if as_is {
+            let first = find(members(values()), edits[0].0).unwrap();
+            keep_as_is(&first, edits, &mut p);
+        }
+        let mut out = String::new();
+        write(values(), edits, &p, &mut out);
+        assert_eq!(out.len(), p.len, "{header}: planned length");
+        out
+    }
+
+    #[test]
+    fn as_is_keeps_a_member_set_to_its_own_value() {
+        let lane = [("lane", Some("gray"))];
+        assert_eq!(
+            edited("lane=gray;p=x,a=1", &lane, true),
+            "lane=gray;p=x,a=1"
+        );
+        assert_eq!(edited("lane=gray;p=x,a=1", &lane, false), "lane=gray,a=1");
+        assert_eq!(
+            edited("a=1,lane=gr%61y;p", &lane, true),
+            "a=1,lane=gr%61y;p"
+        );
+        assert_eq!(edited("lane=blue;p=x,a=1", &lane, true), "lane=gray,a=1");
+        assert_eq!(
+            edited("lane=gray;p,lane=gray;q", &lane, true),
+            "lane=gray;p"
+        );
+        // Properties that would break the byte limit are dropped, not the member.
+        let big = format!("a={},lane=gray;p={}", "x".repeat(4000), "y".repeat(4190));
+        let out = edited(&big, &lane, true);
+        assert!(
+            out.ends_with(",lane=gray") && out.len() <= MAX_BYTES,
+            "{}",
+            out.len()
+        );
     }
 
     #[test]

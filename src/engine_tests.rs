@@ -248,6 +248,58 @@ fn trust_mode_keeps_valid_tags_and_drops_invalid() {
     assert_eq!(c.lane_name(d.lane), "blue");
 }
 
+/// A hop keeps a trusted tag as it arrived: the lane member's properties
+/// stay (W3C: properties belong to their member), whatever the encoding; a
+/// duplicate lane member still goes, and a tag the hop replaces loses them.
+#[test]
+fn trusting_hop_keeps_the_lane_members_properties() {
+    let c = config(
+        r#"{"incoming": "trust", "lanes": [{"name": "gray", "match": {"header": "location", "exact": "sz"}}]}"#,
+    );
+    let forwarded = |baggage: &str, extra: &[(&str, &str)]| {
+        let mut pairs = vec![("baggage", baggage)];
+        pairs.extend_from_slice(extra);
+        let out = process(&c, &req(&pairs), &mut rng(1));
+        (
+            c.lane_name(out.decision.lane).to_string(),
+            set_of(&out.effects, "baggage").map(|v| v.map(str::to_string)),
+        )
+    };
+    // Unchanged: no header write at all.
+    assert_eq!(
+        forwarded("lane=gray;p=x,a=1", &[]),
+        ("gray".to_string(), None)
+    );
+    assert_eq!(
+        forwarded("a=1, lane = gray ; p = x ;flag", &[]),
+        (
+            "gray".to_string(),
+            Some(Some("a=1,lane = gray ; p = x ;flag".to_string()))
+        )
+    );
+    assert_eq!(
+        forwarded("lane=gr%61y;p=x,lane=pink;q", &[]),
+        (
+            "gray".to_string(),
+            Some(Some("lane=gr%61y;p=x".to_string()))
+        )
+    );
+    // An undeclared tag is replaced by the rules' lane: its properties go.
+    assert_eq!(
+        forwarded("lane=pink;p=x,a=1", &[("location", "sz")]),
+        ("gray".to_string(), Some(Some("lane=gray,a=1".to_string())))
+    );
+    // An edge (incoming: ignore) never forwards a client's lane member.
+    let edge =
+        config(r#"{"lanes": [{"name": "gray", "match": {"header": "location", "exact": "sz"}}]}"#);
+    let out = process(
+        &edge,
+        &req(&[("baggage", "lane=gray;p=x,a=1"), ("location", "sz")]),
+        &mut rng(1),
+    );
+    assert_eq!(set_of(&out.effects, "baggage"), Some(Some("lane=gray,a=1")));
+}
+
 #[test]
 fn edge_ignores_every_form_of_client_tag() {
     let c = config(TABLE_CONFIG);

@@ -90,7 +90,7 @@ fn explain_json(config: &str, args: &[&str]) -> Value {
 fn check_accepts_a_valid_config() {
     let run = check(TABLE_CONFIG);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert_eq!(run.stdout, "ok: 8 lanes, 1 services\n");
+    assert_eq!(run.stdout, "ok: 8 lanes, 1 service\n");
 }
 
 #[test]
@@ -250,7 +250,7 @@ fn check_prints_warnings_and_still_succeeds() {
         "{}",
         run.stdout
     );
-    assert_eq!(lines.last(), Some(&"ok: 3 lanes, 1 services"));
+    assert_eq!(lines.last(), Some(&"ok: 3 lanes, 1 service"));
     assert_eq!(lines.len(), 4);
 }
 
@@ -361,7 +361,101 @@ static_resources:
     let run = graylane(&["check", f.path()]);
     assert_eq!(
         (run.code, run.stdout.as_str()),
-        (0, "ok: 1 lanes, 0 services\n"),
+        (0, "ok: 1 lane, 0 services\n"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// An Envoy wasm filter named `graylane` on listener `LISTENER`, with a
+/// warning (a lane at 0 %) when `warn`.
+fn envoy_listener(listener: &str, lane: &str, warn: bool) -> String {
+    let split = if warn {
+        r#", "split": {"percent": 0}"#
+    } else {
+        ""
+    };
+    format!(
+        r#"
+  - name: {listener}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          http_filters:
+          - name: graylane
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: graylane
+                vm_config: {{ runtime: envoy.wasm.runtime.v8 }}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{{"lanes": [{{"name": "{lane}", "match": {{"header": "x-lane", "exact": "{lane}"}}{split}}}]}}'"#
+    )
+}
+
+/// Filters that share a name (the recipes name every filter `graylane`):
+/// `check` labels each line with the filter's listener, `explain --plugin`
+/// takes that label or a position, and refuses a name that is ambiguous.
+#[test]
+fn filters_of_the_same_name_are_labelled_and_chosen() {
+    let envoy = format!(
+        "static_resources:\n  listeners:{}{}",
+        envoy_listener("edge", "gray", true),
+        envoy_listener("hop", "blue", false)
+    );
+    let f = TempFile::new("yaml", &envoy);
+    let run = graylane(&["check", f.path()]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    // Warnings first, then ok, as `check --help` says.
+    assert!(
+        lines[0].starts_with("edge/graylane: warning: lanes[0].split: "),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(lines[1], "edge/graylane: ok: 1 lane, 0 services");
+    assert_eq!(lines[2], "hop/graylane: ok: 1 lane, 0 services");
+    let help = graylane(&["check", "--help"]).stdout;
+    let (warning, ok) = (
+        help.find("\"warning: ").unwrap(),
+        help.find("\"ok: ").unwrap(),
+    );
+    assert!(warning < ok, "{help}");
+
+    let lane = |plugin: &str| {
+        let run = graylane(&[
+            "explain",
+            f.path(),
+            "--plugin",
+            plugin,
+            "-H",
+            "x-lane: blue",
+            "--json",
+        ]);
+        assert_eq!(run.code, 0, "--plugin {plugin}: {}", run.stderr);
+        serde_json::from_str::<Value>(&run.stdout).unwrap()["lane"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(lane("hop/graylane"), "blue");
+    assert_eq!(lane("#2"), "blue");
+    assert_eq!(lane("1"), "base");
+    let run = graylane(&["explain", f.path(), "--plugin", "graylane"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("2 plugins match \"graylane\"")
+            && run.stderr.contains("#2 hop/graylane"),
+        "{}",
+        run.stderr
+    );
+    let run = graylane(&["explain", f.path()]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("(edge/graylane, hop/graylane)"),
         "{}",
         run.stderr
     );

@@ -34,10 +34,13 @@ pub enum Command {
     /// Parse and analyse CONFIG as the filter does when it is configured.
     #[command(
         long_about = "Parse and analyse CONFIG as the filter does when it is configured.\n\
-            Prints \"ok: N lanes, M services\", or \"error: PATH: MESSAGE\", then\n\
-            \"warning: PATH: MESSAGE\" per warning. With several WasmPlugins each\n\
-            line starts with \"NAME: \" (WasmPlugin metadata.name, or the Envoy\n\
-            wasm plugin's name).",
+            A valid configuration: one \"warning: PATH: MESSAGE\" line per warning\n\
+            first, then \"ok: N lanes, M services\". An invalid one:\n\
+            \"error: PATH: MESSAGE\". With several plugin configurations in CONFIG,\n\
+            each line starts with \"LABEL: \", the one `explain --plugin` takes: the\n\
+            WasmPlugin metadata.name or the Envoy wasm plugin's name; where several\n\
+            share that name, LISTENER/NAME (with the virtual host and route, if\n\
+            the filter is on one) or, failing that, #N, the position in CONFIG.",
         after_help = "Exit 0 valid (warnings allowed), 1 invalid, 2 usage or unreadable file."
     )]
     Check {
@@ -192,8 +195,10 @@ pub struct ExplainCmd {
     /// output each run
     #[arg(long, value_name = "N", value_parser = parse_random, allow_hyphen_values = true)]
     pub random: Option<u64>,
-    /// The plugin to use when CONFIG has several
-    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    /// The plugin to use when CONFIG has several, as `check` labels it: its
+    /// name, LISTENER/NAME (the last steps of LISTENER/VHOST/ROUTE/NAME are
+    /// enough when unique), or its position N or #N (from 1, in file order)
+    #[arg(long, value_name = "NAME|PLACE/NAME|N", allow_hyphen_values = true)]
     pub plugin: Option<String>,
     /// One JSON object: {"lane", "source", "rule", "ruleIndex", "bucket",
     /// "headers", "fallback", "cluster", "shadow", "invalidTag",

@@ -13,9 +13,10 @@ pub fn run(path: &str, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Err(code) => return code,
     };
     let labelled = docs.len() > 1;
+    let labels = input::labels(&docs);
     let mut code = EXIT_OK;
-    for doc in &docs {
-        let prefix = report::check::prefix(doc.name.as_deref(), labelled);
+    for (doc, label) in docs.iter().zip(&labels) {
+        let prefix = report::check::prefix(label, labelled);
         if check_one(doc, &prefix, out).is_err() {
             code = EXIT_INVALID;
         }

@@ -3,6 +3,7 @@
 
 use super::args::ExplainArgs;
 use super::check::load;
+use super::input::{labels, select};
 use super::{usage_error, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
 use crate::config::Config;
 use crate::report::explain::Report;
@@ -14,31 +15,20 @@ pub fn run(args: ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Ok(docs) => docs,
         Err(code) => return code,
     };
-    let names = || {
-        docs.iter()
-            .filter_map(|d| d.name.as_deref())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let doc = match (&args.plugin, docs.as_slice()) {
         (None, [doc]) => doc,
         (None, _) => {
             return usage_error(
                 err,
                 &format!(
-                    "CONFIG has several plugin configurations ({}); choose one with --plugin NAME",
-                    names()
+                    "CONFIG has several plugin configurations ({}); choose one with --plugin",
+                    labels(&docs).join(", ")
                 ),
             )
         }
-        (Some(p), _) => match docs.iter().find(|d| d.name.as_deref() == Some(p.as_str())) {
-            Some(doc) => doc,
-            None => {
-                return usage_error(
-                    err,
-                    &format!("no plugin named {p:?} in CONFIG (found: {})", names()),
-                )
-            }
+        (Some(p), _) => match select(&docs, p) {
+            Ok(doc) => doc,
+            Err(e) => return usage_error(err, &e),
         },
     };
     let config = match Config::from_json(&doc.json) {

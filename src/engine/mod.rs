@@ -186,7 +186,7 @@ fn start<R: Request + ?Sized>(
         return ControlFlow::Continue(d);
     }
     // The member counts wherever it stands in the incoming baggage (README "Behaviour details").
-    let tag: Option<Cow<'_, str>> = match baggage::find(view.baggage(), &config.baggage_key) {
+    let tag: Option<Cow<'_, str>> = match view.tag_member(&config.baggage_key) {
         Some(m) => m.decoded(),
         None => match view.first_header(&config.lane_header) {
             Some(v) => std::str::from_utf8(v).ok().map(Cow::Borrowed),
@@ -649,7 +649,13 @@ pub fn effects<'c, R: Request + ?Sized>(
                     .take(if more { usize::MAX } else { 0 }),
             )
     };
-    let plan = baggage::plan(values(), edits);
+    let mut plan = baggage::plan(values(), edits);
+    if plan.touched > 0 && config.incoming == Incoming::Trust {
+        // A hop keeps a trusted tag as it arrived, properties included.
+        if let Some(first) = view.tag_member(&config.baggage_key) {
+            baggage::keep_as_is(&first, edits, &mut plan);
+        }
+    }
     e.baggage_dropped = plan.dropped;
     let changed = if plan.len == 0 {
         first.is_some()

@@ -3,8 +3,9 @@
 //! on the bytes when asked for, without building lists.
 
 use super::Request;
-use crate::baggage::{self, percent_decode, Item};
+use crate::baggage::{self, percent_decode, Item, Member};
 use std::borrow::Cow;
+use std::cell::Cell;
 
 /// Longest attribute value that can match; longer ones simply do not (README "Behaviour details").
 pub const MAX_VALUE_LEN: usize = 8192;
@@ -12,11 +13,29 @@ pub const MAX_VALUE_LEN: usize = 8192;
 /// A request as the engine sees it.
 pub struct View<'a, R: Request + ?Sized> {
     req: &'a R,
+    /// The first baggage member with the tag key, once looked up
+    /// ([`View::tag_member`]).
+    tag: Cell<Option<Option<Member<'a>>>>,
 }
 
 impl<'a, R: Request + ?Sized> View<'a, R> {
     pub fn new(req: &'a R) -> Self {
-        View { req }
+        View {
+            req,
+            tag: Cell::new(None),
+        }
+    }
+
+    /// The first valid baggage member with key `key` (the config's
+    /// `baggageKey`: a view serves one configuration), wherever it stands;
+    /// read once, so that the decision and the edit share one scan.
+    pub fn tag_member(&self, key: &str) -> Option<Member<'a>> {
+        if let Some(found) = self.tag.get() {
+            return found;
+        }
+        let found = baggage::find(self.baggage(), key);
+        self.tag.set(Some(found));
+        found
     }
 
     pub fn request(&self) -> &'a R {

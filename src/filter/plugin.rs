@@ -111,10 +111,10 @@ fn read_configuration(current: &Metrics) -> Option<(Rc<Config>, Rc<Metrics>)> {
             let metrics = Metrics::for_config(&config);
             metrics.config_accepted(&config);
             log::info!(
-                "configuration accepted: {} lanes, {} services, {} warnings, incoming={:?}",
-                config.rules.lanes.len(),
-                config.services.len(),
-                config.warnings.len(),
+                "configuration accepted: {}, {}, {}, incoming={:?}",
+                crate::analysis::counted(config.rules.lanes.len(), "lane"),
+                crate::analysis::counted(config.services.len(), "service"),
+                crate::analysis::counted(config.warnings.len(), "warning"),
                 config.incoming
             );
             current.flush();

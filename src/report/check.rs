@@ -12,6 +12,9 @@ pub struct Checked {
     /// `WasmPlugin` `metadata.name` or Envoy plugin name; `None` for a plain
     /// plugin configuration.
     pub name: Option<String>,
+    /// What names it on the lines of a file with several (see
+    /// [`input::labels`]).
+    pub label: String,
     pub result: Result<Config, ConfigErrors>,
 }
 
@@ -19,20 +22,26 @@ pub struct Checked {
 /// contents (plugin JSON, WasmPlugin YAML or JSON, Envoy configuration).
 /// `Err`: the contents hold no configuration at all.
 pub fn check_all(bytes: &[u8]) -> Result<Vec<Checked>, InputError> {
-    Ok(input::parse(bytes)?
+    let docs = input::parse(bytes)?;
+    let labels = input::labels(&docs);
+    Ok(docs
         .into_iter()
-        .map(|doc| Checked {
+        .zip(labels)
+        .map(|(doc, label)| Checked {
             result: Config::from_json(&doc.json),
             name: doc.name,
+            label,
         })
         .collect())
 }
 
-/// The prefix of each line: `NAME: ` when the file has several configurations.
-pub fn prefix(name: Option<&str>, labelled: bool) -> String {
-    match (name, labelled) {
-        (Some(name), true) => format!("{name}: "),
-        _ => String::new(),
+/// The prefix of each line: `LABEL: ` when the file has several
+/// configurations (the label is what `explain --plugin` takes).
+pub fn prefix(label: &str, labelled: bool) -> String {
+    if labelled {
+        format!("{label}: ")
+    } else {
+        String::new()
     }
 }
 
@@ -46,9 +55,9 @@ pub fn text(result: &Result<Config, ConfigErrors>, prefix: &str) -> String {
                 s.push_str(&format!("{prefix}warning: {w}\n"));
             }
             s.push_str(&format!(
-                "{prefix}ok: {} lanes, {} services\n",
-                config.rules.lanes.len(),
-                config.services.len()
+                "{prefix}ok: {}, {}\n",
+                analysis::counted(config.rules.lanes.len(), "lane"),
+                analysis::counted(config.services.len(), "service")
             ));
         }
         Err(errors) => {
@@ -71,7 +80,7 @@ pub fn all_text(checked: &[Checked]) -> String {
     let labelled = checked.len() > 1;
     checked
         .iter()
-        .map(|c| text(&c.result, &prefix(c.name.as_deref(), labelled)))
+        .map(|c| text(&c.result, &prefix(&c.label, labelled)))
         .collect()
 }
 
@@ -191,7 +200,7 @@ mod tests {
             text.starts_with("edge: error: lanes[0].split.percent: "),
             "{text}"
         );
-        assert!(text.ends_with("hop: ok: 1 lanes, 0 services\n"), "{text}");
+        assert!(text.ends_with("hop: ok: 1 lane, 0 services\n"), "{text}");
         let data = to_json(&checked[0]);
         assert_eq!(data["errors"][0]["path"], "lanes[0].split.percent");
         assert_eq!(data["name"], "edge");

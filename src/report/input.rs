@@ -16,6 +16,9 @@ pub struct Document {
     pub name: Option<String>,
     /// The JSON text handed to `Config::from_json`, as the filter would get it.
     pub json: Vec<u8>,
+    /// Where an Envoy wasm filter stands: the names of the listener, virtual
+    /// host and route around it, outermost first (empty elsewhere).
+    pub place: Vec<String>,
 }
 
 /// Why a file yields no configuration to check.
@@ -44,6 +47,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Document>, InputError> {
         return Ok(vec![Document {
             name: None,
             json: bytes.to_vec(),
+            place: Vec::new(),
         }]);
     }
     if first == Some(&b'{') {
@@ -59,6 +63,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Document>, InputError> {
         return Ok(vec![Document {
             name: None,
             json: bytes.to_vec(),
+            place: Vec::new(),
         }]);
     }
     let text = std::str::from_utf8(bytes).map_err(|e| {
@@ -84,6 +89,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Document>, InputError> {
         [value] if value.get("kind").is_none() && value.is_object() => Ok(vec![Document {
             name: None,
             json: to_json(value)?,
+            place: Vec::new(),
         }]),
         [] => Err(InputError::Invalid("the YAML file has no document".into())),
         _ => Err(InputError::Invalid(format!(
@@ -104,14 +110,14 @@ fn collect(value: &Value, docs: &mut Vec<Document>) -> Result<(), InputError> {
     let before = docs.len();
     collect_wasm_plugins(value, docs)?;
     if docs.len() == before && value.get("kind").is_none() {
-        collect_envoy(value, docs);
+        collect_envoy(value, &mut Vec::new(), docs);
     }
     Ok(())
 }
 
 /// An Envoy `PluginConfig` (`name`, `root_id`, `vm_config`, `configuration`)
 /// whose configuration is a `StringValue`: the JSON text the plugin gets.
-fn collect_envoy(value: &Value, docs: &mut Vec<Document>) {
+fn collect_envoy(value: &Value, place: &mut Vec<String>, docs: &mut Vec<Document>) {
     match value {
         Value::Object(map) => {
             let text = map
@@ -135,13 +141,104 @@ fn collect_envoy(value: &Value, docs: &mut Vec<Document>) {
                 docs.push(Document {
                     name: Some(name),
                     json: text.as_bytes().to_vec(),
+                    place: place.clone(),
                 });
                 return;
             }
-            map.values().for_each(|v| collect_envoy(v, docs));
+            // A listener (filter chains or an address), a virtual host
+            // (domains) or a route (match): a named step of the place.
+            let step = ["filter_chains", "address", "domains", "match"]
+                .iter()
+                .any(|k| map.contains_key(*k))
+                .then(|| map.get("name").and_then(Value::as_str))
+                .flatten();
+            if let Some(step) = step {
+                place.push(step.to_string());
+            }
+            map.values().for_each(|v| collect_envoy(v, place, docs));
+            if step.is_some() {
+                place.pop();
+            }
         }
-        Value::Array(list) => list.iter().for_each(|v| collect_envoy(v, docs)),
+        Value::Array(list) => list.iter().for_each(|v| collect_envoy(v, place, docs)),
         _ => {}
+    }
+}
+
+/// What names each configuration on `check`'s lines, and what `--plugin`
+/// takes to choose it: its name when no other has that name, else its
+/// place and name (`LISTENER/NAME`, `LISTENER/VHOST/ROUTE/NAME`) when that
+/// is unique, else its position (`#2`, counting from 1 in file order).
+pub fn labels(docs: &[Document]) -> Vec<String> {
+    let full = |d: &Document| {
+        let mut steps = d.place.clone();
+        steps.push(d.name.clone().unwrap_or_default());
+        steps.join("/")
+    };
+    let count =
+        |f: &dyn Fn(&Document) -> String, v: &str| docs.iter().filter(|d| f(d) == v).count();
+    let name = |d: &Document| d.name.clone().unwrap_or_default();
+    docs.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let n = name(d);
+            if !n.is_empty() && count(&name, &n) == 1 {
+                return n;
+            }
+            let f = full(d);
+            if !d.place.is_empty() && count(&full, &f) == 1 {
+                f
+            } else {
+                format!("#{}", i + 1)
+            }
+        })
+        .collect()
+}
+
+/// The configuration `wanted` chooses (see [`labels`]): a position (`2` or
+/// `#2`), a name, or a place and name, whole or its last steps
+/// (`gateway/graylane`). An error when nothing or more than one matches;
+/// it lists what there is.
+pub fn select<'d>(docs: &'d [Document], wanted: &str) -> Result<&'d Document, String> {
+    let listing = || {
+        labels(docs)
+            .iter()
+            .zip(docs)
+            .enumerate()
+            .map(|(i, (label, d))| {
+                let mut steps = d.place.clone();
+                steps.push(d.name.clone().unwrap_or_default());
+                format!("#{} {label} ({})", i + 1, steps.join("/"))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Ok(n) = wanted.strip_prefix('#').unwrap_or(wanted).parse::<usize>() {
+        return n
+            .checked_sub(1)
+            .and_then(|i| docs.get(i))
+            .ok_or_else(|| format!("no plugin #{n} in CONFIG (found: {})", listing()));
+    }
+    let want: Vec<&str> = wanted.split('/').collect();
+    let matches: Vec<&Document> = docs
+        .iter()
+        .filter(|d| {
+            let mut steps: Vec<&str> = d.place.iter().map(String::as_str).collect();
+            steps.push(d.name.as_deref().unwrap_or_default());
+            steps.ends_with(&want)
+        })
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!(
+            "no plugin named {wanted:?} in CONFIG (found: {})",
+            listing()
+        )),
+        _ => Err(format!(
+            "{} plugins match {wanted:?}; choose one by position or by LISTENER/NAME (found: {})",
+            matches.len(),
+            listing()
+        )),
     }
 }
 
@@ -160,6 +257,7 @@ fn collect_wasm_plugins(value: &Value, docs: &mut Vec<Document>) -> Result<(), I
             docs.push(Document {
                 name: Some(name),
                 json,
+                place: Vec::new(),
             });
         }
         Some(kind) if kind.ends_with("List") => {
@@ -181,6 +279,74 @@ fn collect_wasm_plugins(value: &Value, docs: &mut Vec<Document>) -> Result<(), I
 mod tests {
     use super::*;
 
+    /// Two listeners, each with a wasm filter named `graylane`, and a third
+    /// `graylane` in the same listener as the second.
+    const SAME_NAMES: &str = r#"
+static_resources:
+  listeners:
+  - name: edge
+    address: { socket_address: { address: 127.0.0.1, port_value: 1 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          http_filters:
+          - name: graylane
+            typed_config:
+              config:
+                name: graylane
+                vm_config: { runtime: envoy.wasm.runtime.v8 }
+                configuration: { "@type": type.googleapis.com/google.protobuf.StringValue, value: '{"lanes": [{"name": "a"}]}' }
+  - name: hop
+    address: { socket_address: { address: 127.0.0.1, port_value: 2 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          http_filters:
+          - name: graylane
+            typed_config:
+              config:
+                name: graylane
+                vm_config: { runtime: envoy.wasm.runtime.v8 }
+                configuration: { "@type": type.googleapis.com/google.protobuf.StringValue, value: '{"lanes": [{"name": "b"}]}' }
+          - name: graylane
+            typed_config:
+              config:
+                name: graylane
+                vm_config: { runtime: envoy.wasm.runtime.v8 }
+                configuration: { "@type": type.googleapis.com/google.protobuf.StringValue, value: '{"lanes": [{"name": "c"}]}' }
+"#;
+
+    #[test]
+    fn filters_of_one_name_are_told_apart_by_place_or_position() {
+        let docs = parse(SAME_NAMES.as_bytes()).unwrap();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0].place, ["edge"]);
+        assert_eq!(labels(&docs), ["edge/graylane", "#2", "#3"]);
+        let lanes = |d: &Document| String::from_utf8(d.json.clone()).unwrap();
+        assert!(lanes(select(&docs, "edge/graylane").unwrap()).contains("\"a\""));
+        assert!(lanes(select(&docs, "#3").unwrap()).contains("\"c\""));
+        assert!(lanes(select(&docs, "2").unwrap()).contains("\"b\""));
+        let e = select(&docs, "graylane").unwrap_err();
+        assert!(e.starts_with("3 plugins match \"graylane\""), "{e}");
+        assert!(e.contains("#1 edge/graylane (edge/graylane)"), "{e}");
+        assert!(select(&docs, "hop/graylane")
+            .unwrap_err()
+            .starts_with("2 plugins"));
+        assert!(select(&docs, "#4").is_err());
+        assert!(select(&docs, "other")
+            .unwrap_err()
+            .starts_with("no plugin named"));
+        // Unique names stay the labels.
+        let two = parse(
+            b"kind: WasmPlugin\nmetadata: {name: edge}\n---\nkind: WasmPlugin\nmetadata: {name: hop}\n",
+        )
+        .unwrap();
+        assert_eq!(labels(&two), ["edge", "hop"]);
+        assert_eq!(select(&two, "hop").unwrap().name.as_deref(), Some("hop"));
+    }
+
     #[test]
     fn plain_json_is_kept_verbatim() {
         let text = b"  {\"lanes\": [ ] }";
@@ -189,7 +355,8 @@ mod tests {
             docs,
             vec![Document {
                 name: None,
-                json: text.to_vec()
+                json: text.to_vec(),
+                place: Vec::new(),
             }]
         );
     }
@@ -227,7 +394,8 @@ mod tests {
             docs,
             vec![Document {
                 name: Some("a".into()),
-                json: b"{\"lanes\":[]}".to_vec()
+                json: b"{\"lanes\":[]}".to_vec(),
+                place: Vec::new(),
             }]
         );
     }
@@ -244,7 +412,8 @@ mod tests {
             docs,
             vec![Document {
                 name: Some("edge".into()),
-                json: b"{\"lanes\": []}\n".to_vec()
+                json: b"{\"lanes\": []}\n".to_vec(),
+                place: Vec::new(),
             }]
         );
     }

@@ -437,9 +437,25 @@ impl Envoy {
             .collect()
     }
 
-    /// A counter from `/stats` (0 when absent).
+    /// A counter from `/stats`. Fails when Envoy has no such stat: a
+    /// misspelt or never-defined name must not read as 0.
     pub fn counter(&self, name: &str) -> u64 {
-        self.stats().get(name).copied().unwrap_or(0)
+        let stats = self.stats();
+        match stats.get(name) {
+            Some(v) => *v,
+            None => {
+                let tail = name.rsplit('.').next().unwrap_or(name);
+                let near: Vec<&String> =
+                    stats.keys().filter(|k| k.contains(tail)).take(10).collect();
+                panic!("Envoy has no stat {name:?} (stats ending alike: {near:?})")
+            }
+        }
+    }
+
+    /// A counter from `/stats`, `None` when Envoy has no such stat (for a
+    /// stat that is defined only later, or must not exist).
+    pub fn counter_opt(&self, name: &str) -> Option<u64> {
+        self.stats().get(name).copied()
     }
 
     /// Waits for a counter the filter counts per request to reach `want`:
@@ -455,11 +471,10 @@ impl Envoy {
     /// the failure message); returns that value.
     pub fn wait_counter_where(&self, name: &str, want: &str, ok: impl Fn(u64) -> bool) -> u64 {
         let reached = poll(COUNTER_WAIT, Duration::from_millis(50), || {
-            let v = self.counter(name);
-            if ok(v) {
-                Ok(v)
-            } else {
-                Err(format!("counter {name} is {v}, not {want}"))
+            match self.counter_opt(name) {
+                Some(v) if ok(v) => Ok(v),
+                Some(v) => Err(format!("counter {name} is {v}, not {want}")),
+                None => Err(format!("Envoy has no stat {name:?} (want {want})")),
             }
         });
         reached.unwrap_or_else(|last| {

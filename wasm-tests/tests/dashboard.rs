@@ -8,7 +8,9 @@
 //! Prometheus' HTTP API, with the template variables resolved the way
 //! Grafana resolves them. Each query must parse and return a series with a
 //! number, and every query whose series carry a `lane` (or `rule`) label
-//! must show every lane the demo routes.
+//! must show every lane the demo routes, with the values the traffic
+//! implies (see `check_values`): rates above 0, shares summing to 1, the
+//! 5xx ratio of each lane near the failures the test injects.
 
 use graylane_wasm_tests::chain::fulllink_config;
 use graylane_wasm_tests::harness::{free_port, poll, repo_root, request, Envoy, Server};
@@ -167,6 +169,85 @@ struct Checked {
     values: Vec<String>,
 }
 
+/// What the test's traffic implies for the 5xx ratio per lane: one round
+/// in five sends each lane's request with an injected 503. The edge's base
+/// cluster also gets the malformed-baggage request every round, and the
+/// hop's base cluster (`b-base`, named `<service>-base`) two requests that
+/// never fail, so base sees 1 failure in 20 upstream requests; every other
+/// lane 1 in 5. The band allows for the rate window's edges and the few
+/// requests sent before the traffic loop.
+fn expected_5xx_ratio(lane: &str) -> (f64, f64) {
+    let p: f64 = if lane == "base" {
+        1.0 / 20.0
+    } else {
+        1.0 / 5.0
+    };
+    (p * 0.6, p * 1.4)
+}
+
+fn value_of(series: &Value) -> f64 {
+    series["value"][1]
+        .as_str()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The values the known traffic must produce: every rate panel above 0 for
+/// every lane (or rule) the demo routes, and for every series of a rate
+/// panel without lanes; the traffic shares per lane summing to 1 ± 0.05;
+/// the 5xx ratio per lane within [`expected_5xx_ratio`].
+fn check_values(
+    title: &str,
+    expr: &str,
+    numbered: &[&Value],
+    want: &BTreeSet<String>,
+    label: &str,
+) -> Result<(), String> {
+    let per_label = |l: &str| -> Vec<f64> {
+        numbered
+            .iter()
+            .filter(|s| s["metric"][label].as_str() == Some(l))
+            .map(|s| value_of(s))
+            .collect()
+    };
+    let has_label = numbered.iter().any(|s| s["metric"][label].is_string());
+    if expr.contains("rate(") {
+        if has_label {
+            for l in want {
+                if !per_label(l).iter().any(|v| *v > 0.0) {
+                    return Err(format!(
+                        "{title}: {label} {l} at {:?}, not above 0",
+                        per_label(l)
+                    ));
+                }
+            }
+        } else if let Some(s) = numbered
+            .iter()
+            .find(|s| value_of(s).is_nan() || value_of(s) <= 0.0)
+        {
+            return Err(format!("{title}: {} not above 0", s["metric"]));
+        }
+    }
+    if title.starts_with("Share of traffic") {
+        let sum: f64 = numbered.iter().map(|s| value_of(s)).sum();
+        if (sum - 1.0).abs() > 0.05 {
+            return Err(format!("{title}: the shares sum to {sum:.3}, not 1 ± 0.05"));
+        }
+    }
+    if title.contains("5xx ratio") {
+        for l in want {
+            let (lo, hi) = expected_5xx_ratio(l);
+            let v = per_label(l);
+            if v.len() != 1 || !(lo..=hi).contains(&v[0]) {
+                return Err(format!(
+                    "{title}: lane {l} at {v:?}, expected one value in [{lo:.3}, {hi:.3}]"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Evaluates every query once; Err lists what is not there yet.
 fn check_all(
     dash: &Value,
@@ -226,6 +307,10 @@ fn check_all(
                     "{title}: {label}s {:?} missing (seen {seen:?})",
                     want.difference(&seen).collect::<Vec<_>>()
                 ));
+                continue;
+            }
+            if let Err(e) = check_values(&title, raw, &numbered, want, label) {
+                missing.push(e);
                 continue;
             }
             let values = result

@@ -843,7 +843,7 @@ fn requests_land_where_intended(variant: &str, objects: &[Object]) {
     std::fs::write(&file, dump.text()).unwrap();
     let (code, out) = check(&file);
     assert_eq!(code, 0, "{variant}: {out}");
-    assert!(out.contains("ok: 1 lanes"), "{variant}: {out}");
+    assert!(out.contains("ok: 1 lane, "), "{variant}: {out}");
     eprintln!("{variant}: {sent} requests, all where the manifests intend");
 }
 

@@ -183,3 +183,50 @@ fn mirrored_requests_are_marked_shadow_by_the_next_hop() {
         2
     );
 }
+
+/// A trusting hop (sidecar A of the full-link configs, in front of svc-b's
+/// base version) keeps a valid tag as it arrived: the lane member's
+/// properties reach the app (W3C: they belong to the member), and so do
+/// the other members; a tag naming an undeclared lane is dropped with its
+/// properties.
+#[test]
+fn a_hop_forwards_the_lane_members_properties() {
+    use graylane_wasm_tests::chain::fulllink_config;
+    use graylane_wasm_tests::harness::{free_port, request, Envoy, Server};
+    use std::collections::BTreeMap;
+
+    let b_base = Server::echo("b-base");
+    let hop_port = free_port();
+    let ports = BTreeMap::from([(10120, hop_port), (10121, b_base.port)]);
+    let yaml = fulllink_config("sidecar-a.yaml", &ports)
+        .replace("port_value: 9920 ", "port_value: {{ADMIN}} ");
+    let hop = Envoy::start_with(&yaml, &[], 1);
+    let forwarded = |baggage: &str| {
+        let r = request(
+            hop_port,
+            "GET",
+            "/",
+            &[("host", b"svc-b"), ("baggage", baggage.as_bytes())],
+        )
+        .expect("request");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        (
+            body["headers"]["baggage"].as_str().map(str::to_string),
+            body["headers"]["x-graylane"].as_str().map(str::to_string),
+        )
+    };
+    assert_eq!(
+        forwarded("lane=gray;p=x,a=1"),
+        (Some("lane=gray;p=x,a=1".into()), Some("gray".into()))
+    );
+    assert_eq!(
+        forwarded("a=1,lane=gray;p=x;flag,lane=blue;q"),
+        (Some("a=1,lane=gray;p=x;flag".into()), Some("gray".into()))
+    );
+    assert_eq!(
+        forwarded("lane=no-such-lane;p=x,a=1"),
+        (Some("a=1".into()), None)
+    );
+    hop.wait_counter("wasmcustom.graylane.invalid_tags", 1);
+}

@@ -442,11 +442,16 @@ struct IstioProxy {
 
 impl IstioProxy {
     /// `resources`: the first ECDS resource of each listener's filter.
+    /// With `warm_up`, one more listener carries the first plugin's Wasm
+    /// filter inline, so that a Wasm VM starts at bootstrap: the workaround
+    /// for the Envoy 1.36/1.37 crash when the first VM starts after the
+    /// worker threads (README "Supported Envoy versions").
     fn start(
         plugins: &[&Plugin<'_>],
         resources: &[serde_json::Value],
         lanes: &[&str],
         stats_config: &str,
+        warm_up: bool,
     ) -> IstioProxy {
         let dir = scratch_dir("istio-ecds");
         let mut backends = Vec::new();
@@ -481,6 +486,15 @@ impl IstioProxy {
             ));
             ports.push(port);
             files.push(file);
+        }
+        if warm_up {
+            let mut wasm = ecds_wasm_resource(plugins[0]);
+            wasm["typed_config"]["config"]["name"] = "graylane-warm-up".into();
+            let filter = format!(
+                "\n          - {{ name: graylane-warm-up, typed_config: {} }}",
+                wasm["typed_config"]
+            );
+            listeners.push_str(&listener("warm-up", free_port(), &filter, &routes));
         }
         let yaml = format!(
             "node: {{ id: istio-proxy, cluster: demo }}\n\
@@ -580,7 +594,7 @@ fn with_plugin<T>(incoming: Incoming, f: impl FnOnce(&Plugin<'_>, &[&str]) -> T)
 
 /// A proxy running one `WasmPlugin`, delivered by ECDS as Istio does.
 fn proxy_for(p: &Plugin<'_>, lanes: &[&str]) -> IstioProxy {
-    let proxy = IstioProxy::start(&[p], &[ecds_wasm_resource(p)], lanes, "");
+    let proxy = IstioProxy::start(&[p], &[ecds_wasm_resource(p)], lanes, "", false);
     // What Envoy holds is the pluginConfig as Istio writes it.
     assert_eq!(
         proxy.dumped_plugin_configs(),
@@ -656,6 +670,19 @@ fn sidecar_plugin_config_in_envoy() {
 /// that the Wasm filter takes its place once the image can be pulled.
 #[test]
 fn image_pull_failure_fallbacks() {
+    image_pull_failure_fallbacks_run(false);
+}
+
+/// The same with a Wasm VM started at bootstrap (a listener with graylane
+/// inline): on Envoy 1.36 and 1.37 the Wasm filter that replaces the RBAC
+/// fallback is the first VM otherwise, and Envoy crashes when it starts;
+/// `scripts/compat.sh` runs this in place of the test above there.
+#[test]
+fn image_pull_failure_fallbacks_with_the_warm_up_listener() {
+    image_pull_failure_fallbacks_run(true);
+}
+
+fn image_pull_failure_fallbacks_run(warm_up: bool) {
     let mesh = Mesh::load();
     let plugins = plugins(&mesh.objects);
     let (edge, hop) = edge_and_hop(&plugins);
@@ -666,6 +693,7 @@ fn image_pull_failure_fallbacks() {
         &[ecds_fallback_resource(edge), ecds_fallback_resource(hop)],
         &lanes,
         "",
+        warm_up,
     );
     let strategy = |p: &Plugin<'_>| {
         p.object.spec()["failStrategy"]
@@ -688,9 +716,22 @@ fn image_pull_failure_fallbacks() {
             strategy(edge)
         );
     }
-    // Counted under the RBAC filter's stat prefix (l0: the listener's).
+    // Counted under the RBAC filter's stat prefix: the listener's (l0) on
+    // Envoy 1.38 and later, the ECDS resource's on 1.36 and 1.37. Exactly
+    // one of the two exists.
+    let rbac_stat = |listener: &str, resource: &str, rule: &str| {
+        let names = [
+            format!("http.{listener}.rbac.{rule}"),
+            format!("extension_config_discovery.http_filter.{resource}.rbac.{rule}"),
+        ];
+        let stats = proxy.envoy.stats();
+        let found: Vec<&String> = names.iter().filter(|n| stats.contains_key(*n)).collect();
+        assert_eq!(found.len(), 1, "one of {names:?} (found {found:?})");
+        proxy.envoy.counter(found[0])
+    };
+    let edge_resource = format!("{}.{}", edge.object.namespace(), edge.object.name());
     assert_eq!(
-        proxy.envoy.counter("http.l0.rbac.wasm-default-deny.denied"),
+        rbac_stat("l0", &edge_resource, "wasm-default-deny.denied"),
         2
     );
     // The hops fail open: calls go through without graylane, so tagged
@@ -701,11 +742,15 @@ fn image_pull_failure_fallbacks() {
     assert!(body["headers"].get("x-graylane").is_none(), "{body}");
     // The allow-all filter has no rules, and counts nothing.
     assert!(
-        proxy
-            .envoy
-            .stats()
-            .iter()
-            .all(|(k, v)| !k.starts_with("http.l1.rbac") || *v == 0),
+        proxy.envoy.stats().iter().all(|(k, v)| {
+            let hop_rbac = k.starts_with("http.l1.rbac")
+                || k.starts_with(&format!(
+                    "extension_config_discovery.http_filter.{}.{}.rbac",
+                    hop.object.namespace(),
+                    hop.object.name()
+                ));
+            !hop_rbac || *v == 0
+        }),
         "the allow-all filter counted something"
     );
     // The image can be pulled again: the Wasm filter replaces the RBAC one,
@@ -768,6 +813,7 @@ fn istio_shaped_filters_and_their_counters() {
         &[ecds_wasm_resource(edge), ecds_wasm_resource(hop)],
         &lanes,
         ISTIO_STATS_CONFIG,
+        false,
     );
     assert_eq!(
         proxy.dumped_plugin_configs(),

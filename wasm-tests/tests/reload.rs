@@ -20,6 +20,7 @@ use graylane_wasm_tests::examples::{
 use graylane_wasm_tests::harness::{free_port, scratch_dir, wait_until, wasm_path, Envoy};
 use load::{Plan, Reply, Target};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -195,6 +196,13 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
     load.wait_done(200);
 
     let counter = |n: &str| gw.envoy.counter(n);
+    // From the first accepted swap on, no configuration has the first one's
+    // blue rule: a new connection must get base for `x-release: r0` on
+    // every probe until the end (the load's own keep-alive connections may
+    // keep the old filter chain while Envoy drains them, so they cannot
+    // tell). Started once the first swap is in effect.
+    let probe_stop = Arc::new(AtomicBool::new(false));
+    let mut prober: Option<thread::JoinHandle<(usize, Vec<String>)>> = None;
     let mut current = 0usize; // the valid configuration in effect
     let mut applied = Vec::new();
     let mut rejected = Vec::new();
@@ -251,23 +259,60 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
             assert!(counter("listener_manager.lds.update_success") > before_success);
             current = k;
             applied.push(took);
+            if prober.is_none() {
+                let (port, stop) = (gw.port, Arc::clone(&probe_stop));
+                prober = Some(thread::spawn(move || {
+                    let (mut probes, mut wrong) = (0usize, Vec::new());
+                    while !stop.load(Ordering::SeqCst) {
+                        probes += 1;
+                        let got = backend_of(port, &[("x-release", "r0")]);
+                        if got.as_deref() != Some("base") && wrong.len() < 10 {
+                            wrong.push(format!("probe {probes}: r0 -> {got:?}"));
+                        }
+                        thread::sleep(Duration::from_millis(50));
+                    }
+                    (probes, wrong)
+                }));
+            }
         }
         // Let the load run on each configuration for a moment.
         thread::sleep(Duration::from_millis(500));
     }
     // An invalid configuration identical to one already rejected: Envoy
-    // rejects the listener update again, without asking graylane (so only
-    // Envoy's update_rejected counts it; graylane_config_rejected does not).
+    // rejects the listener update again, without asking graylane. Observed
+    // from both sides: Envoy's update_rejected moves; graylane's
+    // config_rejected and config_accepted (counted at once, in
+    // on_configure) stay, and its log has no new `configuration` line.
     let before_rejected = counter("listener_manager.lds.update_rejected");
     let before_config_rejected = counter("wasmcustom.graylane.config_rejected");
+    let before_config_accepted = counter("wasmcustom.graylane.config_accepted");
+    let log_before = gw.envoy.log_text().len();
     gw.swap(&invalid(0).0);
     wait_for(
         "repeated invalid configuration rejected",
         Duration::from_secs(5),
         || counter("listener_manager.lds.update_rejected") > before_rejected,
     );
+    // Past the point where a consulted graylane would have logged and
+    // counted (it does both before it returns to Envoy).
+    gw.envoy.settle_counters();
     let repeat_counted_by_graylane =
         counter("wasmcustom.graylane.config_rejected") > before_config_rejected;
+    assert!(
+        !repeat_counted_by_graylane,
+        "graylane counted the repeated invalid configuration: Envoy asked it again"
+    );
+    assert_eq!(
+        counter("wasmcustom.graylane.config_accepted"),
+        before_config_accepted,
+        "no VM was configured for the repeated invalid configuration"
+    );
+    assert!(
+        !gw.envoy.logged_since(log_before, "configuration rejected")
+            && !gw.envoy.logged_since(log_before, "configuration accepted"),
+        "graylane logged a configuration after the repeated invalid swap:\n{}",
+        gw.envoy.log_text().get(log_before..).unwrap_or_default()
+    );
     assert_eq!(
         backend_of(gw.port, &[("x-release", &format!("r{current}"))]).as_deref(),
         Some("blue"),
@@ -277,12 +322,24 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
     thread::sleep(Duration::from_millis(300));
     load.stop();
     let report = load.join();
+    probe_stop.store(true, Ordering::SeqCst);
+    let (probes, wrong_probes) = prober
+        .expect("a valid swap started the prober")
+        .join()
+        .expect("prober");
+    assert!(
+        wrong_probes.is_empty(),
+        "the first configuration's rule still served new connections after the first swap: {wrong_probes:?}"
+    );
+    assert!(probes >= 10, "only {probes} probes on new connections");
 
     let ms = |d: &Duration| format!("{:.0}", d.as_secs_f64() * 1000.0);
     let summary = format!(
         "reload: {}; {} valid swaps in effect after {} ms; {} invalid swaps rejected after {} ms; \
          lds update_success {} update_rejected {}, graylane config_accepted {} config_rejected {}; \
-         a repeat of the first invalid configuration rejected too (graylane consulted: {})",
+         a repeat of the first invalid configuration rejected too (graylane consulted: {}); \
+         r0 on {} new connections after the first swap: base every time; r0 on the load's \
+         connections: {} blue (old filter chain), {} base",
         report.summary(plan.connections),
         applied.len(),
         applied.iter().map(ms).collect::<Vec<_>>().join("/"),
@@ -297,6 +354,9 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
         counter("wasmcustom.graylane.config_accepted"),
         counter("wasmcustom.graylane.config_rejected"),
         repeat_counted_by_graylane,
+        probes,
+        report.labels.get("r0 -> blue").copied().unwrap_or(0),
+        report.labels.get("r0 -> base").copied().unwrap_or(0),
     );
     println!("{summary}");
     assert_eq!(report.failed(), 0, "{:?}\n{summary}", report.errors);

@@ -107,7 +107,7 @@ pub fn to_json(figures: &[Figures], wasm_bytes: usize) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "meter": "wasm-tests/src/costhost/ (wasmi fuel, default operator costs)",
-        "update": "GRAYLANE_COST_UPDATE=1 cargo test -p graylane-wasm-tests --test cost",
+        "update": "GRAYLANE_COST_REBASE=1 cargo test -p graylane-wasm-tests --test cost -- --nocapture",
         "wasm_bytes": wasm_bytes,
         "kinds": kinds,
     })
