@@ -27,8 +27,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "bench scripts: syntax, and scripts/bench/cost-spec.json as configs.py writes it"
-bash -n scripts/bench.sh
-python3 -m py_compile scripts/bench/configs.py scripts/bench/gateway.py scripts/bench/report.py
+for f in scripts/bench.sh scripts/bench/*.sh; do bash -n "$f"; done
+python3 -m py_compile scripts/bench/*.py
 python3 scripts/bench/configs.py check
 
 step "clippy (native, all targets)"

@@ -61,46 +61,7 @@ finish_wasm "$OUT/wasm32-wasip1/release/graylane.wasm" "$OUT/graylane-stages.was
 mkdir -p "$OUT/run" "$(dirname "$RESULTS")"
 
 # Per kind: an Envoy bootstrap and the wrk arguments (headers, path).
-python3 - "$OUT/run" "$OUT/graylane-stages.wasm" "$PORT" <<'PY'
-import json, os, subprocess, sys
-out, wasm, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-spec = json.loads(subprocess.check_output([sys.executable, "scripts/bench/configs.py", "cost"]))
-added_by_envoy = {"x-forwarded-proto", "x-request-id"}
-for kind in spec["kinds"]:
-    config = spec["configs"][kind["config"]]
-    bootstrap = {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port + 1}}},
-        "static_resources": {"listeners": [{
-            "name": "stages",
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": "stages",
-                    "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
-                        {"match": {"prefix": "/"},
-                         "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
-                    "http_filters": [
-                        {"name": "graylane",
-                         "typed_config": {
-                             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                             "config": {"name": "graylane", "root_id": "graylane",
-                                        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                                                          "value": json.dumps(config)},
-                                        "vm_config": {"runtime": "envoy.wasm.runtime.v8",
-                                                      "code": {"local": {"filename": wasm}}}}}},
-                        {"name": "envoy.filters.http.router",
-                         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}]}}
-    with open(os.path.join(out, kind["kind"] + ".json"), "w") as f:
-        json.dump(bootstrap, f)
-    path = next(v for n, v in kind["request"] if n == ":path")
-    with open(os.path.join(out, kind["kind"] + ".args"), "w") as f:
-        for name, value in kind["request"]:
-            if not name.startswith(":") and name not in added_by_envoy:
-                f.write(f"-H\n{name}: {value}\n")
-        f.write(f"http://127.0.0.1:{port}{path}\n")
-PY
+python3 scripts/bench/stages_configs.py "$OUT/run" "$OUT/graylane-stages.wasm" "$PORT"
 
 read -r -a KINDS <<<"${STAGES_KINDS:-base edge-lane hop base-1000}"
 for kind in "${KINDS[@]}"; do
@@ -125,29 +86,4 @@ for kind in "${KINDS[@]}"; do
     ENVOY_PID=""
 done
 
-python3 - "$OUT/run" "$RESULTS" "${KINDS[@]}" <<'PY'
-import re, statistics, sys
-run, results, kinds = sys.argv[1], sys.argv[2], sys.argv[3:]
-fields = ["read", "index", "decide", "effects", "apply", "record", "engine_hot", "clock"]
-rows = []
-for kind in kinds:
-    windows = []
-    for line in open(f"{run}/{kind}.log", errors="replace"):
-        if "stage timing" in line:
-            windows.append({k: int(v) for k, v in re.findall(r" (\w+)=(\d+)", line)})
-    windows = windows[1:]
-    if len(windows) < 2:
-        sys.exit(f"stages: {kind}: {len(windows)} full windows after warm-up; raise STAGES_SECONDS")
-    med = {f: statistics.median(w[f] for w in windows) for f in fields}
-    rows.append((kind, len(windows), med))
-head = "| kind | windows | " + " | ".join(fields[:7]) + " | decide+effects / engine_hot |"
-lines = ["## Stage timing in Envoy (ns per request, median of 20,000-request windows)", "",
-         head, "|---|" + "---:|" * 9]
-for kind, n, m in rows:
-    cold = (m["decide"] + m["effects"]) / m["engine_hot"] if m["engine_hot"] else float("nan")
-    lines.append(f"| {kind} | {n} | " + " | ".join(f"{m[f]:.0f}" for f in fields[:7]) + f" | {cold:.2f} |")
-lines += ["", f"One clock read, taken off each stage: {rows[0][2]['clock']:.0f} ns."]
-text = "\n".join(lines) + "\n"
-open(results, "w").write(text)
-print(text)
-PY
+python3 scripts/bench/stages_report.py "$OUT/run" "$RESULTS" "${KINDS[@]}"
