@@ -24,4 +24,6 @@ pub mod load;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod manifests;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod outage;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod prometheus;

@@ -36,11 +36,10 @@
 //! `envoy_gateway_parity`). The ejection time is 2 s instead of the
 //! recipe's 30 s, so that gray comes back within the test.
 
-use graylane_wasm_tests::harness::{
-    free_port, get, poll, repo_root, scratch_dir, wasm_path, Envoy,
-};
-use graylane_wasm_tests::load::{self, App, AppHandler, AppRequest, Plan, Reply, Target};
+use graylane_wasm_tests::harness::{free_port, repo_root, scratch_dir, wasm_path, Envoy};
+use graylane_wasm_tests::load::{self, App};
 use graylane_wasm_tests::manifests::{apiextensions_json, objects_in, Object};
+use graylane_wasm_tests::outage::{self, in_lane, version_app, wait_hosts, Phase};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -189,48 +188,6 @@ fn json_patch_add(doc: &mut Value, path: &str, value: Value) {
     target[key] = value;
 }
 
-fn wait_hosts(envoy: &Envoy, cluster: &str, ports: &[u16]) {
-    let mut want: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    want.sort();
-    poll(Duration::from_secs(10), Duration::from_millis(20), || {
-        let text = get(envoy.admin, "/clusters")
-            .map(|r| r.text())
-            .unwrap_or_default();
-        let mut hosts: Vec<String> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix(&format!("{cluster}::")))
-            .filter_map(|l| l.split_once("::cx_active::").map(|(h, _)| h.to_string()))
-            .collect();
-        hosts.sort();
-        if hosts == want {
-            Ok(())
-        } else {
-            Err(format!("{cluster}: hosts {hosts:?}, want {want:?}"))
-        }
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-}
-
-fn version_app(version: &'static str, failing: Arc<AtomicBool>) -> AppHandler {
-    Arc::new(move |req: &AppRequest| {
-        if failing.load(Ordering::SeqCst) {
-            return (500, vec![], b"broken".to_vec());
-        }
-        let body = json!({"version": version, "lane": req.header("x-graylane")});
-        (200, vec![], body.to_string().into_bytes())
-    })
-}
-
-fn is_gray(i: usize) -> bool {
-    i.is_multiple_of(2)
-}
-
-struct Phase {
-    name: &'static str,
-    from: Duration,
-    to: Duration,
-}
-
 /// The gateway's listener and clusters, as Envoy Gateway writes them for
 /// the recipe (see the module comment).
 /// `patch`: with the recipe's `EnvoyPatchPolicy` applied.
@@ -365,34 +322,12 @@ fn eg_gateway(objects: &[Object], listen: u16, eds_dir: &Path, patch: bool) -> V
 /// of the policy's lane rule), odd ones in none; each labelled with the
 /// version that answered, else the status.
 fn start_load(listen: u16) -> load::Running {
-    let plan = Plan {
-        port: listen,
-        connections: CONNECTIONS,
-        requests: 1_000_000,
-        rate: Some(RATE),
-        keep_samples: true,
-    };
-    load::start(
-        &plan,
-        Arc::new(|i| {
-            if is_gray(i) {
-                Target::new(
-                    "/",
-                    &[("host", "shop.example.com"), ("location", "cn-shenzhen")],
-                )
-            } else {
-                Target::new("/", &[("host", "shop.example.com")])
-            }
-        }),
-        Arc::new(|_, r: &Reply| {
-            if r.status != 200 {
-                return format!("{}", r.status);
-            }
-            serde_json::from_slice::<Value>(&r.body)
-                .ok()
-                .and_then(|v| v["version"].as_str().map(str::to_string))
-                .unwrap_or_else(|| r.text())
-        }),
+    outage::start_load(
+        listen,
+        CONNECTIONS,
+        RATE,
+        &[("host", "shop.example.com"), ("location", "cn-shenzhen")],
+        &[("host", "shop.example.com")],
     )
 }
 
@@ -492,19 +427,8 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_envoy_gateways_shape()
     );
     println!("{summary}");
 
-    let in_phase = |p: &Phase, gray: bool| -> Vec<&load::Sample> {
-        report
-            .samples
-            .iter()
-            .filter(|s| is_gray(s.index) == gray && s.start >= p.from && s.start < p.to)
-            .collect()
-    };
-    let count = |p: &Phase, gray: bool, label: &str| {
-        in_phase(p, gray)
-            .iter()
-            .filter(|s| s.label == label)
-            .count()
-    };
+    let in_phase = |p: &Phase, gray: bool| p.samples(&report, gray);
+    let count = |p: &Phase, gray: bool, label: &str| p.count(&report, gray, label);
     let total = |p: &Phase, gray: bool| in_phase(p, gray).len();
     for p in &phases {
         let (g, b) = (total(p, true), total(p, false));
@@ -580,7 +504,7 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_envoy_gateways_shape()
     let first_back = report
         .samples
         .iter()
-        .filter(|s| is_gray(s.index) && s.start >= back.from && s.label == "gray")
+        .filter(|s| in_lane(s.index) && s.start >= back.from && s.label == "gray")
         .map(|s| s.start)
         .min()
         .unwrap_or_else(|| panic!("gray traffic never returned: {summary}"));
@@ -597,7 +521,7 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_envoy_gateways_shape()
     let late: Vec<_> = report
         .samples
         .iter()
-        .filter(|s| is_gray(s.index) && s.start >= settled && s.start < back.to)
+        .filter(|s| in_lane(s.index) && s.start >= settled && s.start < back.to)
         .collect();
     assert!(late.len() >= 50, "{summary}");
     assert!(late.iter().all(|s| s.label == "gray"), "{summary}");
@@ -638,7 +562,7 @@ fn without_the_merge_window_patch_an_ejection_waits() {
     let gray_samples: Vec<_> = report
         .samples
         .iter()
-        .filter(|s| is_gray(s.index) && s.start >= from)
+        .filter(|s| in_lane(s.index) && s.start >= from)
         .collect();
     let failed = gray_samples.iter().filter(|s| s.label == "500").count();
     let to_base = gray_samples.iter().filter(|s| s.label == "base").count();
@@ -662,6 +586,6 @@ fn without_the_merge_window_patch_an_ejection_waits() {
     assert!(report
         .samples
         .iter()
-        .filter(|s| !is_gray(s.index))
+        .filter(|s| !in_lane(s.index))
         .all(|s| s.label == "base"));
 }

@@ -37,9 +37,10 @@
 //! apply somewhere, or the test fails: a patch that matches nothing in
 //! Istio's shape would do nothing in Istio either.
 
-use graylane_wasm_tests::harness::{free_port, get, poll, scratch_dir, wasm_path, Envoy};
-use graylane_wasm_tests::load::{self, App, AppHandler, AppRequest, Plan, Reply, Target};
+use graylane_wasm_tests::harness::{free_port, scratch_dir, wasm_path, Envoy};
+use graylane_wasm_tests::load::App;
 use graylane_wasm_tests::manifests::jsonpb_struct_json;
+use graylane_wasm_tests::outage::{self, in_lane, start_load, version_app, Phase};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -497,47 +498,9 @@ fn set_endpoints(eds_dir: &Path, subset: &str, ports: &[u16]) {
 }
 
 /// Waits until Envoy's `/clusters` lists exactly these hosts for a subset.
+/// Waits until the subset's cluster has exactly `ports` as hosts.
 fn wait_hosts(envoy: &Envoy, subset: &str, ports: &[u16]) {
-    let name = subset_cluster(subset);
-    let want: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    poll(Duration::from_secs(10), Duration::from_millis(20), || {
-        let text = get(envoy.admin, "/clusters")
-            .map(|r| r.text())
-            .unwrap_or_default();
-        let mut hosts: Vec<String> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix(&format!("{name}::")))
-            .filter_map(|l| l.split_once("::cx_active::").map(|(h, _)| h.to_string()))
-            .collect();
-        hosts.sort();
-        if hosts == want {
-            Ok(())
-        } else {
-            Err(format!("{name}: hosts {hosts:?}, want {want:?}"))
-        }
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-}
-
-fn version_app(version: &'static str, failing: Arc<AtomicBool>) -> AppHandler {
-    Arc::new(move |req: &AppRequest| {
-        if failing.load(Ordering::SeqCst) {
-            return (500, vec![], b"broken".to_vec());
-        }
-        let body = json!({"version": version, "lane": req.header("x-graylane")});
-        (200, vec![], body.to_string().into_bytes())
-    })
-}
-
-fn is_gray(i: usize) -> bool {
-    i.is_multiple_of(2)
-}
-
-/// One stretch of the run: requests started in `[from, to)`.
-struct Phase {
-    name: &'static str,
-    from: Duration,
-    to: Duration,
+    outage::wait_hosts(envoy, &subset_cluster(subset), ports);
 }
 
 #[test]
@@ -591,31 +554,12 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_istios_shape() {
     assert_eq!(one(true), (200, "gray".into()));
     assert_eq!(one(false), (200, "base".into()));
 
-    let plan = Plan {
-        port: listen,
-        connections: CONNECTIONS,
-        requests: 1_000_000,
-        rate: Some(RATE),
-        keep_samples: true,
-    };
-    let running = load::start(
-        &plan,
-        Arc::new(|i| {
-            if is_gray(i) {
-                Target::new("/", &[("host", "svc-b:9080"), ("baggage", "lane=gray")])
-            } else {
-                Target::new("/", &[("host", "svc-b:9080")])
-            }
-        }),
-        Arc::new(|_, r: &Reply| {
-            if r.status != 200 {
-                return format!("{}", r.status);
-            }
-            serde_json::from_slice::<Value>(&r.body)
-                .ok()
-                .and_then(|v| v["version"].as_str().map(str::to_string))
-                .unwrap_or_else(|| r.text())
-        }),
+    let running = start_load(
+        listen,
+        CONNECTIONS,
+        RATE,
+        &[("host", "svc-b:9080"), ("baggage", "lane=gray")],
+        &[("host", "svc-b:9080")],
     );
     let sleep = |ms: u64| thread::sleep(Duration::from_millis(ms));
     let mut phases = Vec::new();
@@ -645,6 +589,11 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_istios_shape() {
         t,
         running.now(),
     );
+    // The requests of 3a still in flight finish before 3b's change (the
+    // ones started meanwhile count in no phase): otherwise one sent just
+    // before the change can meet the failing endpoint and count as a 3a
+    // failure.
+    sleep(200);
     // (3b) the gray endpoint is back and answers 500 to everything.
     gray_failing.store(true, Ordering::SeqCst);
     let t = running.now();
@@ -678,21 +627,8 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_istios_shape() {
     );
     println!("{summary}");
 
-    let count = |p: &Phase, gray: bool, label: &str| {
-        report
-            .samples
-            .iter()
-            .filter(|s| is_gray(s.index) == gray && s.start >= p.from && s.start < p.to)
-            .filter(|s| s.label == label)
-            .count()
-    };
-    let total = |p: &Phase, gray: bool| {
-        report
-            .samples
-            .iter()
-            .filter(|s| is_gray(s.index) == gray && s.start >= p.from && s.start < p.to)
-            .count()
-    };
+    let count = |p: &Phase, gray: bool, label: &str| p.count(&report, gray, label);
+    let total = |p: &Phase, gray: bool| p.samples(&report, gray).len();
     for p in &phases {
         let (g, b) = (total(p, true), total(p, false));
         println!(
@@ -728,7 +664,7 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_istios_shape() {
             let in_slot: Vec<_> = report
                 .samples
                 .iter()
-                .filter(|s| is_gray(s.index) && s.start >= t && s.start < e)
+                .filter(|s| in_lane(s.index) && s.start >= t && s.start < e)
                 .collect();
             let c = |l: &str| in_slot.iter().filter(|s| s.label == l).count();
             line.push_str(&format!(
@@ -782,7 +718,7 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_istios_shape() {
     let first_back = report
         .samples
         .iter()
-        .filter(|s| is_gray(s.index) && s.start >= back.from && s.label == "gray")
+        .filter(|s| in_lane(s.index) && s.start >= back.from && s.label == "gray")
         .map(|s| s.start)
         .min()
         .unwrap_or_else(|| panic!("gray traffic never returned: {summary}"));
@@ -799,7 +735,7 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_istios_shape() {
     let late: Vec<_> = report
         .samples
         .iter()
-        .filter(|s| is_gray(s.index) && s.start >= settled && s.start < back.to)
+        .filter(|s| in_lane(s.index) && s.start >= settled && s.start < back.to)
         .collect();
     assert!(late.len() >= 50, "{summary}");
     assert!(late.iter().all(|s| s.label == "gray"), "{summary}");
