@@ -116,3 +116,33 @@ impl Phase {
             .count()
     }
 }
+
+/// Prints each phase's counts (`what`: the test's name for its lines), and
+/// checks what holds in every phase: enough requests of both kinds, and
+/// every base request answered by base (base is never affected by the
+/// lane's outage). `summary` goes into every failure message.
+pub fn check_phases(what: &str, report: &Report, phases: &[Phase], summary: &str) {
+    for p in phases {
+        let (g, b) = (
+            p.samples(report, true).len(),
+            p.samples(report, false).len(),
+        );
+        let (to_gray, to_base) = (p.count(report, true, "gray"), p.count(report, true, "base"));
+        let base_ok = p.count(report, false, "base");
+        println!(
+            "{what}: phase {:<45} {:>5.2}-{:>5.2}s: gray requests {g}: to gray {to_gray}, \
+             to base {to_base}, failed {}; base requests {b}: to base {base_ok}, failed {}",
+            p.name,
+            p.from.as_secs_f64(),
+            p.to.as_secs_f64(),
+            g - to_gray - to_base,
+            b - base_ok,
+        );
+        assert!(
+            g >= 100 && b >= 100,
+            "phase {}: too few requests: {summary}",
+            p.name
+        );
+        assert_eq!(base_ok, b, "phase {}: base requests: {summary}", p.name);
+    }
+}

@@ -430,33 +430,8 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_envoy_gateways_shape()
     let in_phase = |p: &Phase, gray: bool| p.samples(&report, gray);
     let count = |p: &Phase, gray: bool, label: &str| p.count(&report, gray, label);
     let total = |p: &Phase, gray: bool| in_phase(p, gray).len();
-    for p in &phases {
-        let (g, b) = (total(p, true), total(p, false));
-        println!(
-            "envoy gateway fallback: phase {:<45} {:>5.2}-{:>5.2}s: gray requests {g}: to gray {}, \
-             to base {}, failed {}; base requests {b}: to base {}, failed {}",
-            p.name,
-            p.from.as_secs_f64(),
-            p.to.as_secs_f64(),
-            count(p, true, "gray"),
-            count(p, true, "base"),
-            g - count(p, true, "gray") - count(p, true, "base"),
-            count(p, false, "base"),
-            b - count(p, false, "base"),
-        );
-        assert!(
-            g >= 100 && b >= 100,
-            "phase {}: too few requests: {summary}",
-            p.name
-        );
-        // (5) base requests are never affected.
-        assert_eq!(
-            count(p, false, "base"),
-            b,
-            "phase {}: base requests: {summary}",
-            p.name
-        );
-    }
+    // (5) base requests are never affected, in any phase.
+    outage::check_phases("envoy gateway fallback", &report, &phases, &summary);
     let [healthy, empty, refusing, erroring, back] = phases.as_slice() else {
         unreachable!()
     };
