@@ -149,7 +149,10 @@ fn target(i: usize) -> Target {
 
 /// The lane the native engine decides for request `i`.
 fn expected(config: &Config, i: usize) -> String {
-    let t = target(i);
+    lane_of(config, &target(i))
+}
+
+fn lane_of(config: &Config, t: &Target) -> String {
     let mut pairs: Vec<(&str, &str)> = vec![(":path", &t.path), (":method", "GET")];
     for (k, v) in &t.headers {
         pairs.push((if k == "host" { ":authority" } else { k }, v));
@@ -157,6 +160,39 @@ fn expected(config: &Config, i: usize) -> String {
     let req = HeaderList::from_strs(&pairs);
     let outcome = engine::process(config, &req, &mut || 0);
     config.lane_name(outcome.decision.lane).to_string()
+}
+
+/// The soak checks Envoy's answers against the native engine; this fixed
+/// table of probes checks the engine, so that a decision bug the filter
+/// and the engine share still fails a test.
+#[test]
+fn the_engine_the_soak_trusts_decides_a_fixed_table() {
+    let config = Config::from_json(PLUGIN.as_bytes()).expect("soak config");
+    let table: &[(&str, &[(&str, &str)], &str)] = &[
+        ("/", &[], "base"),
+        ("/", &[("location", "cn-shenzhen")], "gray"),
+        (
+            "/",
+            &[("location", "cn-shenzhen"), ("cookie", "canary=beta")],
+            "gray",
+        ),
+        ("/", &[("cookie", "a=1; canary=beta")], "beta"),
+        ("/api/v2/items", &[], "api-v2"),
+        ("/api/v20", &[], "base"),
+        ("/", &[("baggage", "tier=gold")], "vip"),
+        ("/", &[("baggage", "tier=silver")], "base"),
+        ("/?preview=1", &[], "preview"),
+        ("/", &[("location", "cn-hangzhou")], "region"),
+        // Split lanes keyed on x-user-id exclude a request without one.
+        ("/", &[("x-os", "ANDROID")], "base"),
+        // Forged at the client: never a lane at the edge.
+        ("/", &[("x-graylane", "gray")], "base"),
+        ("/", &[("baggage", "lane=gray")], "base"),
+    ];
+    for (path, headers, lane) in table {
+        let t = Target::new(path, headers);
+        assert_eq!(lane_of(&config, &t), *lane, "{path} {headers:?}");
+    }
 }
 
 fn memory(envoy: &Envoy) -> String {
