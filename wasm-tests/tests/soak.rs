@@ -168,7 +168,13 @@ fn lane_of(config: &Config, t: &Target) -> String {
 #[test]
 fn the_engine_the_soak_trusts_decides_a_fixed_table() {
     let config = Config::from_json(PLUGIN.as_bytes()).expect("soak config");
-    let table: &[(&str, &[(&str, &str)], &str)] = &[
+    // (path, headers, lane)
+    type Probe = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+    let table: &[Probe] = &[
         ("/", &[], "base"),
         ("/", &[("location", "cn-shenzhen")], "gray"),
         (
