@@ -234,10 +234,58 @@ const DEFAULT_GATEWAY_NAME: &str = "graylane-gateway";
 /// Generates the recipe. `config_json` is the plugin configuration's JSON
 /// text (as `graylane check` reads it).
 pub fn generate(config_json: &[u8], mesh: &RawMesh) -> Result<Vec<File>, Error> {
+    let plugin = read_plugin_config(config_json)?;
+    check_name("namespace", &mesh.namespace)?;
+    let image = mesh.image.as_str();
+    if !["oci://", "https://", "http://", "file://"]
+        .iter()
+        .any(|s| image.starts_with(s))
+    {
+        return mesh_err(
+            "image",
+            format!("{image:?}: expected an oci://, https://, http:// or file:// URL"),
+        );
+    }
+    let ef_namespace = mesh
+        .envoy_filter_namespace
+        .clone()
+        .unwrap_or_else(|| mesh.namespace.clone());
+    check_name("envoyFilterNamespace", &ef_namespace)?;
+    let outlier = outlier_detection(mesh.outlier_detection.as_ref())?;
+    let services = services(mesh, &plugin)?;
+    let gateway = gateway(mesh)?;
+
+    let mut files = Vec::new();
+    if let Some(gw) = &gateway {
+        files.extend(edge_files(mesh, &plugin, gw));
+    }
+    files.push(hop_file(mesh, &plugin));
+    for svc in &services {
+        files.push(service_file(
+            svc,
+            &plugin.raw.lane_header,
+            &outlier,
+            &ef_namespace,
+            gateway.as_ref(),
+        ));
+    }
+    Ok(files)
+}
+
+/// The plugin configuration, checked as `graylane check` checks it: its
+/// fields, its JSON (kept as written for the plugins), and every lane it
+/// declares (`lanes`, then `propagate`).
+struct PluginConfig {
+    raw: RawConfig,
+    json: Value,
+    declared: Vec<String>,
+}
+
+fn read_plugin_config(config_json: &[u8]) -> Result<PluginConfig, Error> {
     config::Config::from_json(config_json).map_err(Error::Config)?;
     let raw: RawConfig =
         de::from_slice(config_json).map_err(|e| Error::Config(ConfigErrors::from(e)))?;
-    let config_value: Value = serde_json::from_slice(config_json).map_err(|e| {
+    let json: Value = serde_json::from_slice(config_json).map_err(|e| {
         Error::Config(ConfigErrors::from(ConfigError {
             path: String::new(),
             kind: ErrorKind::Syntax,
@@ -250,26 +298,17 @@ pub fn generate(config_json: &[u8], mesh: &RawMesh) -> Result<Vec<File>, Error> 
             declared.push(p.clone());
         }
     }
+    Ok(PluginConfig {
+        raw,
+        json,
+        declared,
+    })
+}
 
-    check_name("namespace", &mesh.namespace)?;
-    let image = mesh.image.as_str();
-    if !["oci://", "https://", "http://", "file://"]
-        .iter()
-        .any(|s| image.starts_with(s))
-    {
-        return mesh_err(
-            "image",
-            format!("{image:?}: expected an oci://, https://, http:// or file:// URL"),
-        );
-    }
-    let domain = mesh.cluster_domain.as_deref().unwrap_or("cluster.local");
-    let ef_namespace = mesh
-        .envoy_filter_namespace
-        .clone()
-        .unwrap_or_else(|| mesh.namespace.clone());
-    check_name("envoyFilterNamespace", &ef_namespace)?;
-    let outlier = outlier_detection(mesh.outlier_detection.as_ref())?;
-    for host in raw.services.keys() {
+/// Every service of the mesh description, checked against the plugin
+/// configuration's `services` and lanes.
+fn services(mesh: &RawMesh, plugin: &PluginConfig) -> Result<Vec<Service>, Error> {
+    for host in plugin.raw.services.keys() {
         if !mesh.services.contains_key(host) {
             return Err(Error::Config(ConfigErrors::from(ConfigError {
                 path: format!("services.{host}"),
@@ -284,199 +323,257 @@ pub fn generate(config_json: &[u8], mesh: &RawMesh) -> Result<Vec<File>, Error> 
     if mesh.services.is_empty() {
         return mesh_err("services", "no service: name at least one");
     }
+    mesh.services
+        .iter()
+        .map(|(name, ms)| service(mesh, plugin, name, ms))
+        .collect()
+}
 
-    let mut services = Vec::new();
-    for (name, ms) in &mesh.services {
-        let path = format!("services.{name}");
-        check_name(&path, name)?;
-        if ms.port == 0 {
-            return mesh_err(format!("{path}.port"), "a port from 1 to 65535");
+fn service(
+    mesh: &RawMesh,
+    plugin: &PluginConfig,
+    name: &str,
+    ms: &RawMeshService,
+) -> Result<Service, Error> {
+    let path = format!("services.{name}");
+    check_name(&path, name)?;
+    if ms.port == 0 {
+        return mesh_err(format!("{path}.port"), "a port from 1 to 65535");
+    }
+    let namespace = ms
+        .namespace
+        .clone()
+        .unwrap_or_else(|| mesh.namespace.clone());
+    check_name(&format!("{path}.namespace"), &namespace)?;
+    let lanes = service_lanes(plugin, &path, name, ms)?;
+    let labels = subset_labels(&path, name, ms, &lanes)?;
+    if !ms.gateway_hosts.is_empty() && mesh.gateway.is_none() {
+        return mesh_err(
+            format!("{path}.gatewayHosts"),
+            "needs a `gateway` in the mesh description",
+        );
+    }
+    for (i, h) in ms.gateway_hosts.iter().enumerate() {
+        if h.is_empty() || h.contains(':') || h.contains('/') || h.contains(' ') {
+            return mesh_err(
+                format!("{path}.gatewayHosts[{i}]"),
+                format!("{h:?}: a host name without port"),
+            );
         }
-        let namespace = ms
-            .namespace
-            .clone()
-            .unwrap_or_else(|| mesh.namespace.clone());
-        check_name(&format!("{path}.namespace"), &namespace)?;
-        let from_config: Option<Vec<String>> = raw
-            .services
-            .get(name)
-            .map(|s| s.lanes.keys().cloned().collect());
-        let lanes = match (&ms.lanes, &from_config) {
-            (Some(mine), Some(theirs)) => {
-                let a: BTreeSet<&String> = mine.iter().collect();
-                let b: BTreeSet<&String> = theirs.iter().collect();
-                if a != b {
-                    return mesh_err(
-                        format!("{path}.lanes"),
-                        format!(
-                            "{mine:?} differs from the plugin configuration's services.{name}.lanes {theirs:?}"
-                        ),
-                    );
-                }
-                mine.clone()
-            }
-            (Some(mine), None) => mine.clone(),
-            (None, Some(theirs)) => theirs.clone(),
-            (None, None) => Vec::new(),
-        };
-        let mut seen = BTreeSet::new();
-        for (i, lane) in lanes.iter().enumerate() {
-            if !declared.contains(lane) {
+    }
+    let domain = mesh.cluster_domain.as_deref().unwrap_or("cluster.local");
+    Ok(Service {
+        fqdn: format!("{name}.{namespace}.svc.{domain}"),
+        name: name.to_string(),
+        namespace,
+        port: ms.port,
+        lanes,
+        labels,
+        gateway_hosts: ms.gateway_hosts.clone(),
+    })
+}
+
+/// A service's lanes: the mesh description's, the plugin configuration's
+/// `services`, or both when they agree; each a declared lane, once.
+fn service_lanes(
+    plugin: &PluginConfig,
+    path: &str,
+    name: &str,
+    ms: &RawMeshService,
+) -> Result<Vec<String>, Error> {
+    let from_config: Option<Vec<String>> = plugin
+        .raw
+        .services
+        .get(name)
+        .map(|s| s.lanes.keys().cloned().collect());
+    let lanes = match (&ms.lanes, &from_config) {
+        (Some(mine), Some(theirs)) => {
+            let a: BTreeSet<&String> = mine.iter().collect();
+            let b: BTreeSet<&String> = theirs.iter().collect();
+            if a != b {
                 return mesh_err(
-                    format!("{path}.lanes[{i}]"),
+                    format!("{path}.lanes"),
                     format!(
-                        "{lane:?} is not a lane of the plugin configuration (lanes and propagate: {declared:?})"
+                        "{mine:?} differs from the plugin configuration's services.{name}.lanes {theirs:?}"
                     ),
                 );
             }
-            if !seen.insert(lane) {
-                return mesh_err(format!("{path}.lanes[{i}]"), format!("{lane:?} twice"));
-            }
+            mine.clone()
         }
-        let mut labels = BTreeMap::new();
-        for subset in std::iter::once("base").chain(lanes.iter().map(String::as_str)) {
-            let l =
-                ms.labels.get(subset).cloned().unwrap_or_else(|| {
-                    BTreeMap::from([("version".to_string(), subset.to_string())])
-                });
-            if l.is_empty() {
-                return mesh_err(
-                    format!("{path}.labels.{subset}"),
-                    "no label: a subset needs at least one",
-                );
-            }
-            labels.insert(subset.to_string(), l);
-        }
-        for key in ms.labels.keys() {
-            if !labels.contains_key(key) {
-                return mesh_err(
-                    format!("{path}.labels.{key}"),
-                    format!("{key:?} is neither base nor a lane of {name} ({lanes:?})"),
-                );
-            }
-        }
-        if !ms.gateway_hosts.is_empty() && mesh.gateway.is_none() {
+        (Some(mine), None) => mine.clone(),
+        (None, Some(theirs)) => theirs.clone(),
+        (None, None) => Vec::new(),
+    };
+    let declared = &plugin.declared;
+    let mut seen = BTreeSet::new();
+    for (i, lane) in lanes.iter().enumerate() {
+        if !declared.contains(lane) {
             return mesh_err(
-                format!("{path}.gatewayHosts"),
-                "needs a `gateway` in the mesh description",
+                format!("{path}.lanes[{i}]"),
+                format!(
+                    "{lane:?} is not a lane of the plugin configuration (lanes and propagate: {declared:?})"
+                ),
             );
         }
-        for (i, h) in ms.gateway_hosts.iter().enumerate() {
-            if h.is_empty() || h.contains(':') || h.contains('/') || h.contains(' ') {
-                return mesh_err(
-                    format!("{path}.gatewayHosts[{i}]"),
-                    format!("{h:?}: a host name without port"),
-                );
-            }
+        if !seen.insert(lane) {
+            return mesh_err(format!("{path}.lanes[{i}]"), format!("{lane:?} twice"));
         }
-        services.push(Service {
-            fqdn: format!("{name}.{namespace}.svc.{domain}"),
-            name: name.clone(),
-            namespace,
-            port: ms.port,
-            lanes,
-            labels,
-            gateway_hosts: ms.gateway_hosts.clone(),
-        });
     }
+    Ok(lanes)
+}
 
-    let mut files = Vec::new();
-    let gateway = match &mesh.gateway {
-        Some(g) => {
-            let name = g
-                .name
-                .clone()
-                .unwrap_or_else(|| DEFAULT_GATEWAY_NAME.into());
-            check_name("gateway.name", &name)?;
-            let namespace = g.namespace.clone().unwrap_or_else(|| "istio-system".into());
-            check_name("gateway.namespace", &namespace)?;
-            let selector = g.selector.clone().unwrap_or_else(|| {
-                BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())])
-            });
-            if selector.is_empty() {
-                return mesh_err("gateway.selector", "no label: name the gateway's pods");
-            }
-            let port = g.port.unwrap_or(80);
-            if port == 0 {
-                return mesh_err("gateway.port", "a port from 1 to 65535");
-            }
-            Some((name, namespace, selector, port))
+/// The pod labels of each subset (base and the lanes); `version: SUBSET`
+/// unless the mesh description says otherwise.
+fn subset_labels(
+    path: &str,
+    name: &str,
+    ms: &RawMeshService,
+    lanes: &[String],
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, Error> {
+    let mut labels = BTreeMap::new();
+    for subset in std::iter::once("base").chain(lanes.iter().map(String::as_str)) {
+        let l = ms
+            .labels
+            .get(subset)
+            .cloned()
+            .unwrap_or_else(|| BTreeMap::from([("version".to_string(), subset.to_string())]));
+        if l.is_empty() {
+            return mesh_err(
+                format!("{path}.labels.{subset}"),
+                "no label: a subset needs at least one",
+            );
         }
-        None => None,
+        labels.insert(subset.to_string(), l);
+    }
+    for key in ms.labels.keys() {
+        if !labels.contains_key(key) {
+            return mesh_err(
+                format!("{path}.labels.{key}"),
+                format!("{key:?} is neither base nor a lane of {name} ({lanes:?})"),
+            );
+        }
+    }
+    Ok(labels)
+}
+
+/// The ingress gateway of the mesh description, with its defaults.
+struct Gateway {
+    name: String,
+    namespace: String,
+    selector: BTreeMap<String, String>,
+    port: u16,
+}
+
+fn gateway(mesh: &RawMesh) -> Result<Option<Gateway>, Error> {
+    let Some(g) = &mesh.gateway else {
+        return Ok(None);
     };
+    let name = g
+        .name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_GATEWAY_NAME.into());
+    check_name("gateway.name", &name)?;
+    let namespace = g.namespace.clone().unwrap_or_else(|| "istio-system".into());
+    check_name("gateway.namespace", &namespace)?;
+    let selector = g
+        .selector
+        .clone()
+        .unwrap_or_else(|| BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]));
+    if selector.is_empty() {
+        return mesh_err("gateway.selector", "no label: name the gateway's pods");
+    }
+    let port = g.port.unwrap_or(80);
+    if port == 0 {
+        return mesh_err("gateway.port", "a port from 1 to 65535");
+    }
+    Ok(Some(Gateway {
+        name,
+        namespace,
+        selector,
+        port,
+    }))
+}
 
-    let plugin = |name: &str, namespace: &str, spec: Value| -> Value {
-        let mut spec = spec;
-        if let (Some(map), Some(sha)) = (spec.as_object_mut(), &mesh.sha256) {
-            map.insert("sha256".into(), json!(sha));
-        }
+/// A `WasmPlugin` of graylane (with the image's digest when given).
+fn wasm_plugin(mesh: &RawMesh, name: &str, namespace: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    if let (Some(map), Some(sha)) = (spec.as_object_mut(), &mesh.sha256) {
+        map.insert("sha256".into(), json!(sha));
+    }
+    json!({
+        "apiVersion": "extensions.istio.io/v1alpha1",
+        "kind": "WasmPlugin",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    })
+}
+
+/// The edge's `WasmPlugin` and the `Gateway`.
+fn edge_files(mesh: &RawMesh, plugin: &PluginConfig, gw: &Gateway) -> [File; 2] {
+    let mut edge = plugin.json.as_object().cloned().unwrap_or_default();
+    edge.remove("services");
+    edge.insert("incoming".into(), json!("ignore"));
+    let doc = wasm_plugin(
+        mesh,
+        "graylane-edge",
+        &gw.namespace,
         json!({
-            "apiVersion": "extensions.istio.io/v1alpha1",
-            "kind": "WasmPlugin",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": spec,
-        })
-    };
-
-    if let Some((gw_name, gw_namespace, selector, gw_port)) = &gateway {
-        let mut edge = config_value.as_object().cloned().unwrap_or_default();
-        edge.remove("services");
-        edge.insert("incoming".into(), json!("ignore"));
-        let doc = plugin(
-            "graylane-edge",
-            gw_namespace,
-            json!({
-                "selector": {"matchLabels": selector},
-                "url": image,
-                "imagePullPolicy": "IfNotPresent",
-                "pluginName": "graylane",
-                "type": "HTTP",
-                "phase": "AUTHZ",
-                "priority": 1000,
-                "failStrategy": "FAIL_RELOAD",
-                "pluginConfig": Value::Object(edge),
-            }),
-        );
-        files.push(file(
+            "selector": {"matchLabels": gw.selector},
+            "url": mesh.image,
+            "imagePullPolicy": "IfNotPresent",
+            "pluginName": "graylane",
+            "type": "HTTP",
+            "phase": "AUTHZ",
+            "priority": 1000,
+            "failStrategy": "FAIL_RELOAD",
+            "pluginConfig": Value::Object(edge),
+        }),
+    );
+    let gateway = json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": gw.name, "namespace": mesh.namespace},
+        "spec": {
+            "selector": gw.selector,
+            "servers": [{
+                "port": {"number": gw.port, "name": "http", "protocol": "HTTP"},
+                "hosts": ["*"],
+            }],
+        },
+    });
+    [
+        file(
             "gateway-wasmplugin.yaml",
             "graylane at the edge: the ingress gateway decides each request's lane from\n\
              the rules (incoming: ignore removes client-sent tags first). FAIL_RELOAD\n\
              (Istio 1.27+; FAIL_CLOSE before): an edge without graylane would let a\n\
              client's own lane header reach the lane routes.",
             &[doc],
-        ));
-        let gw = json!({
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "Gateway",
-            "metadata": {"name": gw_name, "namespace": mesh.namespace},
-            "spec": {
-                "selector": selector,
-                "servers": [{
-                    "port": {"number": gw_port, "name": "http", "protocol": "HTTP"},
-                    "hosts": ["*"],
-                }],
-            },
-        });
-        files.push(file(
+        ),
+        file(
             "gateway.yaml",
             "The ingress gateway's HTTP port; the VirtualServices with gatewayHosts bind to it.",
-            &[gw],
-        ));
-    }
+            &[gateway],
+        ),
+    ]
+}
 
+/// The sidecars' `WasmPlugin`.
+fn hop_file(mesh: &RawMesh, plugin: &PluginConfig) -> File {
     let mut hop = Map::new();
     hop.insert("incoming".into(), json!("trust"));
-    hop.insert("propagate".into(), json!(declared));
+    hop.insert("propagate".into(), json!(plugin.declared));
     for key in ["laneHeader", "baggageKey", "shadow"] {
-        if let Some(v) = config_value.get(key) {
+        if let Some(v) = plugin.json.get(key) {
             hop.insert(key.into(), v.clone());
         }
     }
-    let doc = plugin(
+    let doc = wasm_plugin(
+        mesh,
         "graylane-hop",
         &mesh.namespace,
         json!({
-            "url": image,
+            "url": mesh.image,
             "imagePullPolicy": "IfNotPresent",
             "pluginName": "graylane",
             "type": "HTTP",
@@ -487,7 +584,7 @@ pub fn generate(config_json: &[u8], mesh: &RawMesh) -> Result<Vec<File>, Error> 
             "pluginConfig": Value::Object(hop),
         }),
     );
-    files.push(file(
+    file(
         "sidecar-wasmplugin.yaml",
         "graylane at every hop (the sidecars' outbound calls): keeps the lane the\n\
          edge decided, read from the W3C baggage the app forwarded (incoming: trust),\n\
@@ -495,58 +592,62 @@ pub fn generate(config_json: &[u8], mesh: &RawMesh) -> Result<Vec<File>, Error> 
          is declared in propagate. FAIL_OPEN: a hop without graylane sends its calls\n\
          to base instead of failing them.",
         &[doc],
-    ));
+    )
+}
 
-    let lane_header = &raw.lane_header;
-    for svc in &services {
-        let mut docs = vec![
-            destination_rule(svc, &outlier),
-            virtual_service(svc, lane_header, gateway.as_ref().map(|g| g.0.as_str())),
-        ];
-        if !svc.lanes.is_empty() {
-            let mesh_hosts = vec![format!("{}:{}", svc.fqdn, svc.port)];
+/// A service's `DestinationRule`, `VirtualService` and fallback
+/// `EnvoyFilter`s (sidecars, and the gateway when it routes to it).
+fn service_file(
+    svc: &Service,
+    lane_header: &str,
+    outlier: &Value,
+    ef_namespace: &str,
+    gateway: Option<&Gateway>,
+) -> File {
+    let mut docs = vec![
+        destination_rule(svc, outlier),
+        virtual_service(svc, lane_header, gateway.map(|g| g.name.as_str())),
+    ];
+    if !svc.lanes.is_empty() {
+        let mesh_hosts = vec![format!("{}:{}", svc.fqdn, svc.port)];
+        docs.push(envoy_filter(
+            svc,
+            &format!("{}-graylane-fallback", svc.name),
+            ef_namespace,
+            None,
+            Context::SidecarOutbound,
+            &mesh_hosts,
+        ));
+        if let (Some(gw), false) = (gateway, svc.gateway_hosts.is_empty()) {
+            let hosts: Vec<String> = svc
+                .gateway_hosts
+                .iter()
+                .map(|h| format!("{h}:{}", gw.port))
+                .collect();
             docs.push(envoy_filter(
                 svc,
-                &format!("{}-graylane-fallback", svc.name),
-                &ef_namespace,
-                None,
-                Context::SidecarOutbound,
-                &mesh_hosts,
+                &format!("{}-graylane-fallback-gateway", svc.name),
+                &gw.namespace,
+                Some(&gw.selector),
+                Context::Gateway,
+                &hosts,
             ));
-            if let Some((_, gw_namespace, selector, gw_port)) = &gateway {
-                if !svc.gateway_hosts.is_empty() {
-                    let hosts: Vec<String> = svc
-                        .gateway_hosts
-                        .iter()
-                        .map(|h| format!("{h}:{gw_port}"))
-                        .collect();
-                    docs.push(envoy_filter(
-                        svc,
-                        &format!("{}-graylane-fallback-gateway", svc.name),
-                        gw_namespace,
-                        Some(selector),
-                        Context::Gateway,
-                        &hosts,
-                    ));
-                }
-            }
         }
-        let lanes = if svc.lanes.is_empty() {
-            "base only: every lane takes the default route to base.".to_string()
-        } else {
-            format!(
-                "versions base and {}.\nA lane whose subset has no healthy endpoint falls back to base\n\
-                 (the EnvoyFilters: an aggregate cluster per lane, and its route).",
-                svc.lanes.join(", ")
-            )
-        };
-        files.push(file(
-            &format!("{}.yaml", svc.name),
-            &format!("{} ({}): {lanes}", svc.name, svc.fqdn),
-            &docs,
-        ));
     }
-    Ok(files)
+    let lanes = if svc.lanes.is_empty() {
+        "base only: every lane takes the default route to base.".to_string()
+    } else {
+        format!(
+            "versions base and {}.\nA lane whose subset has no healthy endpoint falls back to base\n\
+             (the EnvoyFilters: an aggregate cluster per lane, and its route).",
+            svc.lanes.join(", ")
+        )
+    };
+    file(
+        &format!("{}.yaml", svc.name),
+        &format!("{} ({}): {lanes}", svc.name, svc.fqdn),
+        &docs,
+    )
 }
 
 /// The whole recipe as one YAML stream (stdout).
