@@ -129,21 +129,7 @@ pub fn schema() -> Value {
 
 /// Reads a mesh description (YAML or JSON); errors name the field path.
 pub fn parse_mesh(text: &[u8]) -> Result<RawMesh, ConfigError> {
-    let trimmed = text.trim_ascii_start();
-    let json = if trimmed.starts_with(b"{") {
-        text.to_vec()
-    } else {
-        let value: Value = serde_norway::from_slice(text).map_err(|e| ConfigError {
-            path: String::new(),
-            kind: ErrorKind::Syntax,
-            message: format!("invalid YAML: {e}"),
-        })?;
-        serde_json::to_vec(&value).map_err(|e| ConfigError {
-            path: String::new(),
-            kind: ErrorKind::Syntax,
-            message: e.to_string(),
-        })?
-    };
+    let json = de::json_of_yaml_or_json(text)?;
     de::from_slice::<RawMesh>(&json)
 }
 

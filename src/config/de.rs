@@ -82,6 +82,26 @@ pub fn read<T: DeserializeOwned>(text: &[u8]) -> Read<T> {
     }
 }
 
+/// The JSON text of a YAML or JSON document (a document starting with `{`
+/// is taken as JSON as it is), for the files the CLI reads: rollout plans
+/// and mesh descriptions.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn json_of_yaml_or_json(text: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ConfigError> {
+    if text.trim_ascii_start().starts_with(b"{") {
+        return Ok(std::borrow::Cow::Borrowed(text));
+    }
+    let syntax = |message: String| ConfigError {
+        path: String::new(),
+        kind: ErrorKind::Syntax,
+        message,
+    };
+    let value: serde_json::Value =
+        serde_norway::from_slice(text).map_err(|e| syntax(format!("invalid YAML: {e}")))?;
+    serde_json::to_vec(&value)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| syntax(e.to_string()))
+}
+
 /// [`read`], failing with the first error (the rollout plan).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn from_slice<T: DeserializeOwned>(text: &[u8]) -> Result<T, ConfigError> {

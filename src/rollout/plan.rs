@@ -294,21 +294,7 @@ pub fn load(path: &Path) -> Result<Plan, ConfigError> {
 
 /// Parses YAML or JSON into a [`RawPlan`]; errors carry the JSON path.
 pub fn parse(text: &[u8]) -> Result<RawPlan, ConfigError> {
-    let trimmed = text.trim_ascii_start();
-    let json = if trimmed.starts_with(b"{") {
-        text.to_vec()
-    } else {
-        let value: serde_json::Value = serde_norway::from_slice(text).map_err(|e| ConfigError {
-            path: String::new(),
-            kind: ErrorKind::Syntax,
-            message: format!("invalid YAML: {e}"),
-        })?;
-        serde_json::to_vec(&value).map_err(|e| ConfigError {
-            path: String::new(),
-            kind: ErrorKind::Plan,
-            message: e.to_string(),
-        })?
-    };
+    let json = de::json_of_yaml_or_json(text)?;
     de::from_slice::<RawPlan>(&json).map_err(|mut e| {
         if e.message.contains("did not match any variant") {
             e.message = "expected a percent (a number) or {percent: N, pause: true}".into();
