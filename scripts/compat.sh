@@ -154,6 +154,9 @@ passed_in() {
 }
 
 mapfile -t CONFIGS < <(envoy_configs)
+# The failing tests of the run, "VERSION: BINARY::TEST" a line (test.sh
+# names them on its last line).
+: >"$LOGS/failed.txt"
 ROWS=()
 FAILED=0
 TOTAL_START=$(date +%s)
@@ -186,7 +189,9 @@ for version in "${VERSIONS[@]}"; do
         done < <(known_bugs_of "$version")
         [ ${#skips[@]} = 0 ] || skips+=(--exact)
         log "Envoy $version: end-to-end tests (${E2E_TESTS[*]}) ${skips[*]}"
-        if GRAYLANE_ENVOY="$bin" cargo test --quiet -p graylane-wasm-tests "${E2E_TESTS[@]}" \
+        # Not --quiet: the log names each test binary, so a failure names its test.
+        if GRAYLANE_ENVOY="$bin" GRAYLANE_EVIDENCE="$GRAYLANE_EVIDENCE/envoy-$version" \
+            cargo test -p graylane-wasm-tests "${E2E_TESTS[@]}" \
             -- --test-threads 2 --format pretty "${skips[@]}" >>"$out" 2>&1; then
             passed="$(grep -E '^test result: ' "$out" | grep -Eo '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')"
             results="$(grep -cE '^test result: ' "$out" || true)"
@@ -206,6 +211,7 @@ for version in "${VERSIONS[@]}"; do
         else
             e2e="FAIL"
             grep -E '^(test .* FAILED|failures:|---- )' "$out" | head -n 20 >&2 || true
+            failed_tests_in "$out" | sed "s/^/$version: /" >>"$LOGS/failed.txt"
         fi
     fi
     seconds=$(($(date +%s) - start))

@@ -142,3 +142,50 @@ wait_ready() {
     done
     echo "$name Envoy not ready after 30 s; its log:" >&2; tail -30 "$logf" >&2; exit 1
 }
+
+# ---- Failures that name themselves (scripts/test.sh, compat.sh, flake-hunt.sh)
+# Where the end-to-end harness keeps a failing test's files, Envoy's log
+# among them (wasm-tests/src/harness.rs, keep_evidence); one folder a test.
+export GRAYLANE_EVIDENCE="${GRAYLANE_EVIDENCE:-$TOOLS/evidence}"
+# The step in progress (test.sh's step()) and the tests that failed in it.
+STEP_NOW=""
+FAILED_TESTS=""
+
+# Prints, one per line, the tests that failed in libtest output $1, as
+# BINARY::TEST (BINARY: the tests/ file, or the crate for unit tests).
+failed_tests_in() {
+    awk '
+        /^ *Running / { bin = ($2 == "unittests") ? $3 : $2; sub(/^.*\//, "", bin); sub(/\.rs$/, "", bin) }
+        /^---- .* stdout ----$/ { print (bin == "" ? "" : bin "::") $2 }
+    ' "$1" | sort -u
+}
+
+# Runs a test command (the arguments), its output on the terminal and in
+# .tools/logs/LABEL.log. On failure, sets FAILED_TESTS to the failing tests
+# and returns non-zero.
+run_tests() {
+    local label="$1" out
+    shift
+    mkdir -p "$TOOLS/logs"
+    out="$TOOLS/logs/$label.log"
+    if "$@" 2>&1 | tee "$out"; then
+        return 0
+    fi
+    FAILED_TESTS="$(failed_tests_in "$out" | paste -sd ' ' -)"
+    [ -n "$FAILED_TESTS" ] || FAILED_TESTS="(no test named in $out)"
+    return 1
+}
+
+# An EXIT trap: when the script fails, its last line names the step and
+# the failing tests, and the lines before it where their files were kept.
+report_failure() {
+    local rc=$? kept
+    [ "$rc" = 0 ] && return 0
+    if [ -d "$GRAYLANE_EVIDENCE" ]; then
+        kept="$(find "$GRAYLANE_EVIDENCE" -mindepth 2 -maxdepth 2 -type d 2>/dev/null | sort)"
+        [ -z "$kept" ] || printf 'files of the failing tests (Envoy logs, configs): %s\n' $kept >&2
+    fi
+    printf 'FAILED (exit %s) at step: %s%s\n' "$rc" "${STEP_NOW:-setup}" \
+        "${FAILED_TESTS:+; failing tests: $FAILED_TESTS}" >&2
+    return "$rc"
+}

@@ -4,7 +4,14 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 START=$(date +%s)
-step() { log "$* (+$(( $(date +%s) - START ))s)"; }
+step() {
+    STEP_NOW="$*"
+    log "$* (+$(( $(date +%s) - START ))s)"
+}
+# A failure's last line names the step and the failing tests (lib.sh).
+trap report_failure EXIT
+# This run's failing tests keep their files here (the harness writes them).
+rm -rf "$GRAYLANE_EVIDENCE"
 
 step "toolchain (rust-toolchain.toml) and tools"
 ensure_rust
@@ -26,9 +33,9 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "bench scripts: syntax, and scripts/bench/cost-spec.json as configs.py writes it"
-for f in scripts/bench.sh scripts/bench/*.sh; do bash -n "$f"; done
-python3 -m py_compile scripts/bench/*.py
+step "scripts: syntax, and scripts/bench/cost-spec.json as configs.py writes it"
+for f in scripts/*.sh scripts/bench/*.sh; do bash -n "$f"; done
+python3 -m py_compile scripts/bench/*.py scripts/*.py
 python3 scripts/bench/configs.py check
 
 step "clippy (native, all targets)"
@@ -39,7 +46,7 @@ step "clippy (wasm32-wasip1, the stage-timing measurement build)"
 cargo clippy --quiet --lib --target wasm32-wasip1 --features stage-timing -- -D warnings
 
 step "native tests"
-cargo test --quiet -p graylane
+run_tests native cargo test --quiet -p graylane
 
 step "release filter"
 build_wasm
@@ -59,13 +66,13 @@ done < <(envoy_configs)
 
 step "engine tests compiled to wasm32-unknown-unknown (wasm-bindgen-test under Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-    cargo test -p graylane-wasm-tests --target wasm32-unknown-unknown --test engine_wasm
+    run_tests engine-wasm cargo test -p graylane-wasm-tests --target wasm32-unknown-unknown --test engine_wasm
 
 step "playground: build it, then drive it in headless Chromium and compare with graylane explain"
 apt_install chromium chromium
 apt_install chromedriver chromium-driver
 bash scripts/playground.sh
-cargo test --quiet -p graylane-playground -- --nocapture
+run_tests playground cargo test --quiet -p graylane-playground -- --nocapture
 
 toolchains="$(rustup toolchain list)"
 if [[ "$toolchains" == *nightly* ]]; then
@@ -80,9 +87,13 @@ step "end-to-end tests in real Envoy"
 ensure_grpc
 # The rollout tests (wasm-tests/tests/rollout.rs) run the real binary.
 cargo build --quiet --bin graylane
-cargo test --quiet -p graylane-wasm-tests -- --test-threads 2
+# Not --quiet: the log names each test binary, so a failure names its test.
+run_tests e2e cargo test -p graylane-wasm-tests -- --test-threads 2
 
 step "Envoy version matrix: each minor from 1.36 to the pinned one (about 1 min each)"
-bash scripts/compat.sh
+bash scripts/compat.sh || {
+    FAILED_TESTS="$(paste -sd ' ' - <"$TOOLS/compat/failed.txt" 2>/dev/null || true)"
+    exit 1
+}
 
 step "all checks passed in $(( $(date +%s) - START ))s"

@@ -299,11 +299,25 @@ fn final_code(status: Status) -> i32 {
 }
 
 impl Run {
+    /// Writes the state under the lock, after reading what is on disk: an
+    /// `abort` saved meanwhile wins (the run ends, nothing is written over
+    /// it), and a `promote` asked meanwhile is kept.
     fn save(&mut self) -> Result<(), End> {
         let files = self.files.clone();
         let state = &mut self.state;
-        match files.locked(|| files.save(state)) {
-            Ok(Ok(())) => Ok(()),
+        let saved = files.locked(|| -> Result<bool, String> {
+            if let Some(on_disk) = files.load()? {
+                if on_disk.status == Status::Aborted {
+                    return Ok(false);
+                }
+                state.promote_requested |= on_disk.promote_requested;
+            }
+            files.save(state)?;
+            Ok(true)
+        });
+        match saved {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(End(self.aborted_elsewhere())),
             Ok(Err(e)) | Err(e) => Err(End(bad(&self.view, &format!("state file: {e}")))),
         }
     }
@@ -665,8 +679,8 @@ impl Run {
         self.state.status = Status::Promoted;
         self.state.reason = Some("every step passed".into());
         self.state.pid = None;
-        if self.save().is_err() {
-            return EXIT_BAD;
+        if let Err(End(code)) = self.save() {
+            return code;
         }
         self.view.say(
             "end",

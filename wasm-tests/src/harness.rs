@@ -296,6 +296,20 @@ impl Envoy {
         wasm_level: &str,
     ) -> Envoy {
         let envoy = Self::spawn(template, vars, workers, true, wasm_level);
+        envoy.wait_ready();
+        envoy
+    }
+
+    /// Starts Envoy (2 workers) without waiting for it to be ready: for a
+    /// test that acts while Envoy starts, then calls [`Envoy::wait_ready`].
+    pub fn launch(template: &str, vars: &[(&str, String)]) -> Envoy {
+        Self::spawn(template, vars, 2, true, "debug")
+    }
+
+    /// Waits until Envoy's admin `/ready` answers 200 (30 s at most); fails
+    /// with its log if it exits first or is not ready by then.
+    pub fn wait_ready(&self) {
+        let envoy = self;
         let ready = poll(Duration::from_secs(30), Duration::from_millis(50), || {
             if let Some(status) = envoy.try_wait() {
                 panic!(
@@ -312,7 +326,6 @@ impl Envoy {
         if ready.is_err() {
             panic!("Envoy not ready after 30 s:\n{}", envoy.log_text());
         }
-        envoy
     }
 
     /// Starts Envoy on a config that must be refused; returns the exit
@@ -427,14 +440,20 @@ impl Envoy {
 
     /// `/stats` as a name -> value map (counters and gauges).
     pub fn stats(&self) -> BTreeMap<String, u64> {
-        let r = get(self.admin, "/stats").expect("admin /stats");
-        r.text()
+        self.try_stats().expect("admin /stats")
+    }
+
+    /// [`Envoy::stats`], or the error of an admin endpoint that does not
+    /// answer (yet: while Envoy starts).
+    pub fn try_stats(&self) -> std::io::Result<BTreeMap<String, u64>> {
+        let r = get(self.admin, "/stats")?;
+        Ok(r.text()
             .lines()
             .filter_map(|l| {
                 let (k, v) = l.split_once(": ")?;
                 Some((k.to_string(), v.trim().parse().ok()?))
             })
-            .collect()
+            .collect())
     }
 
     /// A counter from `/stats`. Fails when Envoy has no such stat: a
@@ -554,6 +573,9 @@ pub fn stop_process(child: &mut Option<Child>, name: &str, log: &Path) {
         let _ = c.wait();
     }
     if thread::panicking() {
+        if let Some(dir) = log.parent() {
+            keep_evidence(dir, name);
+        }
         let text = std::fs::read_to_string(log).unwrap_or_default();
         eprintln!("----- {name} log ({}) -----\n{text}", log.display());
         if let Some(status) = exited {
@@ -564,6 +586,60 @@ pub fn stop_process(child: &mut Option<Child>, name: &str, log: &Path) {
             );
         }
     }
+}
+
+/// Where a failing test's files are kept: `$GRAYLANE_EVIDENCE` (scripts/
+/// test.sh sets it under `.tools/evidence/`), else `.tools/evidence/` of the
+/// repository; below it, the test binary's name and the test's.
+pub fn evidence_dir() -> PathBuf {
+    let root = std::env::var_os("GRAYLANE_EVIDENCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".tools/evidence"));
+    // The test binary is `NAME-HASH`; libtest names each test's thread.
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| match s.rsplit_once('-') {
+            Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_string(),
+            _ => s,
+        })
+        .unwrap_or_else(|| "tests".into());
+    let test = thread::current()
+        .name()
+        .unwrap_or("main")
+        .replace("::", ".");
+    root.join(binary).join(test)
+}
+
+/// Copies `dir` (a process's or a test's scratch directory: its config,
+/// its log, the files it was given) into [`evidence_dir`] when the test is
+/// failing, and says where; a passing test keeps nothing. `what` names it
+/// ("Envoy", "rollout lab").
+pub fn keep_evidence(dir: &Path, what: &str) {
+    if !thread::panicking() {
+        return;
+    }
+    let Some(leaf) = dir.file_name() else { return };
+    let to = evidence_dir().join(leaf);
+    match copy_tree(dir, &to) {
+        Ok(()) => eprintln!("----- {what}: files kept in {}", to.display()),
+        Err(e) => eprintln!("----- {what}: could not keep {}: {e}", dir.display()),
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 /// The values of header `name` (lower case) in a parsed header list.

@@ -89,11 +89,26 @@ fn admitted_ids(gw: &Gateway, n: usize) -> BTreeSet<usize> {
         .collect()
 }
 
+/// The ids among `user-0 .. user-{n-1}` that the bucket rule admits at
+/// `percent` with `salt` (README "Configuration reference": buckets
+/// `0 .. percent*100-1`).
+fn bucket_rule(salt: &str, n: usize, percent: f64) -> BTreeSet<usize> {
+    (0..n)
+        .filter(|i| {
+            let b = graylane::engine::split::bucket(salt, format!("user-{i}").as_bytes());
+            f64::from(b) < percent * 100.0
+        })
+        .collect()
+}
+
 #[test]
 fn split_share_stickiness_and_salt() {
     let gw = Gateway::start(&split_plugin("release-1"), &["canary"]);
     let first = admitted_ids(&gw, 1000);
-    // 20 % of 1,000 ids, within ±4 points.
+    // Exactly the bucket rule, id by id (no chance involved: fixed ids).
+    assert_eq!(first, bucket_rule("release-1", 1000, 20.0));
+    // 20 % of 1,000 ids, within ±4 points: deterministic for these ids and
+    // this salt, so it guards the hash's spread, not luck.
     assert!(
         (160..=240).contains(&first.len()),
         "{} admitted",
@@ -107,6 +122,7 @@ fn split_share_stickiness_and_salt() {
 
     let gw = Gateway::start(&split_plugin("release-2"), &["canary"]);
     let second = admitted_ids(&gw, 1000);
+    assert_eq!(second, bucket_rule("release-2", 1000, 20.0));
     assert!(
         (160..=240).contains(&second.len()),
         "{} admitted",
@@ -121,10 +137,15 @@ fn split_share_stickiness_and_salt() {
 fn random_split_for_anonymous_users() {
     let plugin = r#"{"lanes": [{"name": "canary", "split": {"key": {"header": "x-user-id"}, "percent": 30}}]}"#;
     let gw = Gateway::start(plugin, &["canary"]);
-    let n = (0..1000).filter(|_| gw.lane_of(&[]) == "canary").count();
+    let n = (0..2000).filter(|_| gw.lane_of(&[]) == "canary").count();
+    // Each anonymous request is admitted with probability 0.3 on its own,
+    // so n ~ Binomial(2000, 0.3) (mean 600, sd 20.5). 477..=727 is the
+    // exact two-sided binomial interval with P(outside) = 8.6e-10: this
+    // fails by chance about once in a billion runs, while a share off by
+    // 6 points or more (24 % or 36.4 %) fails it.
     assert!(
-        (260..=340).contains(&n),
-        "{n} of 1000 anonymous requests admitted at 30 %"
+        (477..=727).contains(&n),
+        "{n} of 2000 anonymous requests admitted at 30 % (expected 477..=727, exact binomial at p < 1e-9)"
     );
 }
 

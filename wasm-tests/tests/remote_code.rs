@@ -13,11 +13,10 @@
 //!   once the server answers.
 
 use graylane_wasm_tests::configs::{bootstrap, cluster, lane_routes, listener, wasm_filter_with};
-use graylane_wasm_tests::harness::{free_port, request_str, wasm_path, Envoy, Server};
+use graylane_wasm_tests::harness::{free_port, get, poll, request_str, wasm_path, Envoy, Server};
 use graylane_wasm_tests::load::{App, AppRequest};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 const PLUGIN: &str =
@@ -69,6 +68,13 @@ struct RemoteGateway {
 /// Starts Envoy (waiting until it is ready) with the module at
 /// `server_port`; the listener routes on `x-graylane` to echo backends.
 fn start_gateway(server_port: u16, sha256: &str, retries: u32, policy: &str) -> RemoteGateway {
+    let gw = launch_gateway(server_port, sha256, retries, policy);
+    gw.envoy.wait_ready();
+    gw
+}
+
+/// [`start_gateway`] without waiting for Envoy to be ready.
+fn launch_gateway(server_port: u16, sha256: &str, retries: u32, policy: &str) -> RemoteGateway {
     let port = free_port();
     let (base, gray) = (Server::echo("base"), Server::echo("gray"));
     let clusters = format!(
@@ -87,7 +93,7 @@ fn start_gateway(server_port: u16, sha256: &str, retries: u32, policy: &str) -> 
         &clusters,
     );
     RemoteGateway {
-        envoy: Envoy::start(&yaml, &[]),
+        envoy: Envoy::launch(&yaml, &[]),
         port,
         _backends: vec![base, gray],
     }
@@ -177,37 +183,46 @@ fn module_over_http_with_a_wrong_sha256_is_refused() {
     }
 }
 
+/// The module server is down when Envoy starts: Envoy retries the fetch
+/// and stays not ready. The server is started only once Envoy has been
+/// refused twice (its counter says so), so the retries are what the test
+/// waits for, however slowly the machine starts Envoy.
 #[test]
 fn module_server_down_at_start_up_is_retried() {
     let wasm = module();
     let server_port = free_port();
-    let down_for = Duration::from_millis(1500);
-    let t0 = Instant::now();
-    // The server comes up while Envoy is already retrying.
-    let starter = {
-        let wasm = wasm.clone();
-        thread::spawn(move || {
-            thread::sleep(down_for);
-            (module_server(server_port, wasm), t0.elapsed())
-        })
-    };
-    let gw = start_gateway(server_port, &sha256_hex(&wasm), 30, "FAIL_RELOAD");
-    let ready_after = t0.elapsed();
-    let (server, up_after) = starter.join().unwrap();
-    // Envoy was not ready before the module could be fetched.
+    let gw = launch_gateway(server_port, &sha256_hex(&wasm), 30, "FAIL_RELOAD");
+    let stat = "cluster.graylane_module.upstream_cx_connect_fail";
+    let refused_twice = poll(Duration::from_secs(30), Duration::from_millis(50), || {
+        if let Some(status) = gw.envoy.try_wait() {
+            panic!("Envoy exited: {status:?}\n{}", gw.envoy.log_text());
+        }
+        match gw.envoy.try_stats().map(|s| s.get(stat).copied()) {
+            Ok(Some(n)) if n >= 2 => Ok(n),
+            other => Err(format!("{stat}: {other:?}")),
+        }
+    });
     assert!(
-        ready_after > up_after,
-        "ready after {ready_after:?}, server up after {up_after:?}"
+        refused_twice.is_ok(),
+        "Envoy did not retry: {refused_twice:?}"
     );
+    // Not ready while the module cannot be fetched.
+    let ready = get(gw.envoy.admin, "/ready").map(|r| r.status);
+    assert!(
+        matches!(ready, Ok(s) if s != 200),
+        "/ready answered {ready:?} before the module was fetched"
+    );
+    let server = module_server(server_port, wasm);
+    let t0 = Instant::now();
+    gw.envoy.wait_ready();
+    let ready_after = t0.elapsed();
     assert_eq!(
         gw.send(&[("location", "cn-shenzhen")]),
         (200, "gray".into())
     );
     assert_eq!(gw.send(&[]), (200, "base".into()));
     assert_eq!(server.served(), 1);
-    let refused = gw
-        .envoy
-        .counter("cluster.graylane_module.upstream_cx_connect_fail");
+    let refused = gw.envoy.counter(stat);
     assert!(
         refused >= 2,
         "{refused} failed connections to the module server"
@@ -215,9 +230,8 @@ fn module_server_down_at_start_up_is_retried() {
     assert_eq!(gw.envoy.counter("wasm.remote_load_fetch_successes"), 1);
     assert_eq!(gw.envoy.counter("wasm.remote_load_fetch_failures"), 0);
     println!(
-        "remote code, server down at start-up: up after {:.1} s, Envoy ready after {:.1} s, \
-         {refused} refused connections (retries), fetched {} time(s), lanes decided",
-        up_after.as_secs_f64(),
+        "remote code, server down at start-up: {refused} refused connections (retries), \
+         Envoy ready {:.1} s after the server came up, fetched {} time(s), lanes decided",
         ready_after.as_secs_f64(),
         server.served()
     );

@@ -20,6 +20,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SALT: &str = "gray-rollout";
 
+/// The latency check of every plan but the slow lane's: lane and base are
+/// the same in-process backend here, so their p99s differ only by
+/// scheduling noise, which on a loaded machine can pass the default 25 ms.
+/// Only a difference of a second fails (the slow lane test sets its own).
+const QUIET_LATENCY: &str = "  latency: { p99MaxRatio: 1.5, minDiffMs: 1000 }\n";
+/// A window with fewer than minRequests lane requests (a loaded machine
+/// sends fewer) extends its step; the tests that do not test the deadline
+/// give it time instead of pausing at the default 10 windows.
+const PATIENT_DEADLINE: &str = "deadline: 120s\n";
+/// How long a test lets one `graylane rollout` run.
+const ROLLOUT_LIMIT: Duration = Duration::from_secs(300);
+/// minRequests of the tests' plans.
+const MIN_REQUESTS: usize = 20;
+
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -152,6 +166,13 @@ struct Lab {
     _base: Backend,
 }
 
+impl Drop for Lab {
+    /// A failing test keeps the plan, state, report and ECDS file.
+    fn drop(&mut self) {
+        harness::keep_evidence(&self.dir, "rollout lab");
+    }
+}
+
 fn plugin_config(percent: f64) -> String {
     serde_json::json!({
         "incoming": "ignore",
@@ -255,7 +276,9 @@ static_resources:
         self.plan_with(name, steps, interval, &source, extra)
     }
 
-    /// A plan with its own `analysis.source`; `extra` is appended YAML.
+    /// A plan with its own `analysis.source`; `extra` is appended YAML
+    /// (indented: under `analysis`). Unless `extra` sets them, the plan
+    /// has [`QUIET_LATENCY`] and [`PATIENT_DEADLINE`].
     fn plan_with(
         &self,
         name: &str,
@@ -268,7 +291,9 @@ static_resources:
         std::fs::write(
             &p,
             format!(
-                "config: config.json\nlane: gray\ndeliver:\n- ecds: filter.yaml\nsteps: {steps}\ninterval: {interval}\nminRequests: 20\nfailureThreshold: 2\nanalysis:\n  source: {source}\n{extra}"
+                "config: config.json\nlane: gray\ndeliver:\n- ecds: filter.yaml\nsteps: {steps}\ninterval: {interval}\nminRequests: 20\nfailureThreshold: 2\nanalysis:\n  source: {source}\n{}{extra}{}",
+                if extra.contains("latency:") { "" } else { QUIET_LATENCY },
+                if extra.contains("deadline:") { "" } else { PATIENT_DEADLINE },
             ),
         )
         .unwrap();
@@ -416,9 +441,9 @@ fn rollout(args: &[&str], timeout: Duration) -> Outcome {
 }
 
 /// Waits until the rollout's state file satisfies `ok` (what it waits for
-/// is `what`); fails after 60 s with the last state seen.
+/// is `what`); fails after [`ROLLOUT_LIMIT`] with the last state seen.
 fn wait_state(file: &std::path::Path, what: &str, ok: impl Fn(&Value) -> bool) {
-    let reached = poll(Duration::from_secs(60), Duration::from_millis(50), || {
+    let reached = poll(ROLLOUT_LIMIT, Duration::from_millis(50), || {
         let s: Value = std::fs::read(file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -436,33 +461,79 @@ fn wait_state(file: &std::path::Path, what: &str, ok: impl Fn(&Value) -> bool) {
     assert!(reached.is_ok(), "{what}: {reached:?}");
 }
 
-/// The requests sent while each delivered percent was surely in force:
-/// from half a second after its delivery (the time Envoy takes to swap the
-/// filter's configuration) to 0.3 s before the next one's event (the file
-/// is renamed into place just before the event is printed).
-fn per_step<'s>(out: &Outcome, sent: &'s [Sent]) -> Vec<(f64, Vec<&'s Sent>)> {
-    let deliveries: Vec<(f64, f64)> = out
-        .of("deliver")
-        .iter()
-        .map(|e| (e["time"].as_f64().unwrap(), e["percent"].as_f64().unwrap()))
-        .collect();
-    let end = out
-        .of("end")
-        .first()
-        .and_then(|e| e["time"].as_f64())
-        .unwrap_or(f64::MAX);
+/// How long before its `deliver` event a delivered percent may already be
+/// in force (the file is renamed into place just before the event).
+const BEFORE_EVENT: f64 = 1.0;
+/// How long after its `deliver` event the previous percent may still
+/// decide requests (Envoy swaps the filter's configuration when it sees
+/// the rename; a loaded machine may take a moment).
+const SWAP: f64 = 3.0;
+
+/// The percents delivered, in order, each with the span of send times in
+/// which it may decide a request: from [`BEFORE_EVENT`] before its event
+/// to [`SWAP`] after the next one's. The configuration before the first
+/// delivery holds 0 %.
+fn in_force_spans(out: &Outcome) -> Vec<(f64, f64, f64)> {
+    let mut deliveries: Vec<(f64, f64)> = vec![(f64::MIN, 0.0)];
+    deliveries.extend(
+        out.of("deliver")
+            .iter()
+            .map(|e| (e["time"].as_f64().unwrap(), e["percent"].as_f64().unwrap())),
+    );
     deliveries
         .iter()
         .enumerate()
         .map(|(i, (t, p))| {
-            let until = deliveries.get(i + 1).map(|d| d.0).unwrap_or(end);
-            let in_force: Vec<&Sent> = sent
-                .iter()
-                .filter(|s| s.at > t + 0.5 && s.at < until - 0.3)
-                .collect();
-            (*p, in_force)
+            let until = deliveries.get(i + 1).map_or(f64::MAX, |d| d.0 + SWAP);
+            (*p, t - BEFORE_EVENT, until)
         })
         .collect()
+}
+
+/// The bucket rule at `percent`: where user `user` goes.
+fn rule(user: &str, percent: f64) -> &'static str {
+    let bucket = graylane::engine::split::bucket(SALT, user.as_bytes());
+    if f64::from(bucket) < percent * 100.0 {
+        "gray"
+    } else {
+        "base"
+    }
+}
+
+/// Every request went where the bucket rule sends its user at one of the
+/// percents that may have been in force when it was sent
+/// ([`in_force_spans`]). Exact: no share, no sample, no chance; a request
+/// near a delivery may follow either side of it.
+fn assert_every_request_follows_the_rule(out: &Outcome, sent: &[Sent]) {
+    let spans = in_force_spans(out);
+    for s in sent.iter().filter(|s| s.status != 0) {
+        let candidates: Vec<f64> = spans
+            .iter()
+            .filter(|(_, from, until)| s.at >= *from && s.at < *until)
+            .map(|(p, _, _)| *p)
+            .collect();
+        assert!(
+            candidates.iter().any(|p| rule(&s.user, *p) == s.backend),
+            "{} (bucket {}) sent at {:.2} went to {}; the percents in force then: {candidates:?}\n{}",
+            s.user,
+            graylane::engine::split::bucket(SALT, s.user.as_bytes()),
+            s.at,
+            s.backend,
+            out.dump()
+        );
+    }
+}
+
+/// The requests sent while `percent` (the `i`-th delivery) may have been
+/// in force.
+fn sent_during<'s>(out: &Outcome, sent: &'s [Sent], i: usize) -> (f64, Vec<&'s Sent>) {
+    let (p, from, until) = in_force_spans(out)[i + 1];
+    (
+        p,
+        sent.iter()
+            .filter(|s| s.at >= from && s.at < until)
+            .collect(),
+    )
 }
 
 /// The users admitted to gray among those seen (`Sent`s of one step).
@@ -476,18 +547,26 @@ fn admitted(sent: &[&Sent]) -> (BTreeSet<String>, BTreeSet<String>) {
     (seen, gray)
 }
 
+/// The share of the traffic's population (`user-0 .. user-{users-1}`)
+/// that the bucket rule admits at `percent`: fixed by the ids and the
+/// salt, so comparing it with the percent guards the hash's spread without
+/// any chance involved.
+fn population_share(users: u64, percent: f64) -> f64 {
+    let admitted = (0..users)
+        .filter(|i| rule(&format!("user-{i}"), percent) == "gray")
+        .count();
+    admitted as f64 * 100.0 / users as f64
+}
+
 /// Healthy lane: every step is taken in order, each admits its share of
-/// user ids (the exact bucket rule, checked per id), the admitted set only
-/// grows, and the rollout ends promoted with the ECDS file at 100.
+/// user ids (the exact bucket rule, checked per request), the admitted set
+/// only grows, and the rollout ends promoted with the ECDS file at 100.
 #[test]
 fn healthy_lane_is_promoted_step_by_step_and_sticky() {
     let lab = Lab::start();
     let traffic = Traffic::start(lab.gateway, 5000);
     let plan = lab.plan("[5, 25, 50, 100]", "2s", "");
-    let out = rollout(
-        &[plan.to_str().unwrap(), "--json"],
-        Duration::from_secs(120),
-    );
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
     let sent = traffic.stop();
     assert_eq!(out.code, 0, "{}", out.dump());
     assert_eq!(
@@ -500,57 +579,45 @@ fn healthy_lane_is_promoted_step_by_step_and_sticky() {
     let end = out.of("end");
     assert_eq!(end.len(), 1);
     assert_eq!(end[0]["outcome"], "promoted");
-    let mut previous: Option<BTreeSet<String>> = None;
-    for (percent, in_force) in per_step(&out, &sent) {
-        let (seen, gray) = admitted(&in_force);
-        assert!(
-            seen.len() > 200,
-            "{percent} %: only {} users seen",
-            seen.len()
-        );
-        let share = gray.len() as f64 * 100.0 / seen.len() as f64;
+    assert_every_request_follows_the_rule(&out, &sent);
+    for i in 0..out.delivered().len() {
+        let (percent, during) = sent_during(&out, &sent, i);
+        let (seen, gray) = admitted(&during);
         eprintln!(
-            "step {percent} %: {} of {} users admitted ({share:.1} %), {} requests",
+            "step {percent} %: {} of {} users admitted ({:.1} %; {:.2} % of the 5,000 ids), {} requests",
             gray.len(),
             seen.len(),
-            in_force.len()
+            gray.len() as f64 * 100.0 / seen.len().max(1) as f64,
+            population_share(5000, percent),
+            during.len()
         );
-        // The share of a sample of ids: within 4 standard deviations of
-        // the percent (about 3 points at 1,000 ids, more when a loaded
-        // machine sends fewer); the exact check per id follows.
-        let p = percent / 100.0;
-        let sd = (p * (1.0 - p) / seen.len() as f64).sqrt() * 100.0;
+        // Not vacuous: the step passed a window of at least minRequests
+        // lane requests, all sent while this percent was in force.
+        let lane_requests = during.iter().filter(|s| s.backend == "gray").count();
         assert!(
-            (share - percent).abs() <= (4.0 * sd).max(1.0),
-            "{percent} %: {share:.1} % of {} users admitted (4 sd = {:.1} points)",
-            seen.len(),
-            4.0 * sd
+            lane_requests >= MIN_REQUESTS,
+            "{percent} %: {lane_requests} lane requests seen in the step"
         );
-        // Each id is in gray exactly when its bucket is below the percent.
-        for s in &in_force {
-            let bucket = graylane::engine::split::bucket(SALT, s.user.as_bytes());
-            let want = if f64::from(bucket) < percent * 100.0 {
-                "gray"
-            } else {
-                "base"
-            };
+        // The population's share: deterministic (fixed ids and salt).
+        let share = population_share(5000, percent);
+        assert!(
+            (share - percent).abs() <= 1.0,
+            "{percent} %: the bucket rule admits {share:.2} % of the 5,000 ids"
+        );
+    }
+    // Sticky: a user once sent to gray is sent to gray ever after (the
+    // percent only grows), whatever the timing of the deliveries.
+    let mut admitted_at: std::collections::BTreeMap<&str, f64> = Default::default();
+    for s in &sent {
+        if let Some(first) = admitted_at.get(s.user.as_str()) {
             assert_eq!(
-                s.backend, want,
-                "{} (bucket {bucket}) at {percent} %",
-                s.user
+                s.backend, "gray",
+                "{} was admitted at {first:.2} and sent to {} at {:.2}",
+                s.user, s.backend, s.at
             );
+        } else if s.backend == "gray" {
+            admitted_at.insert(&s.user, s.at);
         }
-        // Stickiness: everyone admitted before and seen now is still in.
-        if let Some(before) = &previous {
-            let lost: Vec<&String> = before
-                .iter()
-                .filter(|u| seen.contains(*u) && !gray.contains(*u))
-                .collect();
-            assert!(lost.is_empty(), "{percent} %: left the lane: {lost:?}");
-        }
-        let mut all = previous.unwrap_or_default();
-        all.extend(gray);
-        previous = Some(all);
     }
     print_windows("healthy lane", &out);
     for w in out.windows() {
@@ -571,88 +638,87 @@ fn healthy_lane_is_promoted_step_by_step_and_sticky() {
     }
 }
 
-/// Failing lane: 10 % of gray's answers are 503. Rolled back to 0 within
-/// failureThreshold + 1 windows of the first bad window, and the failing
-/// version saw no more requests than its percent allowed.
+/// Failing lane: every 4th of gray's answers is a 503 (25 %, against none
+/// from base). Any window with minRequests (20) lane requests holds at
+/// least 5 of them and fails (exact binomial against 1 % at 0.99: p below
+/// 2e-6), whatever the machine's speed; a window with fewer is
+/// insufficient and neither breaks nor adds to the run. So the rollout
+/// rolls back at exactly the failureThreshold-th (2nd) failed window, at
+/// the first step, and no request reaches gray but those the bucket rule
+/// admits at the percent in force.
 #[test]
 fn failing_lane_is_rolled_back() {
     let lab = Lab::start();
-    lab.lane.fail_every.store(10, Ordering::SeqCst);
+    lab.lane.fail_every.store(4, Ordering::SeqCst);
     let traffic = Traffic::start(lab.gateway, 5000);
     let plan = lab.plan("[5, 25, 50, 100]", "2s", "");
     let t0 = now();
-    let out = rollout(
-        &[plan.to_str().unwrap(), "--json"],
-        Duration::from_secs(120),
-    );
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
     let elapsed = now() - t0;
     let sent = traffic.stop();
     print_windows("failing lane", &out);
     assert_eq!(out.code, 1, "{}", out.dump());
     assert_eq!(lab.ecds_percent(), 0.0);
-    assert_eq!(*out.delivered().last().unwrap(), 0.0);
+    assert_eq!(out.delivered(), vec![5.0, 0.0], "{}", out.dump());
     let windows = out.windows();
-    let first_bad = windows
+    let judged: Vec<&&Value> = windows
         .iter()
-        .position(|w| w["verdict"] == "fail")
-        .unwrap_or_else(|| panic!("no failed window: {}", out.dump()));
-    let after = windows.len() - first_bad;
-    assert!(
-        after <= 2 + 1,
-        "rolled back {after} windows after the first bad one: {}",
+        .filter(|w| w["verdict"] != "insufficient")
+        .collect();
+    assert_eq!(
+        judged
+            .iter()
+            .map(|w| w["verdict"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["fail", "fail"],
+        "every judged window fails, and the second rolls back: {}",
         out.dump()
     );
-    let bad = windows[first_bad];
-    let check = bad["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "errorRate")
-        .unwrap();
-    assert_eq!(check["verdict"], "fail", "{bad}");
-    // What reached the failing version, against what the percents allowed.
+    assert_eq!(windows.last().unwrap()["action"], "rollback");
+    for w in &judged {
+        let check = w["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "errorRate")
+            .unwrap();
+        assert_eq!(check["verdict"], "fail", "{w}");
+    }
+    // What reached the failing version: only the users the bucket rule
+    // admits at the percent in force, and nobody after the rollback.
+    assert_every_request_follows_the_rule(&out, &sent);
     let reached: usize = sent.iter().filter(|s| s.backend == "gray").count();
     let failed: usize = sent.iter().filter(|s| s.status == 503).count();
-    let allowed: f64 = per_step(&out, &sent)
-        .iter()
-        .map(|(p, reqs)| p / 100.0 * reqs.len() as f64)
-        .sum::<f64>()
-        * 1.5
-        + 50.0;
     eprintln!(
         "failing lane: {} requests in {elapsed:.1} s; {reached} reached gray, {failed} failed; \
-         percent x rate x time allows {allowed:.0}; rolled back after {} windows",
+         rolled back after {} windows ({} judged)",
         sent.len(),
-        windows.len()
+        windows.len(),
+        judged.len()
     );
-    assert!(
-        (reached as f64) < allowed,
-        "{reached} reached gray, {allowed} allowed"
-    );
-    // After the rollback, nobody is sent to gray.
     let rollback_at = out.of("deliver").last().unwrap()["time"].as_f64().unwrap();
-    let late: Vec<&Sent> = sent
+    let late = sent
         .iter()
-        .filter(|s| s.at > rollback_at + 0.5 && s.backend == "gray")
-        .collect();
-    assert!(
-        late.is_empty(),
-        "{} requests reached gray after the rollback",
-        late.len()
-    );
+        .filter(|s| s.at > rollback_at + SWAP && s.backend == "gray")
+        .count();
+    assert_eq!(late, 0, "requests reached gray after the rollback");
 }
 
-/// Slow lane: 50 ms more on gray. The latency check rolls it back.
+/// Slow lane: 100 ms more on gray. The latency check (p99 at most 1.5 x
+/// base's and 25 ms above it) rolls it back: the lane's p99 is above 50 ms
+/// (Envoy's bucket below 100 ms ends there), so only a base p99 above
+/// 33 ms in every judged window could pass it, where base answers in 1 ms.
 #[test]
 fn slow_lane_is_rolled_back_by_latency() {
     let lab = Lab::start();
-    lab.lane.delay_ms.store(50, Ordering::SeqCst);
+    lab.lane.delay_ms.store(100, Ordering::SeqCst);
     let traffic = Traffic::start(lab.gateway, 5000);
-    let plan = lab.plan("[10, 50, 100]", "2s", "");
-    let out = rollout(
-        &[plan.to_str().unwrap(), "--json"],
-        Duration::from_secs(120),
+    let plan = lab.plan(
+        "[10, 50, 100]",
+        "2s",
+        "  latency: { p99MaxRatio: 1.5, minDiffMs: 25 }\n",
     );
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
     drop(traffic.stop());
     print_windows("slow lane", &out);
     assert_eq!(out.code, 1, "{}", out.dump());
@@ -671,7 +737,9 @@ fn slow_lane_is_rolled_back_by_latency() {
             .find(|c| c["name"] == "latency")
             .unwrap();
         assert_eq!(latency["verdict"], "fail", "{w}");
-        assert!(latency["laneValue"].as_f64().unwrap() >= 50.0, "{latency}");
+        // Every lane request took 100 ms or more: the p99, interpolated in
+        // Envoy's histogram bucket (50, 100] ms or above, is above 50 ms.
+        assert!(latency["laneValue"].as_f64().unwrap() > 50.0, "{latency}");
         eprintln!("slow lane window: {}", latency["reason"]);
     }
     let errors = failed[0]["checks"]
@@ -692,7 +760,7 @@ fn slow_lane_is_rolled_back_by_latency() {
 fn no_traffic_pauses_at_the_deadline() {
     let lab = Lab::start();
     let plan = lab.plan("[5, 100]", "1s", "deadline: 3s\n");
-    let out = rollout(&[plan.to_str().unwrap(), "--json"], Duration::from_secs(60));
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
     assert_eq!(out.code, 3, "{}", out.dump());
     assert_eq!(out.delivered(), vec![5.0], "{}", out.dump());
     assert_eq!(lab.ecds_percent(), 5.0);
@@ -725,7 +793,7 @@ fn no_traffic_pauses_at_the_deadline() {
             }
         })
     };
-    let out = rollout(&[plan.to_str().unwrap(), "--json"], Duration::from_secs(60));
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
     stop.store(true, Ordering::SeqCst);
     let _ = trickle.join();
     assert_eq!(out.code, 3, "{}", out.dump());
@@ -767,10 +835,7 @@ fn killed_rollout_resumes_at_its_step() {
         25.0,
         "a complete, valid config at step 2"
     );
-    let out = rollout(
-        &["resume", plan.to_str().unwrap(), "--json"],
-        Duration::from_secs(120),
-    );
+    let out = rollout(&["resume", plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
     drop(traffic.stop());
     assert_eq!(out.code, 0, "{}", out.dump());
     assert_eq!(out.of("resume").len(), 1);
@@ -888,10 +953,7 @@ fn healthy_rollout_through_prometheus() {
     let source = format!("{{ prometheus: \"http://127.0.0.1:{}\" }}", prom.port);
     let queries = "  queries:\n  - name: lane-traffic\n    query: 'sum(rate(envoy_cluster_upstream_rq_total{envoy_cluster_name=\"backend-$lane\"}[5s]))'\n    min: 1\n";
     let plan = lab.plan_with("prom.yaml", "[10, 50, 100]", "3s", &source, queries);
-    let out = rollout(
-        &[plan.to_str().unwrap(), "--json"],
-        Duration::from_secs(120),
-    );
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
     let sent = traffic.stop();
     assert_eq!(out.code, 0, "{}", out.dump());
     assert_eq!(out.delivered(), vec![10.0, 50.0, 100.0], "{}", out.dump());
@@ -968,20 +1030,20 @@ fn manifests_follow_the_ecds_file_and_a_manual_step_waits_for_promote() {
     std::fs::write(
         &plan,
         format!(
-            "config: config.json\nlane: gray\ndeliver:\n- ecds: filter.yaml\n- {{ wasmPlugin: wasmplugin.yaml, name: graylane-edge, apply: {} }}\n- {{ envoyExtensionPolicy: policy.yaml, wasm: graylane, apply: {} }}\nsteps: [10, {{ percent: 50, pause: true }}, 100]\ninterval: 1s\nminRequests: 20\nanalysis:\n  source: {{ envoy: [\"{}\"] }}\n",
+            "config: config.json\nlane: gray\ndeliver:\n- ecds: filter.yaml\n- {{ wasmPlugin: wasmplugin.yaml, name: graylane-edge, apply: {} }}\n- {{ envoyExtensionPolicy: policy.yaml, wasm: graylane, apply: {} }}\nsteps: [10, {{ percent: 50, pause: true }}, 100]\ninterval: 1s\nminRequests: 20\nanalysis:\n  source: {{ envoy: [\"{}\"] }}\n{QUIET_LATENCY}{PATIENT_DEADLINE}",
             keep("wasmplugin"),
             keep("policy"),
             lab.admin_url()
         ),
     )
     .unwrap();
-    let first = rollout(&[plan.to_str().unwrap(), "--json"], Duration::from_secs(60));
+    let first = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
     assert_eq!(first.code, 3, "{}", first.dump());
     assert_eq!(first.delivered(), vec![10.0, 50.0], "{}", first.dump());
     assert_eq!(lab.ecds_percent(), 50.0);
     let status = rollout(
         &["status", plan.to_str().unwrap(), "--json"],
-        Duration::from_secs(10),
+        Duration::from_secs(30),
     );
     assert_eq!(status.code, 3, "{}", status.dump());
     assert_eq!(status.events[0]["status"], "paused", "{}", status.dump());
@@ -989,12 +1051,12 @@ fn manifests_follow_the_ecds_file_and_a_manual_step_waits_for_promote() {
     assert_eq!(status.events[0]["driven"], false, "{}", status.dump());
     let again = rollout(
         &["resume", plan.to_str().unwrap(), "--json"],
-        Duration::from_secs(10),
+        Duration::from_secs(30),
     );
     assert_eq!(again.code, 3, "still waiting for promote: {}", again.dump());
     let promoted = rollout(
         &["promote", plan.to_str().unwrap(), "--json"],
-        Duration::from_secs(60),
+        ROLLOUT_LIMIT,
     );
     drop(traffic.stop());
     assert_eq!(promoted.code, 0, "{}", promoted.dump());
@@ -1055,7 +1117,7 @@ fn manifests_follow_the_ecds_file_and_a_manual_step_waits_for_promote() {
                 }
             };
             let users: Vec<String> = (0..200).map(|i| format!("probe-{i}")).collect();
-            let settled = poll(Duration::from_secs(10), Duration::from_millis(100), || {
+            let settled = poll(Duration::from_secs(30), Duration::from_millis(100), || {
                 let wrong: Vec<&String> =
                     users.iter().filter(|u| probe(u) != expected(u)).collect();
                 if wrong.is_empty() {
@@ -1080,12 +1142,12 @@ fn abort_rolls_a_running_rollout_back() {
     let traffic = Traffic::start(lab.gateway, 3000);
     let plan = lab.plan("[5, 25, 50, 100]", "2s", "");
     let plan_arg = plan.to_str().unwrap().to_string();
-    let running = thread::spawn(move || rollout(&[&plan_arg, "--json"], Duration::from_secs(120)));
+    let running = thread::spawn(move || rollout(&[&plan_arg, "--json"], ROLLOUT_LIMIT));
     let state_file = lab.dir.join("plan.yaml.state.json");
     wait_state(&state_file, "step 2", |s| s["step"] == 1);
     let aborted = rollout(
         &["abort", plan.to_str().unwrap(), "--json"],
-        Duration::from_secs(10),
+        Duration::from_secs(30),
     );
     assert_eq!(aborted.code, 1, "{}", aborted.dump());
     assert_eq!(lab.ecds_percent(), 0.0);
@@ -1127,10 +1189,7 @@ fn interrupt_keeps_the_step_and_resume_finishes() {
     let state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
     assert_eq!(state["status"], "interrupted");
     assert_eq!(lab.ecds_percent(), 50.0, "the step stays in force");
-    let resumed = rollout(
-        &["resume", plan.to_str().unwrap(), "--json"],
-        Duration::from_secs(60),
-    );
+    let resumed = rollout(&["resume", plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
     drop(traffic.stop());
     assert_eq!(resumed.code, 0, "{}", resumed.dump());
     assert_eq!(lab.ecds_percent(), 100.0);
@@ -1153,7 +1212,7 @@ fn a_failing_metrics_source_is_insufficient_data_not_a_failure() {
         "deadline: 4s\n",
     );
     let plan_arg = plan.to_str().unwrap().to_string();
-    let running = thread::spawn(move || rollout(&[&plan_arg, "--json"], Duration::from_secs(60)));
+    let running = thread::spawn(move || rollout(&[&plan_arg, "--json"], ROLLOUT_LIMIT));
     let state_file = lab.dir.join("failing-source.yaml.state.json");
     wait_state(&state_file, "a window judged", |s| {
         s["windows"].as_array().is_some_and(|w| !w.is_empty())
