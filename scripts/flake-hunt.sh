@@ -28,7 +28,34 @@ ensure_envoy
 ensure_grpc
 build_wasm
 cargo build --quiet --bin graylane
-cargo test --quiet -p graylane-wasm-tests "${SELECT[@]}" --no-run 2>&1 | tail -n 3 >&2
+# Built once; every run uses these copies, so the code can change while
+# the hunt goes on.
+mkdir -p "$OUT/bin"
+cp "$WASM" "$OUT/bin/graylane.wasm"
+cp target/debug/graylane "$OUT/bin/graylane"
+export GRAYLANE_WASM="$OUT/bin/graylane.wasm" GRAYLANE_BIN="$OUT/bin/graylane"
+mapfile -t BINARIES < <(cargo test -p graylane-wasm-tests "${SELECT[@]}" --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["target"]["src_path"] + " " + m["executable"])' | sort)
+[ ${#BINARIES[@]} -gt 0 ] || { echo "no test binary built" >&2; exit 1; }
+for entry in "${BINARIES[@]}"; do
+    cp "${entry#* }" "$OUT/bin/"
+done
+
+# One run of the suite: each test binary (a copy) as cargo test runs it,
+# with the "Running" line that names it.
+run_suite() {
+    local entry src exe rc=0
+    for entry in "${BINARIES[@]}"; do
+        src="${entry%% *}" exe="$OUT/bin/$(basename "${entry#* }")"
+        echo "     Running ${src#"$ROOT/wasm-tests/"} ($exe)"
+        (cd "$ROOT/wasm-tests" && "$exe" --test-threads 2) || rc=1
+    done
+    return "$rc"
+}
 
 HOG=""
 stop_hog() {
@@ -51,9 +78,7 @@ for mode in $MODES; do
     fi
     for i in $(seq 1 "$N"); do
         log "flake hunt: $mode run $i of $N (+$(($(date +%s) - START))s)"
-        GRAYLANE_EVIDENCE="$OUT/evidence/$mode-$i" \
-            cargo test -p graylane-wasm-tests "${SELECT[@]}" -- --test-threads 2 \
-            >"$OUT/$mode-$i.log" 2>&1 || true
+        GRAYLANE_EVIDENCE="$OUT/evidence/$mode-$i" run_suite >"$OUT/$mode-$i.log" 2>&1 || true
         grep -E '^test result: ' "$OUT/$mode-$i.log" | awk '{p += $4; f += $6} END {printf "  %d passed, %d failed\n", p, f}' >&2
     done
     stop_hog

@@ -164,16 +164,15 @@ failed_tests_in() {
 # .tools/logs/LABEL.log. On failure, sets FAILED_TESTS to the failing tests
 # and returns non-zero.
 run_tests() {
-    local label="$1" out
+    local label="$1" out rc=0
     shift
     mkdir -p "$TOOLS/logs"
     out="$TOOLS/logs/$label.log"
-    if "$@" 2>&1 | tee "$out"; then
-        return 0
-    fi
+    "$@" 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
+    [ "$rc" = 0 ] && return 0
     FAILED_TESTS="$(failed_tests_in "$out" | paste -sd ' ' -)"
-    [ -n "$FAILED_TESTS" ] || FAILED_TESTS="(no test named in $out)"
-    return 1
+    [ -n "$FAILED_TESTS" ] || FAILED_TESTS="(no test named in .tools/logs/$label.log)"
+    return "$rc"
 }
 
 # An EXIT trap: when the script fails, its last line names the step and

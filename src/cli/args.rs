@@ -126,8 +126,8 @@ pub struct RolloutCmd {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum RolloutAction {
-    /// Where the rollout of PLAN stands (exit 0 running, 1 rolled back or
-    /// aborted, 3 paused or interrupted, 0 promoted)
+    /// Where the rollout of PLAN stands (exit 0 whatever its state, which
+    /// is in the output; 2 when there is no rollout of PLAN)
     Status {
         #[arg(value_name = "PLAN")]
         plan: String,
@@ -143,7 +143,8 @@ pub enum RolloutAction {
         #[arg(long)]
         json: bool,
     },
-    /// Roll back now: the lane's percent becomes 0
+    /// Roll back now: the lane's percent becomes 0 on every target (exit 0
+    /// once delivered; a running rollout stops with exit 1)
     Abort {
         #[arg(value_name = "PLAN")]
         plan: String,

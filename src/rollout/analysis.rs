@@ -826,7 +826,21 @@ pub enum Action {
 /// than insufficient ones are all failures (an insufficient window neither
 /// counts nor breaks the run; a pass ends it); else advance when the last
 /// verdict passed; else extend the step, or pause once it has had
-/// `deadline_windows` windows.
+/// `deadline_windows` windows since the `deadline_from`-th (a step paused
+/// at its deadline and resumed gets a new deadline, but keeps its run of
+/// failures).
+pub fn gate_from(verdicts: &[Verdict], deadline_from: usize, g: &Gate) -> Action {
+    match gate(verdicts, g) {
+        Action::Pause
+            if verdicts.len().saturating_sub(deadline_from) < g.deadline_windows as usize =>
+        {
+            Action::Extend
+        }
+        other => other,
+    }
+}
+
+/// [`gate_from`] the step's first window.
 pub fn gate(verdicts: &[Verdict], g: &Gate) -> Action {
     let run = verdicts
         .iter()

@@ -2,30 +2,85 @@
 //! step, judges its windows, and advances, extends, pauses or rolls back;
 //! and the commands that act on a running or stopped rollout (`status`,
 //! `promote`, `abort`, `resume`).
+//!
+//! The state file is the one truth ([`Store`]): every decision is written
+//! there as `pending` before any target is touched, and cleared once every
+//! target has it, so `resume` after a crash at any instant finishes what
+//! was decided. The driver reaches the world only through seams (targets,
+//! metrics, the state store, the clock, and the named crash points), so
+//! its native tests run it against fakes and stop it between any two
+//! writes (`driver_tests.rs`).
 
 use super::analysis::{self, Action, Sample, Verdict, Window};
-use super::delivery::{self, Rendered, Source};
-use super::metrics::{self, Reader, Snapshot};
+use super::delivery::{self, FileTargets, TargetError, Targets};
+use super::metrics::{self, Metrics, Reader, Snapshot};
 use super::plan::{self, Plan};
-use super::state::{self, Delivery, Files, Numbers, State, Status, WindowRecord};
+use super::state::{self, Delivery, Files, Numbers, Pending, State, Status, Store, WindowRecord};
 use super::view::{self, View};
 use serde_json::json;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Exit status: the version is promoted (ready to become base).
+/// Exit status: the version is promoted (ready to become base); also
+/// `status` (any state), `abort` (the lane is at 0 %) and `promote` of a
+/// running rollout.
 pub const EXIT_PROMOTED: i32 = 0;
 /// Exit status: rolled back (by analysis or `abort`).
 pub const EXIT_ROLLED_BACK: i32 = 1;
 /// Exit status: bad plan, configuration or delivery.
 pub const EXIT_BAD: i32 = 2;
-/// Exit status: paused (a manual step, past a deadline) or interrupted.
+/// Exit status: paused (a manual step, past a deadline, the lane's rule
+/// changed by someone else) or interrupted.
 pub const EXIT_PAUSED: i32 = 3;
+/// Exit status of a run stopped at a crash point (native tests only; the
+/// process itself is killed there).
+pub const EXIT_CRASHED: i32 = 137;
+
+/// The environment switch that stops the process at a named instant
+/// (`POINT` or `POINT#N`, the N-th time it is reached): for the tests of
+/// what `resume` does after a crash. Inert unless set.
+pub const CRASH_ENV: &str = "GRAYLANE_ROLLOUT_CRASH_AT";
 
 /// How often the driver looks at the clock, the state file and signals.
 const POLL: Duration = Duration::from_millis(100);
+
+/// The time, as the driver sees it.
+pub trait Clock {
+    /// Unix seconds.
+    fn now(&self) -> f64;
+    fn sleep(&self, d: Duration);
+}
+
+/// The machine's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> f64 {
+        state::now()
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// Everything the driver touches.
+pub struct World<'w> {
+    pub plan: Plan,
+    pub targets: Box<dyn Targets + 'w>,
+    /// One per wave of the plan.
+    pub metrics: Vec<Box<dyn Metrics + 'w>>,
+    pub store: Box<dyn Store + 'w>,
+    pub clock: Box<dyn Clock + 'w>,
+    /// Asked at every named instant: `true` stops the run there, as a
+    /// crash would (the process's own hook kills it and never answers).
+    pub crash: Box<dyn FnMut(&str) -> bool + 'w>,
+    /// Set by Ctrl-C or SIGTERM.
+    pub stop: Arc<AtomicBool>,
+    pub view: View,
+}
 
 /// Set by Ctrl-C or SIGTERM.
 fn interrupted() -> Arc<AtomicBool> {
@@ -39,21 +94,36 @@ fn interrupted() -> Arc<AtomicBool> {
     .clone()
 }
 
-/// Everything a running rollout holds.
-struct Run {
-    plan: Plan,
-    files: Files,
-    source: Source,
-    reader: Reader,
-    view: View,
-    state: State,
-    /// The configuration in force (for putting it back if a delivery fails).
-    in_force: Option<Rendered>,
-    stop: Arc<AtomicBool>,
+/// The crash hook of the real process: [`CRASH_ENV`] names a point (and
+/// which time it is reached); there the process kills itself with
+/// SIGKILL, as `kill -9` would.
+fn env_crash() -> Box<dyn FnMut(&str) -> bool> {
+    let want = std::env::var(CRASH_ENV).ok().filter(|w| !w.is_empty());
+    let Some(want) = want else {
+        return Box::new(|_| false);
+    };
+    let (point, nth) = match want.split_once('#') {
+        Some((p, n)) => (p.to_string(), n.parse::<usize>().unwrap_or(1)),
+        None => (want.clone(), 1),
+    };
+    let mut seen = 0usize;
+    Box::new(move |reached: &str| {
+        if reached == point {
+            seen += 1;
+            if seen == nth {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &std::process::id().to_string()])
+                    .status();
+                std::process::abort();
+            }
+        }
+        false
+    })
 }
 
 /// A failure that ends the run with an exit status.
-struct End(i32);
+#[derive(Debug)]
+pub struct End(pub i32);
 
 fn bad(view: &View, message: &str) -> i32 {
     view.say(
@@ -65,229 +135,115 @@ fn bad(view: &View, message: &str) -> i32 {
     EXIT_BAD
 }
 
-/// Loads the plan and everything it names; `Err` is the message for exit 2.
-fn prepare(path: &Path) -> Result<(Plan, Source, Reader, String), String> {
-    let plan = plan::load(path).map_err(|e| format!("plan {}: {e}", path.display()))?;
-    let source = delivery::read_config(&plan)?;
-    // Every configuration the rollout may deliver is checked now.
-    for percent in plan.steps.iter().map(|s| s.percent).chain([0.0]) {
-        let r = source.render(percent)?;
-        delivery::check_targets(&plan, &r)?;
+/// Whether the plan at `path` has a rollout that is not over.
+fn rollout_open(path: &Path) -> bool {
+    Files::of(path)
+        .load()
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.is_open())
+}
+
+/// The real world of a plan file: its targets, its waves' metrics
+/// sources, its state file, the clock; `Err` is the message for exit 2.
+fn open_world(path: &Path, view: View) -> Result<(World<'static>, String), (View, String)> {
+    let plan = match plan::load(path) {
+        Ok(p) => p,
+        Err(e) => return Err((view, format!("plan {}: {e}", path.display()))),
+    };
+    let start = match delivery::read_config(&plan) {
+        Ok(s) => s,
+        Err(e) => return Err((view, e)),
+    };
+    if let Err(e) = delivery::check_targets(&plan, &start) {
+        return Err((view, e));
     }
-    let reader = Reader::new(&plan);
-    reader
-        .snapshot()
-        .map_err(|e| format!("analysis.source: {} is unreachable: {e}", reader.describe()))?;
-    let text = std::fs::read(path).map_err(|e| e.to_string())?;
-    Ok((plan, source, reader, state::digest(&text)))
-}
-
-/// What `start` and `resume` open before they drive: the checked plan,
-/// its configuration and metrics, and the claim on the rollout (held
-/// while the returned file is open).
-struct Opened {
-    plan: Plan,
-    source: Source,
-    reader: Reader,
-    digest: String,
-    files: Files,
-    claim: std::fs::File,
-}
-
-fn open(path: &Path, view: &View) -> Result<Opened, i32> {
-    let (plan, source, reader, digest) = prepare(path).map_err(|e| bad(view, &e))?;
+    let mut metrics: Vec<Box<dyn Metrics>> = Vec::new();
+    for (w, wave) in plan.waves.iter().enumerate() {
+        let reader = Reader::of(&plan, &wave.source);
+        if let Err(e) = reader.snapshot() {
+            let which = if plan.waves.len() > 1 {
+                format!("waves[{w}].source")
+            } else {
+                "analysis.source".into()
+            };
+            return Err((
+                view,
+                format!("{which}: {} is unreachable: {e}", reader.describe()),
+            ));
+        }
+        metrics.push(Box::new(reader));
+    }
+    let text = std::fs::read(path).map_err(|e| (View::new(false), e.to_string()));
+    let text = match text {
+        Ok(t) => t,
+        Err((_, e)) => return Err((view, e)),
+    };
     let files = Files::of(&plan.path);
-    let claim = files.claim().map_err(|e| bad(view, &e))?;
-    Ok(Opened {
+    let world = World {
+        targets: Box::new(FileTargets::new(&plan, start)),
+        metrics,
+        store: Box::new(files),
+        clock: Box::new(SystemClock),
+        crash: env_crash(),
+        stop: interrupted(),
+        view,
         plan,
-        source,
-        reader,
-        digest,
-        files,
-        claim,
-    })
+    };
+    Ok((world, state::digest(&text)))
 }
 
 /// `graylane rollout PLAN`.
 pub fn start(path: &Path, json: bool) -> i32 {
-    let view = View::new(json);
-    let opened = match open(path, &view) {
-        Ok(o) => o,
-        Err(code) => return code,
+    let (world, digest) = match open_world(path, View::new(json)) {
+        Ok(w) => w,
+        Err((view, e)) => return bad(&view, &e),
     };
-    let Opened {
-        plan,
-        source,
-        reader,
-        digest,
-        files,
-        claim,
-    } = opened;
-    match files.load() {
-        Ok(Some(s)) if !s.status.is_final() => {
-            return bad(
-                &view,
-                &format!(
-                    "a rollout of this plan is {} at step {} ({} %); use `graylane rollout resume`, `promote` or `abort` ({})",
-                    s.status.as_str(),
-                    s.step + 1,
-                    s.percent,
-                    files.state.display()
-                ),
-            )
-        }
-        Err(e) => return bad(&view, &e),
-        _ => {}
-    }
-    let t = state::now();
-    let state = State {
-        plan: plan.path.clone(),
-        plan_digest: digest,
-        lane: plan.lane.clone(),
-        status: Status::Running,
-        reason: None,
-        step: 0,
-        percent: 0.0,
-        step_started: t,
-        deadline_from: 0,
-        promote_requested: false,
-        pid: Some(std::process::id()),
-        started: t,
-        updated: t,
-        deliveries: Vec::new(),
-        windows: Vec::new(),
+    let files = Files::of(&world.plan.path);
+    let claim = match files.claim() {
+        Ok(c) => c,
+        Err(e) => return bad(&world.view, &e),
     };
-    let mut run = Run {
-        plan,
-        files,
-        source,
-        reader,
-        view,
-        state,
-        in_force: None,
-        stop: interrupted(),
-    };
-    run.view.say(
-        "start",
-        &format!(
-            "rollout of lane {} in steps {:?} %, {} s windows, counters from {}",
-            run.plan.lane,
-            run.plan.steps.iter().map(|s| s.percent).collect::<Vec<_>>(),
-            run.plan.interval.as_secs_f64(),
-            run.reader.describe()
-        ),
-        json!({ "lane": run.plan.lane, "steps": run.plan.steps.iter().map(|s| s.percent).collect::<Vec<_>>(), "interval": run.plan.interval.as_secs_f64() }),
-    );
-    let code = match run.enter_step(0, "step") {
+    let code = start_in(world, &digest);
+    drop(claim);
+    files.unclaim_if_over();
+    code
+}
+
+/// [`start`] in a given world (native tests give fakes).
+pub fn start_in(world: World<'_>, digest: &str) -> i32 {
+    let mut run = Run::new(world);
+    match run.begin(digest) {
         Ok(()) => run.drive(),
         Err(End(code)) => code,
-    };
-    drop(claim);
-    code
+    }
 }
 
 /// `graylane rollout resume PLAN` (and `promote` of a stopped rollout).
 pub fn resume(path: &Path, json: bool) -> i32 {
-    let view = View::new(json);
-    let opened = match open(path, &view) {
-        Ok(o) => o,
-        Err(code) => return code,
+    let (world, digest) = match open_world(path, View::new(json)) {
+        Ok(w) => w,
+        Err((view, e)) => return bad(&view, &e),
     };
-    let Opened {
-        plan,
-        source,
-        reader,
-        digest,
-        files,
-        claim,
-    } = opened;
-    let mut state = match files.load() {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return bad(
-                &view,
-                &format!(
-                    "no rollout of this plan to resume ({} does not exist)",
-                    files.state.display()
-                ),
-            )
-        }
-        Err(e) => return bad(&view, &e),
+    let files = Files::of(&world.plan.path);
+    let claim = match files.claim() {
+        Ok(c) => c,
+        Err(e) => return bad(&world.view, &e),
     };
-    if state.status.is_final() {
-        let code = final_code(state.status);
-        view.say(
-            "end",
-            &format!("the rollout already ended: {}", state.status.as_str()),
-            json!({ "outcome": state.status, "exit": code }),
-        );
-        return code;
-    }
-    if state.plan_digest != digest {
-        return bad(
-            &view,
-            "the plan changed since this rollout began; abort it, or put the plan back",
-        );
-    }
-    let Some(step) = plan.steps.get(state.step).copied() else {
-        return bad(&view, "the state names a step the plan does not have");
-    };
-    if state.status == Status::Paused && !state.promote_requested {
-        if state
-            .reason
-            .as_deref()
-            .is_some_and(|r| r.starts_with("manual"))
-        {
-            view.say(
-                "paused",
-                &format!(
-                    "step {} ({} %) waits for `graylane rollout promote {}`",
-                    state.step + 1,
-                    step.percent,
-                    path.display()
-                ),
-                json!({ "exit": EXIT_PAUSED }),
-            );
-            view.finish();
-            return EXIT_PAUSED;
-        }
-        // Paused at its deadline: the step gets a new deadline.
-        state.deadline_from = state.step_windows();
-    }
-    state.status = Status::Running;
-    state.reason = None;
-    state.pid = Some(std::process::id());
-    let in_force = source.render(state.percent).ok();
-    let mut run = Run {
-        plan,
-        files,
-        source,
-        reader,
-        view,
-        state,
-        in_force,
-        stop: interrupted(),
-    };
-    run.view.say(
-        "resume",
-        &format!(
-            "resuming at step {}/{} ({} %), {} window(s) judged so far in this step",
-            run.state.step + 1,
-            run.plan.steps.len(),
-            run.state.percent,
-            run.state.step_windows()
-        ),
-        json!({ "step": run.state.step, "percent": run.state.percent }),
-    );
-    // The step in force is delivered again, in case the crash came between
-    // the state file and the targets.
-    let percent = run.state.percent;
-    let code = match run.deliver(percent, Some(run.state.step), "resume") {
-        Ok(()) => run.drive(),
-        Err(End(code)) => code,
-    };
+    let code = resume_in(world, &digest);
     drop(claim);
+    files.unclaim_if_over();
     code
+}
+
+/// [`resume`] in a given world.
+pub fn resume_in(world: World<'_>, digest: &str) -> i32 {
+    let mut run = Run::new(world);
+    match run.reopen(digest) {
+        Ok(true) => run.drive(),
+        Ok(false) => EXIT_PAUSED,
+        Err(End(code)) => code,
+    }
 }
 
 fn final_code(status: Status) -> i32 {
@@ -298,211 +254,560 @@ fn final_code(status: Status) -> i32 {
     }
 }
 
-impl Run {
-    /// Writes the state under the lock, after reading what is on disk: an
-    /// `abort` saved meanwhile wins (the run ends, nothing is written over
-    /// it), and a `promote` asked meanwhile is kept.
-    fn save(&mut self) -> Result<(), End> {
-        let files = self.files.clone();
-        let state = &mut self.state;
-        let saved = files.locked(|| -> Result<bool, String> {
-            if let Some(on_disk) = files.load()? {
-                if on_disk.status == Status::Aborted {
-                    return Ok(false);
-                }
-                state.promote_requested |= on_disk.promote_requested;
-            }
-            files.save(state)?;
-            Ok(true)
-        });
-        match saved {
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => Err(End(self.aborted_elsewhere())),
-            Ok(Err(e)) | Err(e) => Err(End(bad(&self.view, &format!("state file: {e}")))),
-        }
+/// What the wait before a window's end saw.
+enum Waited {
+    /// The window's time is up.
+    Done,
+    /// `promote` released the step in force.
+    Released,
+}
+
+/// A running rollout: the world and the last state read or written.
+struct Run<'w> {
+    w: World<'w>,
+    state: State,
+}
+
+impl<'w> Run<'w> {
+    fn new(w: World<'w>) -> Run<'w> {
+        let state = State {
+            plan: w.plan.path.clone(),
+            plan_digest: String::new(),
+            lane: w.plan.lane.clone(),
+            status: Status::Running,
+            reason: None,
+            step: 0,
+            percent: 0.0,
+            wave: 0,
+            step_started: 0.0,
+            deadline_from: 0,
+            promote_requested: None,
+            pending: None,
+            rules: Vec::new(),
+            delivered: Vec::new(),
+            pid: None,
+            started: 0.0,
+            updated: 0.0,
+            deliveries: Vec::new(),
+            windows: Vec::new(),
+        };
+        Run { w, state }
     }
 
-    /// Delivers `percent` under the lock, unless `abort` came first.
-    fn deliver(&mut self, percent: f64, step: Option<usize>, why: &str) -> Result<(), End> {
-        let rendered = self
-            .source
-            .render(percent)
-            .map_err(|e| End(bad(&self.view, &e)))?;
-        let files = self.files.clone();
-        let outcome = files
-            .locked(|| -> Result<bool, String> {
-                if let Some(on_disk) = files.load()? {
-                    if on_disk.status == Status::Aborted {
-                        return Ok(false);
-                    }
-                    if on_disk.promote_requested {
-                        self.state.promote_requested = true;
-                    }
-                }
-                delivery::deliver(&self.plan, &rendered, self.in_force.as_ref())?;
-                self.state.percent = rendered.percent;
-                self.state.deliveries.push(Delivery {
-                    at: state::now(),
-                    step,
-                    percent: rendered.percent,
-                    why: why.to_string(),
-                });
-                files.save(&mut self.state)?;
-                Ok(true)
-            })
-            .and_then(|r| r);
-        match outcome {
-            Ok(true) => {}
-            Ok(false) => return Err(End(self.aborted_elsewhere())),
-            Err(e) => {
-                return Err(End(bad(
-                    &self.view,
-                    &format!(
-                        "delivery of {} % failed; the previous configuration ({} %) stays in place: {e}",
-                        rendered.percent,
-                        self.in_force.as_ref().map(|r| r.percent).unwrap_or(0.0)
-                    ),
-                )))
-            }
+    fn bad(&self, message: &str) -> End {
+        End(bad(&self.w.view, message))
+    }
+
+    /// Stops here if a test (or [`CRASH_ENV`]) says so.
+    fn point(&mut self, name: &str) -> Result<(), End> {
+        if (self.w.crash)(name) {
+            return Err(End(EXIT_CRASHED));
         }
-        let targets: Vec<String> = self
-            .plan
-            .deliver
-            .iter()
-            .map(|t| format!("{} {}", t.kind.as_str(), t.path.display()))
-            .collect();
-        self.view.say(
-            "deliver",
-            &format!(
-                "delivered {} % ({why}{}) to {}{}",
-                rendered.percent,
-                step.map(|s| format!(", step {}/{}", s + 1, self.plan.steps.len()))
-                    .unwrap_or_default(),
-                targets.join(", "),
-                if rendered.warnings.is_empty() {
-                    String::new()
-                } else {
-                    format!("; warnings: {}", rendered.warnings.join("; "))
-                }
-            ),
-            json!({ "percent": rendered.percent, "step": step, "why": why, "targets": targets, "warnings": rendered.warnings }),
-        );
-        self.in_force = Some(rendered);
         Ok(())
     }
 
-    fn enter_step(&mut self, step: usize, why: &str) -> Result<(), End> {
-        let percent = self
-            .plan
-            .steps
-            .get(step)
-            .map(|s| s.percent)
-            .unwrap_or(100.0);
-        self.state.step = step;
-        self.state.step_started = state::now();
-        self.state.deadline_from = 0;
-        self.state.promote_requested = false;
-        self.deliver(percent, Some(step), why)
+    fn steps(&self) -> usize {
+        self.w.plan.steps.len()
     }
 
-    fn aborted_elsewhere(&mut self) -> i32 {
-        if let Ok(Some(s)) = self.files.load() {
+    /// Read-modify-write of the state under its lock: `f` changes the state
+    /// as it is on disk now. A rollout that ended meanwhile (`abort`) is
+    /// never written over: the run ends instead.
+    fn update(&mut self, mut f: impl FnMut(&mut State)) -> Result<(), End> {
+        let mut ended = false;
+        let result = self.w.store.update(&mut |s: &mut Option<State>| {
+            let Some(s) = s.as_mut() else {
+                return Err("the state file disappeared".into());
+            };
+            if !s.is_open() {
+                ended = true;
+                return Err("ended".into());
+            }
+            f(s);
+            Ok(())
+        });
+        match result {
+            Ok(Some(s)) => {
+                self.state = s;
+                Ok(())
+            }
+            Ok(None) => Err(self.bad("state file: no state")),
+            Err(_) if ended => Err(End(self.ended_elsewhere())),
+            Err(e) => Err(self.bad(&format!("state file: {e}"))),
+        }
+    }
+
+    /// The state on disk now (what `abort` and `promote` left).
+    fn reload(&mut self) -> Result<(), End> {
+        match self.w.store.load() {
+            Ok(Some(s)) => {
+                self.state = s;
+                Ok(())
+            }
+            Ok(None) => Err(self.bad("state file: no state")),
+            Err(e) => Err(self.bad(&format!("state file: {e}"))),
+        }
+    }
+
+    /// A new rollout: the lane's rule on every target is recorded, then
+    /// the first step is decided (pending) before anything is delivered.
+    fn begin(&mut self, digest: &str) -> Result<(), End> {
+        match self.w.store.load() {
+            Ok(Some(s)) if s.is_open() => {
+                return Err(self.bad(&format!(
+                    "a rollout of this plan is {} at step {} ({} %); use `graylane rollout resume`, `promote` or `abort` ({})",
+                    s.status.as_str(),
+                    s.step + 1,
+                    s.percent,
+                    self.w.store.describe()
+                )))
+            }
+            Err(e) => return Err(self.bad(&e)),
+            _ => {}
+        }
+        let plan_path = self.w.plan.path.clone();
+        self.w
+            .targets
+            .claim(&plan_path, &rollout_open)
+            .map_err(|e| self.bad(&e))?;
+        let mut rules = Vec::new();
+        let mut delivered = Vec::new();
+        for i in 0..self.w.targets.count() {
+            let (rule, percent) = self.w.targets.rule(i).map_err(|e| self.bad(&e))?;
+            rules.push(rule);
+            delivered.push(percent);
+        }
+        let t = self.w.clock.now();
+        let first = self.step_pending(0, 0);
+        let fresh = State {
+            plan_digest: digest.to_string(),
+            status: Status::Running,
+            step_started: t,
+            pid: Some(std::process::id()),
+            started: t,
+            updated: t,
+            pending: Some(first),
+            rules,
+            delivered,
+            ..self.state.clone()
+        };
+        let written = self.w.store.update(&mut |s: &mut Option<State>| {
+            *s = Some(fresh.clone());
+            Ok(())
+        });
+        match written {
+            Ok(Some(s)) => self.state = s,
+            Ok(None) => return Err(self.bad("state file: not written")),
+            Err(e) => return Err(self.bad(&format!("state file: {e}"))),
+        }
+        self.w.view.say(
+            "start",
+            &format!(
+                "rollout of lane {} in steps {:?} %{}, {} s windows, counters from {}",
+                self.w.plan.lane,
+                self.w.plan.steps.iter().map(|s| s.percent).collect::<Vec<_>>(),
+                if self.w.plan.waves.len() > 1 {
+                    format!(" over {} waves", self.w.plan.waves.len())
+                } else {
+                    String::new()
+                },
+                self.w.plan.interval.as_secs_f64(),
+                self.w
+                    .metrics
+                    .iter()
+                    .map(|m| m.describe())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            json!({ "lane": self.w.plan.lane, "steps": self.w.plan.steps.iter().map(|s| s.percent).collect::<Vec<_>>(), "interval": self.w.plan.interval.as_secs_f64(), "waves": self.w.plan.waves.len() }),
+        );
+        self.point("intent-saved")
+    }
+
+    /// `resume`: takes the rollout back in hand. `Ok(false)`: it stays
+    /// paused (a manual step without `promote`).
+    fn reopen(&mut self, digest: &str) -> Result<bool, End> {
+        let state = match self.w.store.load() {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Err(self.bad(&format!(
+                    "no rollout of this plan to resume ({} does not exist)",
+                    self.w.store.describe()
+                )))
+            }
+            Err(e) => return Err(self.bad(&e)),
+        };
+        self.state = state;
+        if !self.state.is_open() {
+            // An abort whose own delivery did not finish is finished here.
+            return Err(End(self.ended_elsewhere()));
+        }
+        if self.state.plan_digest != digest {
+            return Err(self
+                .bad("the plan changed since this rollout began; abort it, or put the plan back"));
+        }
+        if self.w.plan.steps.get(self.state.step).is_none() {
+            return Err(self.bad("the state names a step the plan does not have"));
+        }
+        let plan_path = self.w.plan.path.clone();
+        self.w
+            .targets
+            .claim(&plan_path, &rollout_open)
+            .map_err(|e| self.bad(&e))?;
+        let released = self.state.promote_requested == Some(self.state.step);
+        if self.state.status == Status::Paused && !released {
+            let reason = self.state.reason.clone().unwrap_or_default();
+            if reason.starts_with("manual") || reason.starts_with("rule changed") {
+                let plan = self.w.plan.path.display().to_string();
+                self.w.view.say(
+                    "paused",
+                    &format!(
+                        "step {} ({} %) stays paused: {reason}\n  go on:     graylane rollout promote {plan}\n  roll back: graylane rollout abort {plan}",
+                        self.state.step + 1,
+                        self.state.percent,
+                    ),
+                    json!({ "exit": EXIT_PAUSED, "reason": reason }),
+                );
+                self.w.view.finish();
+                return Ok(false);
+            }
+        }
+        let new_deadline = self.state.status == Status::Paused && !released;
+        let pid = std::process::id();
+        self.update(|s| {
+            if new_deadline {
+                // Paused at its deadline: the step gets a new deadline (its
+                // run of failed windows still counts).
+                s.deadline_from = s.step_windows();
+            }
+            s.status = Status::Running;
+            s.reason = None;
+            s.pid = Some(pid);
+        })?;
+        let pending = self
+            .state
+            .pending
+            .as_ref()
+            .map(|p| format!("; finishing the delivery of {} % ({})", p.percent, p.why))
+            .unwrap_or_default();
+        self.w.view.say(
+            "resume",
+            &format!(
+                "resuming at step {}/{} ({} %), {} window(s) judged so far in this step{pending}",
+                self.state.step + 1,
+                self.steps(),
+                self.state.percent,
+                self.state.step_windows()
+            ),
+            json!({ "step": self.state.step, "percent": self.state.percent, "pending": self.state.pending }),
+        );
+        Ok(true)
+    }
+
+    /// The delivery of step `step` to wave `wave`.
+    fn step_pending(&self, step: usize, wave: usize) -> Pending {
+        Pending {
+            percent: self
+                .w
+                .plan
+                .steps
+                .get(step)
+                .map(|s| s.percent)
+                .unwrap_or(100.0),
+            step: Some(step),
+            wave: Some(wave),
+            why: "step".into(),
+            targets: self
+                .w
+                .plan
+                .waves
+                .get(wave)
+                .map(|w| w.targets.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn rollback_pending(&self, why: &str) -> Pending {
+        Pending {
+            percent: 0.0,
+            step: None,
+            wave: None,
+            why: why.into(),
+            targets: (0..self.w.targets.count()).collect(),
+        }
+    }
+
+    /// Delivers the pending decision to its targets, then records it done.
+    /// A delivery of a step checks, under each target's lock, that no
+    /// `abort` came first; a rollback or abort always goes through.
+    fn complete_pending(&mut self) -> Result<(), End> {
+        let Some(p) = self.state.pending.clone() else {
+            return Ok(());
+        };
+        let stopping = p.why != "step";
+        let mut warnings = Vec::new();
+        for (n, &i) in p.targets.iter().enumerate() {
+            self.point(&format!("before-target-{i}"))?;
+            let rule = if stopping {
+                None
+            } else {
+                self.state.rules.get(i).cloned()
+            };
+            let delivered = {
+                let store = &self.w.store;
+                let mut go = || {
+                    stopping
+                        || store
+                            .load()
+                            .ok()
+                            .flatten()
+                            .is_some_and(|s| s.status != Status::Aborted)
+                };
+                self.w.targets.deliver(i, p.percent, rule.as_ref(), &mut go)
+            };
+            match delivered {
+                Ok(r) => warnings.extend(r.warnings),
+                Err(TargetError::Stopped) => return Err(End(self.ended_elsewhere())),
+                Err(TargetError::RuleChanged(what)) => {
+                    self.put_back(p.targets.get(..n).unwrap_or_default());
+                    return Err(End(self.pause(format!(
+                        "rule changed: the lane's rule in deliver[{i}] was changed by someone else, so the admitted population is no longer the measured one ({what}); nothing was delivered. Put the rule back and `promote`, or `abort`"
+                    ))));
+                }
+                Err(TargetError::Failed(e)) => {
+                    self.put_back(p.targets.get(..n).unwrap_or_default());
+                    return Err(End(self.delivery_failed(&p, i, &e)));
+                }
+            }
+            self.point(&format!("after-target-{i}"))?;
+        }
+        let now = self.w.clock.now();
+        let pid = std::process::id();
+        let done = p.clone();
+        let record = move |s: &mut State| {
+            if s.pending.is_none() {
+                // Recorded already (an abort finished by two processes).
+                return;
+            }
+            s.pending = None;
+            for &i in &done.targets {
+                if let Some(d) = s.delivered.get_mut(i) {
+                    *d = done.percent;
+                }
+            }
+            s.deliveries.push(Delivery {
+                at: now,
+                step: done.step,
+                wave: done.wave,
+                percent: done.percent,
+                why: done.why.clone(),
+                targets: done.targets.clone(),
+            });
+            match done.why.as_str() {
+                "step" => {
+                    let step = done.step.unwrap_or(s.step);
+                    if step != s.step || s.deliveries.len() == 1 {
+                        s.step_started = now;
+                    }
+                    s.step = step;
+                    s.wave = done.wave.unwrap_or(0);
+                    s.percent = done.percent;
+                    s.deadline_from = 0;
+                }
+                "rollback" => {
+                    s.percent = 0.0;
+                    s.status = Status::RolledBack;
+                    s.pid = None;
+                }
+                _ => s.percent = 0.0,
+            }
+            if s.status == Status::Running && s.pid.is_none() {
+                s.pid = Some(pid);
+            }
+        };
+        if p.why == "abort" {
+            // The state is already final (aborted): written directly.
+            let _ = self.w.store.update(&mut |s: &mut Option<State>| {
+                if let Some(s) = s.as_mut() {
+                    record(s);
+                }
+                Ok(())
+            });
+            self.reload()?;
+        } else {
+            self.update(record)?;
+        }
+        self.point("state-saved")?;
+        let targets: Vec<String> = p
+            .targets
+            .iter()
+            .map(|&i| self.w.targets.describe(i))
+            .collect();
+        let wave = match (p.wave, self.w.plan.waves.len()) {
+            (Some(w), n) if n > 1 => format!(", wave {}/{n}", w + 1),
+            _ => String::new(),
+        };
+        self.w.view.say(
+            "deliver",
+            &format!(
+                "delivered {} % ({}{}{wave}) to {}{}",
+                p.percent,
+                p.why,
+                p.step
+                    .map(|s| format!(", step {}/{}", s + 1, self.steps()))
+                    .unwrap_or_default(),
+                targets.join(", "),
+                if warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!("; warnings: {}", warnings.join("; "))
+                }
+            ),
+            json!({ "percent": p.percent, "step": p.step, "wave": p.wave, "why": p.why, "targets": targets, "warnings": warnings }),
+        );
+        Ok(())
+    }
+
+    /// After a failed delivery: the targets that already took it get the
+    /// lane's previous percent back (what each had been given).
+    fn put_back(&mut self, done: &[usize]) {
+        for &j in done {
+            let before = self.state.delivered.get(j).copied().unwrap_or(0.0);
+            let _ = self.w.targets.deliver(j, before, None, &mut || true);
+        }
+    }
+
+    fn delivery_failed(&mut self, p: &Pending, i: usize, e: &str) -> i32 {
+        let reason = format!(
+            "delivery of {} % failed at deliver[{i}] ({}): {e}; the previous configuration stays in place",
+            p.percent,
+            self.w.targets.describe(i)
+        );
+        let r = reason.clone();
+        let _ = self.update(|s| {
+            s.pending = None;
+            s.status = Status::Paused;
+            s.reason = Some(r.clone());
+            s.pid = None;
+        });
+        bad(&self.w.view, &reason)
+    }
+
+    /// The rollout ended by another command (`abort`): its own delivery of
+    /// 0 % is finished here if it did not finish.
+    fn ended_elsewhere(&mut self) -> i32 {
+        if let Ok(Some(s)) = self.w.store.load() {
             self.state = s;
         }
-        self.view.say(
-            "end",
-            "aborted by `graylane rollout abort`: the lane is at 0 %",
-            json!({ "outcome": "aborted", "exit": EXIT_ROLLED_BACK }),
-        );
-        self.write_report();
-        EXIT_ROLLED_BACK
-    }
-
-    /// Reads what `abort` or `promote` asked for.
-    fn control(&mut self) -> Result<bool, End> {
-        let Ok(Some(on_disk)) = self.files.control() else {
-            return Ok(false);
-        };
-        if on_disk.status == Status::Aborted {
-            return Err(End(self.aborted_elsewhere()));
+        if self.state.status == Status::Aborted && self.state.pending.is_some() {
+            if let Err(End(code)) = self.complete_pending() {
+                return code;
+            }
         }
-        Ok(on_disk.promote_requested)
+        let code = final_code(self.state.status);
+        self.w.view.say(
+            "end",
+            &match self.state.status {
+                Status::Aborted => {
+                    "aborted by `graylane rollout abort`: the lane is at 0 %".to_string()
+                }
+                s => format!("the rollout already ended: {}", s.as_str()),
+            },
+            json!({ "outcome": self.state.status, "exit": code }),
+        );
+        self.finish_rollout();
+        code
     }
 
     fn interrupt(&mut self) -> End {
-        self.state.status = Status::Interrupted;
-        self.state.reason = Some("interrupted (Ctrl-C or SIGTERM)".into());
-        self.state.pid = None;
-        let _ = self.save();
-        let plan = self.plan.path.display().to_string();
-        self.view.say(
+        let _ = self.update(|s| {
+            s.status = Status::Interrupted;
+            s.reason = Some("interrupted (Ctrl-C or SIGTERM)".into());
+            s.pid = None;
+        });
+        let plan = self.w.plan.path.display().to_string();
+        self.w.view.say(
             "interrupted",
             &format!(
                 "interrupted: step {}/{} ({} %) stays in force and the state is saved in {}.\n  go on:     graylane rollout resume {plan}\n  roll back: graylane rollout abort {plan}",
                 self.state.step + 1,
-                self.plan.steps.len(),
+                self.steps(),
                 self.state.percent,
-                self.files.state.display()
+                self.w.store.describe()
             ),
             json!({ "step": self.state.step, "percent": self.state.percent, "exit": EXIT_PAUSED }),
         );
-        self.view.finish();
+        self.w.view.finish();
         End(EXIT_PAUSED)
     }
 
-    /// Waits until `until`, keeping the live view, signals and control
-    /// requests in hand. `Ok(true)`: `promote` asked to move on.
-    fn wait(&mut self, until: Instant, start: Option<&Snapshot>) -> Result<bool, End> {
-        let mut last_live = Instant::now();
+    /// Waits until `until` (clock seconds), keeping the live view, signals
+    /// and what other commands wrote in hand.
+    fn wait(&mut self, until: f64, start: Option<&Snapshot>) -> Result<Waited, End> {
+        let mut last_live = self.w.clock.now();
         loop {
-            if self.stop.load(Ordering::SeqCst) {
+            if self.w.stop.load(Ordering::SeqCst) {
                 return Err(self.interrupt());
             }
-            if self.control()? {
-                return Ok(true);
+            self.reload()?;
+            if !self.state.is_open() {
+                return Err(End(self.ended_elsewhere()));
             }
-            let now = Instant::now();
+            if self.state.promote_requested == Some(self.state.step) {
+                return Ok(Waited::Released);
+            }
+            let now = self.w.clock.now();
             if now >= until {
-                return Ok(false);
+                return Ok(Waited::Done);
             }
-            if matches!(self.view, View::Human(Some(_)))
-                && now.duration_since(last_live) >= Duration::from_secs(1)
-            {
+            if matches!(self.w.view, View::Human(Some(_))) && now - last_live >= 1.0 {
                 last_live = now;
-                let live = match (start, self.reader.snapshot()) {
-                    (Some(s0), Ok(s1)) => {
+                let wave = self.state.wave;
+                let live = match (start, self.w.metrics.get(wave).map(|m| m.snapshot())) {
+                    (Some(s0), Some(Ok(s1))) => {
                         let d = metrics::delta(s0, &s1);
                         format!(
                             " · lane {} req {} 5xx · base {} req {} 5xx",
                             d.lane.requests, d.lane.errors, d.base.requests, d.base.errors
                         )
                     }
-                    (_, Err(e)) => format!(" · metrics source failing: {e}"),
+                    (_, Some(Err(e))) => format!(" · metrics source failing: {e}"),
                     _ => String::new(),
                 };
-                self.view.progress(&format!(
+                self.w.view.progress(&format!(
                     "step {}/{} · {} % · window {} · {:.0} s left{live}",
                     self.state.step + 1,
-                    self.plan.steps.len(),
+                    self.steps(),
                     self.state.percent,
                     self.state.step_windows() + 1,
-                    until.duration_since(now).as_secs_f64()
+                    until - now
                 ));
             }
-            std::thread::sleep(POLL.min(until.duration_since(now)));
+            self.w
+                .clock
+                .sleep(POLL.min(Duration::from_secs_f64((until - now).max(0.0))));
         }
     }
 
-    /// One window: counters at both ends, the checks, the verdict.
-    fn window(&mut self) -> Result<Option<WindowRecord>, End> {
-        let t0 = state::now();
-        let start = self.reader.snapshot();
-        let until = Instant::now() + self.plan.interval;
-        if self.wait(until, start.as_ref().ok())? {
-            return Ok(None);
+    /// One window: counters at both ends, the checks, the verdict, and the
+    /// decision, recorded (with its pending delivery) in one write.
+    fn window(&mut self) -> Result<(), End> {
+        let wave = self.state.wave;
+        let interval = self.w.plan.interval;
+        let t0 = self.w.clock.now();
+        let start = match self.w.metrics.get(wave) {
+            Some(m) => m.snapshot(),
+            None => Err(format!("no metrics source for wave {wave}")),
+        };
+        let until = t0 + interval.as_secs_f64();
+        if let Waited::Released = self.wait(until, start.as_ref().ok())? {
+            return self.release();
         }
-        let end = self.reader.snapshot();
-        let t1 = state::now();
+        let end = match self.w.metrics.get(wave) {
+            Some(m) => m.snapshot(),
+            None => Err(format!("no metrics source for wave {wave}")),
+        };
+        let t1 = self.w.clock.now();
         let mut notes = Vec::new();
         let d = match (&start, &end) {
             (Ok(s0), Ok(s1)) => metrics::delta(s0, s1),
@@ -516,20 +821,21 @@ impl Run {
         for r in &d.resets {
             notes.push(format!("{r}: the window is insufficient data"));
         }
-        let w = Window {
+        let win = Window {
             lane: d.lane.clone(),
             base: d.base.clone(),
             insufficient: notes.clone(),
         };
-        let (_, mut checks) = analysis::judge(&w, &self.plan.criteria);
-        for q in &self.plan.queries {
+        let (_, mut checks) = analysis::judge(&win, &self.w.plan.criteria);
+        for q in &self.w.plan.queries.clone() {
             let value = if notes.is_empty() {
-                match self.reader.query(q, self.plan.interval) {
-                    Ok(v) => v,
-                    Err(e) => {
+                match self.w.metrics.get(wave).map(|m| m.query(q, interval)) {
+                    Some(Ok(v)) => v,
+                    Some(Err(e)) => {
                         notes.push(format!("query {} failed ({e}): insufficient data", q.name));
                         None
                     }
+                    None => None,
                 }
             } else {
                 None
@@ -537,9 +843,10 @@ impl Run {
             checks.push(analysis::bound_check(&q.name, value, q.max, q.min));
         }
         let verdict = analysis::combine(&checks);
-        let mut record = WindowRecord {
+        let record = WindowRecord {
             step: self.state.step,
             percent: self.state.percent,
+            wave,
             start: t0,
             end: t1,
             lane: numbers(&d.lane),
@@ -551,167 +858,266 @@ impl Run {
             checks,
             notes,
         };
-        self.state.windows.push(record.clone());
-        let action = analysis::gate(&self.state.step_verdicts(), &self.plan.gate());
-        record.action = action;
-        if let Some(last) = self.state.windows.last_mut() {
-            last.action = action;
-        }
-        self.save()?;
-        self.view.window(&record, self.plan.steps.len());
-        Ok(Some(record))
+        self.point("window-measured")?;
+        let gate = self.w.plan.gate();
+        let manual = self
+            .w
+            .plan
+            .steps
+            .get(self.state.step)
+            .is_some_and(|s| s.pause);
+        let last_wave = wave + 1 >= self.w.plan.waves.len();
+        let mut decided = Action::Extend;
+        let mut r = record;
+        let rollback = self.rollback_pending("rollback");
+        let plan_steps = self.steps();
+        let waves = self.w.plan.waves.clone();
+        let steps = self.w.plan.steps.clone();
+        let deadline = self.w.plan.deadline.as_secs_f64();
+        self.update(|s| {
+            s.windows.push(r.clone());
+            let mut verdicts = s.step_verdicts();
+            if verdicts.is_empty() {
+                verdicts.push(r.verdict);
+            }
+            let action = analysis::gate_from(&verdicts, s.deadline_from, &gate);
+            decided = action;
+            r.action = action;
+            if let Some(last) = s.windows.last_mut() {
+                last.action = action;
+            }
+            match action {
+                Action::Extend => {}
+                Action::Rollback => s.pending = Some(rollback.clone()),
+                Action::Pause => {
+                    s.status = Status::Paused;
+                    s.reason = Some(format!(
+                        "deadline: step {} could not be judged within {deadline} s (insufficient data)",
+                        s.step + 1
+                    ));
+                    s.pid = None;
+                }
+                Action::Advance if manual && last_wave => {
+                    s.status = Status::Paused;
+                    s.reason = Some(format!(
+                        "manual step: {} % passed its analysis and waits for promote",
+                        s.percent
+                    ));
+                    s.pid = None;
+                }
+                Action::Advance => advance(s, &waves, &steps, plan_steps),
+            }
+        })?;
+        let point = match decided {
+            Action::Advance => "decided-advance",
+            Action::Extend => "decided-extend",
+            Action::Rollback => "decided-rollback",
+            Action::Pause => "decided-pause",
+        };
+        self.w.view.window(&r, plan_steps);
+        self.point(point)
+    }
+
+    /// `promote` released the step in force: the same as a passed step.
+    fn release(&mut self) -> Result<(), End> {
+        let step = self.state.step;
+        let waves = self.w.plan.waves.clone();
+        let steps = self.w.plan.steps.clone();
+        let n = self.steps();
+        self.update(|s| {
+            if s.promote_requested == Some(s.step) {
+                s.promote_requested = None;
+                advance(s, &waves, &steps, n);
+            }
+        })?;
+        self.w.view.say(
+            "promote",
+            &format!(
+                "step {} ({} %) released by `graylane rollout promote`",
+                step + 1,
+                self.w
+                    .plan
+                    .steps
+                    .get(step)
+                    .map(|s| s.percent)
+                    .unwrap_or(0.0)
+            ),
+            json!({ "step": step }),
+        );
+        self.point("released")
     }
 
     fn drive(&mut self) -> i32 {
-        match self.drive_steps() {
-            Ok(code) | Err(End(code)) => {
-                self.view.finish();
-                code
-            }
-        }
+        let code = match self.drive_steps() {
+            Ok(code) | Err(End(code)) => code,
+        };
+        self.w.view.finish();
+        code
     }
 
     fn drive_steps(&mut self) -> Result<i32, End> {
         loop {
-            let step = self.state.step;
-            let Some(current) = self.plan.steps.get(step).copied() else {
-                return Ok(EXIT_BAD);
-            };
-            let promoted_by_hand = if self.state.promote_requested {
-                true
-            } else {
-                match self.window()? {
-                    None => true,
-                    Some(w) => match w.action {
-                        Action::Extend => continue,
-                        Action::Rollback => return self.rollback(&w),
-                        Action::Pause => {
-                            return self.pause(format!(
-                            "deadline: step {} could not be judged within {} s (insufficient data)",
-                            step + 1,
-                            self.plan.deadline.as_secs_f64()
-                        ))
-                        }
-                        Action::Advance if current.pause => {
-                            return self.pause(format!(
-                                "manual step: {} % passed its analysis and waits for promote",
-                                current.percent
-                            ))
-                        }
-                        Action::Advance => false,
-                    },
-                }
-            };
-            if promoted_by_hand {
-                self.view.say(
-                    "promote",
-                    &format!(
-                        "step {} ({} %) released by `graylane rollout promote`",
-                        step + 1,
-                        current.percent
-                    ),
-                    json!({ "step": step }),
-                );
-                self.state.promote_requested = false;
-                let files = self.files.clone();
-                let _ = files.locked(|| {
-                    if let Ok(Some(mut s)) = files.load() {
-                        s.promote_requested = false;
-                        let _ = files.save(&mut s);
-                    }
-                });
+            if !self.state.is_open() {
+                return Ok(self.ended());
             }
-            if step + 1 >= self.plan.steps.len() {
-                return Ok(self.promoted());
+            if self.state.pending.is_some() {
+                self.complete_pending()?;
+                continue;
             }
-            self.enter_step(step + 1, "step")?;
+            match self.state.status {
+                Status::Paused => return Ok(self.paused()),
+                Status::Interrupted => return Err(self.interrupt()),
+                _ => {}
+            }
+            if self.state.promote_requested == Some(self.state.step) {
+                self.release()?;
+                continue;
+            }
+            self.window()?;
         }
     }
 
-    fn pause(&mut self, reason: String) -> Result<i32, End> {
-        self.state.status = Status::Paused;
-        self.state.reason = Some(reason.clone());
-        self.state.pid = None;
-        self.save()?;
-        let plan = self.plan.path.display().to_string();
-        self.view.say(
+    /// The run ends paused (a manual step, a deadline, a changed rule).
+    fn paused(&mut self) -> i32 {
+        let reason = self.state.reason.clone().unwrap_or_default();
+        let plan = self.w.plan.path.display().to_string();
+        self.w.view.say(
             "paused",
             &format!(
                 "paused at step {}/{} ({} %): {reason}\n  go on:     graylane rollout promote {plan}   (or resume, for a new deadline)\n  roll back: graylane rollout abort {plan}",
                 self.state.step + 1,
-                self.plan.steps.len(),
+                self.steps(),
                 self.state.percent
             ),
             json!({ "reason": reason, "step": self.state.step, "percent": self.state.percent, "exit": EXIT_PAUSED }),
         );
         self.write_report();
-        Ok(EXIT_PAUSED)
+        EXIT_PAUSED
     }
 
-    fn rollback(&mut self, w: &WindowRecord) -> Result<i32, End> {
-        let failed: Vec<String> = w
-            .checks
-            .iter()
-            .filter(|c| c.verdict == Verdict::Fail)
-            .map(|c| format!("{}: {}", c.name, c.reason))
-            .collect();
-        let reason = format!(
-            "{} failed window(s) in a row at {} %: {}",
-            self.plan.failure_threshold,
-            self.state.percent,
-            failed.join("; ")
-        );
-        self.deliver(0.0, None, "rollback")?;
-        self.state.status = Status::RolledBack;
-        self.state.reason = Some(reason.clone());
-        self.state.pid = None;
-        self.save()?;
-        self.view.say(
-            "end",
-            &format!("ROLLED BACK: lane {} is at 0 %. {reason}", self.plan.lane),
-            json!({ "outcome": "rolledBack", "reason": reason, "exit": EXIT_ROLLED_BACK }),
-        );
-        self.write_report();
-        Ok(EXIT_ROLLED_BACK)
-    }
-
-    fn promoted(&mut self) -> i32 {
-        self.state.status = Status::Promoted;
-        self.state.reason = Some("every step passed".into());
-        self.state.pid = None;
-        if let Err(End(code)) = self.save() {
+    fn pause(&mut self, reason: String) -> i32 {
+        let r = reason.clone();
+        if let Err(End(code)) = self.update(|s| {
+            s.pending = None;
+            s.status = Status::Paused;
+            s.reason = Some(r.clone());
+            s.pid = None;
+        }) {
             return code;
         }
-        self.view.say(
-            "end",
-            &format!(
+        self.paused()
+    }
+
+    /// The rollout is over: promoted, rolled back or aborted.
+    fn ended(&mut self) -> i32 {
+        let code = final_code(self.state.status);
+        let text = match self.state.status {
+            Status::Promoted => format!(
                 "PROMOTED: lane {} stays at 100 %; its version is ready to become base",
-                self.plan.lane
+                self.w.plan.lane
             ),
-            json!({ "outcome": "promoted", "exit": EXIT_PROMOTED }),
+            Status::RolledBack => {
+                let failed: Vec<String> = self
+                    .state
+                    .windows
+                    .last()
+                    .map(|w| {
+                        w.checks
+                            .iter()
+                            .filter(|c| c.verdict == Verdict::Fail)
+                            .map(|c| format!("{}: {}", c.name, c.reason))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let reason = format!(
+                    "{} failed window(s) in a row at {} %: {}",
+                    self.w.plan.failure_threshold,
+                    self.state.windows.last().map(|w| w.percent).unwrap_or(0.0),
+                    failed.join("; ")
+                );
+                let r = reason.clone();
+                let _ = self.w.store.update(&mut |s: &mut Option<State>| {
+                    if let Some(s) = s.as_mut() {
+                        if s.reason.is_none() {
+                            s.reason = Some(r.clone());
+                        }
+                    }
+                    Ok(())
+                });
+                let _ = self.reload();
+                format!("ROLLED BACK: lane {} is at 0 %. {reason}", self.w.plan.lane)
+            }
+            _ => "aborted by `graylane rollout abort`: the lane is at 0 %".to_string(),
+        };
+        let outcome = match self.state.status {
+            Status::Promoted => json!("promoted"),
+            Status::RolledBack => json!("rolledBack"),
+            s => json!(s),
+        };
+        self.w.view.say(
+            "end",
+            &text,
+            json!({ "outcome": outcome, "reason": self.state.reason, "exit": code }),
         );
+        self.finish_rollout();
+        code
+    }
+
+    /// The report, and the lane's claims on the targets given up.
+    fn finish_rollout(&mut self) {
         self.write_report();
-        EXIT_PROMOTED
+        let plan = self.w.plan.path.clone();
+        self.w.targets.release(&plan);
     }
 
     fn write_report(&self) {
-        let steps: Vec<f64> = self.plan.steps.iter().map(|s| s.percent).collect();
+        let steps: Vec<f64> = self.w.plan.steps.iter().map(|s| s.percent).collect();
         let text = view::report(&self.state, &steps);
-        match delivery::atomic_write(&self.files.report, &text) {
-            Ok(()) => {
-                if matches!(self.view, View::Human(_)) {
-                    self.view.finish();
+        match self.w.store.write_report(&text) {
+            Ok(path) => {
+                if matches!(self.w.view, View::Human(_)) {
+                    self.w.view.finish();
                     println!("{text}");
                 }
-                self.view.say(
+                self.w.view.say(
                     "report",
-                    &format!("report: {}", self.files.report.display()),
-                    json!({ "path": self.files.report }),
+                    &format!("report: {path}"),
+                    json!({ "path": path }),
                 );
             }
-            Err(e) => self.view.say("error", &format!("report: {e}"), json!({})),
+            Err(e) => self.w.view.say("error", &format!("report: {e}"), json!({})),
         }
     }
+}
+
+/// A passed step (or wave): the next delivery becomes pending, or the
+/// rollout is promoted after the last.
+fn advance(s: &mut State, waves: &[plan::Wave], steps: &[plan::Step], n: usize) {
+    let (step, wave) = (s.step, s.wave);
+    let targets = |w: usize| waves.get(w).map(|w| w.targets.clone()).unwrap_or_default();
+    let percent = |st: usize| steps.get(st).map(|x| x.percent).unwrap_or(100.0);
+    s.pending = if wave + 1 < waves.len() {
+        Some(Pending {
+            percent: percent(step),
+            step: Some(step),
+            wave: Some(wave + 1),
+            why: "step".into(),
+            targets: targets(wave + 1),
+        })
+    } else if step + 1 < n {
+        Some(Pending {
+            percent: percent(step + 1),
+            step: Some(step + 1),
+            wave: Some(0),
+            why: "step".into(),
+            targets: targets(0),
+        })
+    } else {
+        s.status = Status::Promoted;
+        s.reason = Some("every step passed".into());
+        s.pid = None;
+        None
+    };
 }
 
 fn numbers(s: &Sample) -> Numbers {
@@ -723,7 +1129,8 @@ fn numbers(s: &Sample) -> Numbers {
     }
 }
 
-/// `graylane rollout status PLAN`.
+/// `graylane rollout status PLAN`: exits 0 whatever the rollout's state
+/// (the state is in the output); 2 when there is no rollout of PLAN.
 pub fn status(path: &Path, json: bool, out: &mut dyn std::io::Write) -> i32 {
     let files = Files::of(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
     let state = match files.load() {
@@ -750,20 +1157,34 @@ pub fn status(path: &Path, json: bool, out: &mut dyn std::io::Write) -> i32 {
         }
         let _ = writeln!(out, "{v}");
     } else {
-        let _ =
-            writeln!(
+        let _ = writeln!(
             out,
-            "lane {}: {}{} at step {} ({} %) since {:.0} s ago; {} window(s), {} in this step; {}",
+            "lane {}: {}{} at step {} ({} %), for {:.0} s; {} window(s), {} in this step; {}",
             state.lane,
             state.status.as_str(),
-            state.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
+            state
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
             state.step + 1,
             state.percent,
             (state::now() - state.step_started).max(0.0),
             state.windows.len(),
             state.step_windows(),
-            if driven { "a rollout process is driving it" } else { "no process is driving it" }
+            if driven {
+                "a rollout process is driving it"
+            } else {
+                "no process is driving it"
+            }
         );
+        if let Some(p) = &state.pending {
+            let _ = writeln!(
+                out,
+                "  decided, not yet delivered: {} % ({}); `graylane rollout resume` finishes it",
+                p.percent, p.why
+            );
+        }
         if let Some(w) = state.windows.last() {
             for c in &w.checks {
                 let _ = writeln!(
@@ -774,95 +1195,108 @@ pub fn status(path: &Path, json: bool, out: &mut dyn std::io::Write) -> i32 {
             }
         }
     }
-    match state.status {
-        Status::Running if driven => EXIT_PROMOTED,
-        s => final_code(s),
-    }
+    EXIT_PROMOTED
 }
 
-/// `graylane rollout abort PLAN`: the lane goes to 0 % now.
+/// `graylane rollout abort PLAN`: the lane goes to 0 % now, on every
+/// target; exit 0 once delivered. The decision is recorded first, so a
+/// running rollout stops without delivering anything above 0, and a
+/// `resume` after a crash here finishes it.
 pub fn abort(path: &Path, json: bool) -> i32 {
     let view = View::new(json);
     let plan = match plan::load(path) {
         Ok(p) => p,
         Err(e) => return bad(&view, &format!("plan {}: {e}", path.display())),
     };
-    let source = match delivery::read_config(&plan) {
+    let start = match delivery::read_config(&plan) {
         Ok(s) => s,
         Err(e) => return bad(&view, &e),
     };
     let files = Files::of(&plan.path);
-    let result = files
-        .locked(|| -> Result<State, String> {
-            let mut s = files.load()?.ok_or_else(|| {
-                format!(
-                    "no rollout of this plan ({} does not exist)",
-                    files.state.display()
-                )
-            })?;
-            if s.status.is_final() {
-                return Err(format!("the rollout already ended: {}", s.status.as_str()));
-            }
-            let zero = source.render(0.0)?;
-            delivery::deliver(&plan, &zero, None)?;
-            s.status = Status::Aborted;
-            s.reason = Some("aborted by `graylane rollout abort`".into());
-            s.percent = 0.0;
-            s.deliveries.push(Delivery {
-                at: state::now(),
-                step: None,
-                percent: 0.0,
-                why: "abort".into(),
-            });
-            files.save(&mut s)?;
-            Ok(s)
-        })
-        .and_then(|r| r);
-    match result {
-        Ok(s) => {
-            view.say(
-                "end",
-                &format!(
-                    "aborted: lane {} is at 0 % (was step {} of the plan)",
-                    s.lane,
-                    s.step + 1
-                ),
-                json!({ "outcome": "aborted", "exit": EXIT_ROLLED_BACK }),
-            );
-            let steps: Vec<f64> = plan.steps.iter().map(|s| s.percent).collect();
-            let _ = delivery::atomic_write(&files.report, &view::report(&s, &steps));
-            view.finish();
-            EXIT_ROLLED_BACK
+    let world = World {
+        targets: Box::new(FileTargets::new(&plan, start)),
+        metrics: Vec::new(),
+        store: Box::new(files.clone()),
+        clock: Box::new(SystemClock),
+        crash: env_crash(),
+        stop: interrupted(),
+        view,
+        plan,
+    };
+    let code = abort_in(world);
+    files.unclaim_if_over();
+    code
+}
+
+/// [`abort`] in a given world.
+pub fn abort_in(world: World<'_>) -> i32 {
+    let mut run = Run::new(world);
+    let all = run.rollback_pending("abort");
+    let store_name = run.w.store.describe();
+    let marked = run.w.store.update(&mut |s: &mut Option<State>| {
+        let s = s
+            .as_mut()
+            .ok_or_else(|| format!("no rollout of this plan ({store_name} does not exist)"))?;
+        if !s.is_open() {
+            return Err(format!(
+                "the rollout already ended: {}; nothing changed",
+                s.status.as_str()
+            ));
         }
-        Err(e) => bad(&view, &e),
+        s.status = Status::Aborted;
+        s.reason = Some("aborted by `graylane rollout abort`".into());
+        s.pending = Some(all.clone());
+        Ok(())
+    });
+    match marked {
+        Ok(Some(s)) => run.state = s,
+        Ok(None) => return EXIT_BAD,
+        Err(e) => return bad(&run.w.view, &e),
     }
+    if let Err(End(code)) = run.point("abort-recorded") {
+        return code;
+    }
+    if let Err(End(code)) = run.complete_pending() {
+        return code;
+    }
+    run.w.view.say(
+        "end",
+        &format!(
+            "aborted: lane {} is at 0 % (was step {} of the plan)",
+            run.state.lane,
+            run.state.step + 1
+        ),
+        json!({ "outcome": "aborted", "exit": EXIT_PROMOTED }),
+    );
+    run.finish_rollout();
+    run.w.view.finish();
+    EXIT_PROMOTED
 }
 
 /// `graylane rollout promote PLAN`: releases the step in force. A running
-/// rollout takes it within a second; a stopped one goes on in this process.
+/// rollout takes it within a second (exit 0); a stopped one goes on in
+/// this process.
 pub fn promote(path: &Path, json: bool) -> i32 {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let files = Files::of(&abs);
-    let asked = files
-        .locked(|| -> Result<State, String> {
-            let mut s = files.load()?.ok_or_else(|| {
-                format!(
-                    "no rollout of this plan ({} does not exist)",
-                    files.state.display()
-                )
-            })?;
-            if s.status.is_final() {
-                return Err(format!("the rollout already ended: {}", s.status.as_str()));
-            }
-            s.promote_requested = true;
-            files.save(&mut s)?;
-            Ok(s)
-        })
-        .and_then(|r| r);
+    let asked = files.update(&mut |s: &mut Option<State>| {
+        let s = s.as_mut().ok_or_else(|| {
+            format!(
+                "no rollout of this plan ({} does not exist)",
+                files.state.display()
+            )
+        })?;
+        if !s.is_open() {
+            return Err(format!("the rollout already ended: {}", s.status.as_str()));
+        }
+        s.promote_requested = Some(s.step);
+        Ok(())
+    });
     let view = View::new(json);
     match asked {
         Err(e) => bad(&view, &e),
-        Ok(s) if files.driven() => {
+        Ok(None) => EXIT_BAD,
+        Ok(Some(s)) if files.driven() => {
             view.say(
                 "promote",
                 &format!(
@@ -874,9 +1308,13 @@ pub fn promote(path: &Path, json: bool) -> i32 {
             );
             EXIT_PROMOTED
         }
-        Ok(_) => {
+        Ok(Some(_)) => {
             drop(view);
             resume(path, json)
         }
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

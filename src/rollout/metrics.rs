@@ -277,14 +277,62 @@ fn encode(text: &str) -> String {
     out
 }
 
+/// Where a rollout's counters come from. The driver reaches them only
+/// through this (native tests script them).
+pub trait Metrics {
+    /// Where, for messages.
+    fn describe(&self) -> String;
+    /// One snapshot of every series the analysis reads.
+    fn snapshot(&self) -> Result<Snapshot, String>;
+    /// A `queries` check's value now (`None`: the query returned nothing).
+    fn query(&self, q: &Query, interval: Duration) -> Result<Option<f64>, String>;
+}
+
+impl Metrics for Reader {
+    fn describe(&self) -> String {
+        Reader::describe(self)
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, String> {
+        Reader::snapshot(self)
+    }
+
+    fn query(&self, q: &Query, interval: Duration) -> Result<Option<f64>, String> {
+        Reader::query(self, q, interval)
+    }
+}
+
+/// A snapshot of cumulative counts, as [`Reader::snapshot`] gives them:
+/// for native tests of what reads snapshots.
+pub fn snapshot_of(lane: (u64, u64), base: (u64, u64), origin: &str) -> Snapshot {
+    let mut snap = Snapshot::new();
+    for (side, (requests, errors)) in [("lane", lane), ("base", base)] {
+        snap.insert(key(RQ_TOTAL, side, origin, side), requests as f64);
+        snap.insert(key(RQ_XX, side, origin, side), errors as f64);
+        // Every request answered in 1 ms.
+        for le in ["1", "5", "+Inf"] {
+            snap.insert(
+                key(RQ_TIME_BUCKET, side, origin, &format!("{side}|{le}")),
+                requests as f64,
+            );
+        }
+    }
+    snap
+}
+
 impl Reader {
     pub fn new(plan: &Plan) -> Reader {
+        Reader::of(plan, &plan.source)
+    }
+
+    /// A reader of `source` (a wave's) with the plan's clusters.
+    pub fn of(plan: &Plan, source: &Source) -> Reader {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(5)))
             .build()
             .into();
         Reader {
-            source: plan.source.clone(),
+            source: source.clone(),
             matcher: ClusterMatcher::new(plan),
             agent,
             lane: plan.lane.clone(),

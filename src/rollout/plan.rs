@@ -43,6 +43,23 @@ pub struct RawPlan {
     /// ("10m"). Default 10 x interval.
     #[serde(default)]
     pub deadline: Option<String>,
+    /// The targets in groups (indices into `deliver`), each step delivered
+    /// to one wave, judged on it, then delivered to the next. Default: one
+    /// wave of every target.
+    #[serde(default)]
+    pub waves: Option<Vec<RawWave>>,
+}
+
+/// One wave of targets.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawWave {
+    /// Indices into `deliver`: each target is in exactly one wave.
+    pub targets: Vec<usize>,
+    /// Where this wave's counters come from (its gateways' admin
+    /// endpoints, or a Prometheus); default `analysis.source`.
+    #[serde(default)]
+    pub source: Option<RawSource>,
 }
 
 /// One delivery target: exactly one of `ecds`, `wasmPlugin`,
@@ -78,6 +95,10 @@ pub struct RawTarget {
     /// (`["kubectl", "apply", "-f", "-"]`); a non-zero exit stops the rollout.
     #[serde(default)]
     pub apply: Option<Vec<String>>,
+    /// How long `apply` may run before it is killed and the delivery fails
+    /// ("60s", the default).
+    #[serde(default)]
+    pub apply_timeout: Option<String>,
 }
 
 /// A step: a percent, or a percent with a manual pause.
@@ -200,6 +221,8 @@ pub struct Plan {
     pub criteria: Criteria,
     pub failure_threshold: u32,
     pub queries: Vec<Query>,
+    /// At least one; every target in exactly one.
+    pub waves: Vec<Wave>,
 }
 
 impl Plan {
@@ -244,6 +267,15 @@ pub struct Target {
     pub namespace: Option<String>,
     pub wasm: Option<String>,
     pub apply: Vec<String>,
+    pub apply_timeout: Duration,
+}
+
+/// A wave: targets delivered and judged together.
+#[derive(Debug, Clone)]
+pub struct Wave {
+    /// Indices into [`Plan::deliver`].
+    pub targets: Vec<usize>,
+    pub source: Source,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +305,8 @@ pub struct Query {
 
 /// The default analysis window.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// How long an `apply` command may run by default.
+pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default Envoy admin endpoint.
 pub const DEFAULT_ENVOY_ADMIN: &str = "http://127.0.0.1:9901";
 
@@ -379,6 +413,7 @@ fn check_target(i: usize, t: &RawTarget, base: &Path) -> Result<Target, ConfigEr
             ("namespace", t.namespace.is_some()),
             ("wasm", t.wasm.is_some()),
             ("apply", t.apply.is_some()),
+            ("applyTimeout", t.apply_timeout.is_some()),
         ] {
             if set {
                 return error(
@@ -402,6 +437,16 @@ fn check_target(i: usize, t: &RawTarget, base: &Path) -> Result<Target, ConfigEr
             );
         }
     }
+    let apply_timeout = match (&t.apply_timeout, &t.apply) {
+        (None, _) => DEFAULT_APPLY_TIMEOUT,
+        (Some(_), None) => {
+            return error(
+                format!("{path}.applyTimeout"),
+                "only with apply (the command it limits)",
+            )
+        }
+        (Some(s), Some(_)) => duration(&format!("{path}.applyTimeout"), s)?,
+    };
     let key = kind.as_str();
     let file_path = base.join(file);
     if !file_path.is_file() {
@@ -420,7 +465,78 @@ fn check_target(i: usize, t: &RawTarget, base: &Path) -> Result<Target, ConfigEr
         namespace: t.namespace.clone(),
         wasm: t.wasm.clone(),
         apply: t.apply.clone().unwrap_or_default(),
+        apply_timeout,
     })
+}
+
+/// The waves: as written (every target in exactly one), or one of all.
+fn check_waves(
+    raw: Option<&[RawWave]>,
+    targets: usize,
+    source: &Source,
+) -> Result<Vec<Wave>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(vec![Wave {
+            targets: (0..targets).collect(),
+            source: source.clone(),
+        }]);
+    };
+    if raw.is_empty() {
+        return error(
+            "waves",
+            "no wave; leave waves out for one wave of every target",
+        );
+    }
+    let mut seen = vec![false; targets];
+    let mut waves = Vec::new();
+    for (w, wave) in raw.iter().enumerate() {
+        if wave.targets.is_empty() {
+            return error(
+                format!("waves[{w}].targets"),
+                "no target; list indices into deliver",
+            );
+        }
+        for (j, &t) in wave.targets.iter().enumerate() {
+            match seen.get_mut(t) {
+                None => {
+                    return error(
+                        format!("waves[{w}].targets[{j}]"),
+                        format!(
+                            "{t}: deliver has targets 0 to {}",
+                            targets.saturating_sub(1)
+                        ),
+                    )
+                }
+                Some(true) => {
+                    return error(
+                        format!("waves[{w}].targets[{j}]"),
+                        format!("deliver[{t}] is already in a wave; each target is in exactly one"),
+                    )
+                }
+                Some(s) => *s = true,
+            }
+        }
+        let source = match &wave.source {
+            None => source.clone(),
+            Some(raw) => check_source(Some(raw)).map_err(|mut e| {
+                e.path = e
+                    .path
+                    .replacen("analysis.source", &format!("waves[{w}].source"), 1);
+                e
+            })?,
+        };
+        waves.push(Wave {
+            targets: wave.targets.clone(),
+            source,
+        });
+    }
+    if let Some(missing) = seen.iter().position(|s| !s) {
+        return error(
+            "waves",
+            format!("deliver[{missing}] is in no wave; each target is in exactly one"),
+        );
+    }
+    Ok(waves)
 }
 
 fn check_source(raw: Option<&RawSource>) -> Result<Source, ConfigError> {
@@ -619,6 +735,7 @@ fn check(raw: &RawPlan, base: &Path, path: PathBuf) -> Result<Plan, ConfigError>
     };
     let criteria = check_criteria(analysis, min_requests)?;
     let queries = check_queries(analysis, &source)?;
+    let waves = check_waves(raw.waves.as_deref(), deliver.len(), &source)?;
     Ok(Plan {
         path,
         config: std::path::absolute(&config).unwrap_or(config),
@@ -632,6 +749,7 @@ fn check(raw: &RawPlan, base: &Path, path: PathBuf) -> Result<Plan, ConfigError>
         criteria,
         failure_threshold,
         queries,
+        waves,
     })
 }
 

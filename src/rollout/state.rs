@@ -1,7 +1,9 @@
-//! The state file beside the plan (README "Staged rollout", "Commands
-//! and exit status"): the step in force, when it began, every window's verdict.
-//! Written by atomic rename; changed only under the plan's lock file, so a
-//! running rollout, `abort` and `promote` never interleave their writes.
+//! The state file beside the plan (README "Staged rollout", "What resume
+//! guarantees"): the single source of truth of a rollout. The step in
+//! force, every window's verdict, every delivery, and the decision being
+//! carried out (`pending`), recorded before it is acted on. Every change is
+//! a read-modify-write under the plan's lock file ([`Store::update`]), so
+//! a running rollout, `abort` and `promote` never write over each other.
 
 use super::analysis::{Action, Check, Verdict};
 use super::delivery::atomic_write;
@@ -62,6 +64,9 @@ pub struct WindowRecord {
     /// Step index (0-based) and its percent.
     pub step: usize,
     pub percent: f64,
+    /// The wave judged (index into the plan's waves).
+    #[serde(default)]
+    pub wave: usize,
     /// Unix seconds.
     pub start: f64,
     pub end: f64,
@@ -78,14 +83,33 @@ pub struct WindowRecord {
     pub notes: Vec<String>,
 }
 
-/// A delivery: a step entered, a rollback, an abort.
+/// A delivery: a step entered (on one wave), a rollback, an abort.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     pub at: f64,
     pub step: Option<usize>,
+    #[serde(default)]
+    pub wave: Option<usize>,
     pub percent: f64,
     pub why: String,
+    /// Indices into the plan's `deliver`.
+    #[serde(default)]
+    pub targets: Vec<usize>,
+}
+
+/// A decided delivery not yet recorded as done: written before the first
+/// target is touched, cleared once every target has it. `resume` finishes
+/// it forward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pending {
+    pub percent: f64,
+    pub step: Option<usize>,
+    pub wave: Option<usize>,
+    /// "step", "rollback", "abort".
+    pub why: String,
+    pub targets: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,15 +122,30 @@ pub struct State {
     pub status: Status,
     /// Why it is paused, rolled back, aborted or interrupted.
     pub reason: Option<String>,
-    /// The step in force (index into the plan's steps) and its percent.
+    /// The step in force (index into the plan's steps), its percent, and
+    /// the wave it is judged on.
     pub step: usize,
     pub percent: f64,
+    #[serde(default)]
+    pub wave: usize,
     pub step_started: f64,
-    /// Windows of this step before which the deadline does not count
-    /// (set when a step paused at its deadline is resumed).
+    /// Windows of this step (and wave) before which the deadline does not
+    /// count (set when a step paused at its deadline is resumed); the run
+    /// of failed windows still counts them.
     pub deadline_from: usize,
-    /// Set by `promote`: the step in force is released.
-    pub promote_requested: bool,
+    /// Set by `promote`: the step it releases (a promote asked at one step
+    /// never releases the next).
+    pub promote_requested: Option<usize>,
+    /// The decision being carried out, if any.
+    #[serde(default)]
+    pub pending: Option<Pending>,
+    /// The lane's rule per target when the rollout began (without its
+    /// percent): a change to it by someone else pauses the rollout.
+    #[serde(default)]
+    pub rules: Vec<serde_json::Value>,
+    /// The percent each target has been given, in the plan's order.
+    #[serde(default)]
+    pub delivered: Vec<f64>,
     /// The process driving it, while one does.
     pub pid: Option<u32>,
     pub started: f64,
@@ -121,7 +160,7 @@ pub struct State {
 #[serde(rename_all = "camelCase")]
 pub struct Control {
     pub status: Status,
-    pub promote_requested: bool,
+    pub promote_requested: Option<usize>,
 }
 
 pub fn now() -> f64 {
@@ -132,18 +171,73 @@ pub fn now() -> f64 {
 }
 
 impl State {
-    /// This step's window verdicts that count for its deadline.
+    /// The verdicts of the step (and wave) in force, in order.
     pub fn step_verdicts(&self) -> Vec<Verdict> {
         self.windows
             .iter()
-            .filter(|w| w.step == self.step)
-            .skip(self.deadline_from)
+            .filter(|w| w.step == self.step && w.wave == self.wave)
             .map(|w| w.verdict)
             .collect()
     }
 
     pub fn step_windows(&self) -> usize {
-        self.windows.iter().filter(|w| w.step == self.step).count()
+        self.windows
+            .iter()
+            .filter(|w| w.step == self.step && w.wave == self.wave)
+            .count()
+    }
+
+    /// Whether the state may still change (not promoted, rolled back or
+    /// aborted).
+    pub fn is_open(&self) -> bool {
+        !self.status.is_final()
+    }
+}
+
+/// Where the state lives. The driver reaches it only through this (native
+/// tests keep it in memory).
+pub trait Store {
+    /// The state now (`None`: no rollout of this plan yet).
+    fn load(&self) -> Result<Option<State>, String>;
+    /// Under the lock: reads the state, lets `f` change it (`f` sees what
+    /// other commands wrote), writes it; the state written. `f` may refuse
+    /// (then nothing is written).
+    fn update(
+        &self,
+        f: &mut dyn FnMut(&mut Option<State>) -> Result<(), String>,
+    ) -> Result<Option<State>, String>;
+    /// Writes the Markdown report; its path.
+    fn write_report(&self, text: &str) -> Result<String, String>;
+    /// The state file, for messages.
+    fn describe(&self) -> String;
+}
+
+impl Store for Files {
+    fn load(&self) -> Result<Option<State>, String> {
+        self.read()
+    }
+
+    fn update(
+        &self,
+        f: &mut dyn FnMut(&mut Option<State>) -> Result<(), String>,
+    ) -> Result<Option<State>, String> {
+        self.locked(|| {
+            let mut state = self.read::<State>()?;
+            f(&mut state)?;
+            if let Some(s) = state.as_mut() {
+                self.save(s)?;
+            }
+            Ok(state)
+        })?
+    }
+
+    fn write_report(&self, text: &str) -> Result<String, String> {
+        atomic_write(&self.report, text)?;
+        Ok(self.report.display().to_string())
+    }
+
+    fn describe(&self) -> String {
+        self.state.display().to_string()
     }
 }
 
@@ -239,6 +333,20 @@ impl Files {
                     pid.trim()
                 ))
             }
+        }
+    }
+
+    /// Removes the claim file once the rollout is over (nothing is left
+    /// beside the plan but its state and report).
+    pub fn unclaim_if_over(&self) {
+        if self
+            .read::<State>()
+            .ok()
+            .flatten()
+            .is_some_and(|s| !s.is_open())
+            && !self.driven()
+        {
+            let _ = std::fs::remove_file(&self.run);
         }
     }
 

@@ -16,6 +16,8 @@ pub enum View {
     Json,
     /// A person: lines on stderr; with a live line when stderr is a terminal.
     Human(Option<ProgressBar>),
+    /// Nothing shown (native tests of the driver).
+    Quiet,
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -76,7 +78,7 @@ impl View {
             View::Human(None) => {
                 let _ = writeln!(std::io::stderr(), "{text}");
             }
-            View::Json => {}
+            View::Json | View::Quiet => {}
         }
     }
 
@@ -172,7 +174,10 @@ pub fn report(state: &State, steps: &[f64]) -> String {
                 .map(|s| (s + 1).to_string())
                 .unwrap_or_else(|| "-".into()),
             d.percent,
-            d.why
+            match d.wave {
+                Some(w) if w > 0 => format!("{} (wave {})", d.why, w + 1),
+                _ => d.why.clone(),
+            }
         ));
     }
     out.push_str(
