@@ -3,15 +3,20 @@
 Reads JSON from stdin:
   {"port": P, "authority": A (optional), "method": M,
    "calls": [[[key, value], ...], ...],          # the metadata of each call
-   "repeat_for": SECONDS (optional), "pause": SECONDS (optional)}
-Makes the calls in order on one channel (with "repeat_for", cycles through
-them until that many seconds have passed, "pause" seconds apart). Prints
+   "repeat_for": SECONDS (optional), "stop_file": PATH (optional),
+   "pause": SECONDS (optional)}
+Makes the calls in order on one channel (with "repeat_for" or "stop_file",
+cycles through them until that many seconds have passed or that file
+exists, whichever comes first, "pause" seconds apart; both are checked
+before each call, so the call under way when the file appears is finished
+and reported). Prints
 JSON: [{"t": seconds since start, "code": "OK", "details": ...,
 "initial_metadata": [[k, v], ...], "trailing_metadata": [...],
 "response": <the server's JSON or null>}, ...].
 """
 
 import json
+import os
 import sys
 import time
 
@@ -31,11 +36,14 @@ def main():
     call = channel.unary_unary(job["method"])
     out, start = [], time.monotonic()
     repeat_for, pause = job.get("repeat_for"), job.get("pause", 0)
+    stop_file = job.get("stop_file")
     i = 0
     while True:
-        if repeat_for is None and i >= len(job["calls"]):
+        if repeat_for is None and stop_file is None and i >= len(job["calls"]):
             break
         if repeat_for is not None and time.monotonic() - start >= repeat_for:
+            break
+        if stop_file is not None and os.path.exists(stop_file):
             break
         metadata = [tuple(m) for m in job["calls"][i % len(job["calls"])]]
         t = time.monotonic() - start

@@ -960,7 +960,7 @@ pub fn response_bytes(status: u16, extra: &[(String, String)], body: &[u8]) -> V
 #[cfg(test)]
 mod poll_tests {
     use super::poll;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn returns_the_first_ok() {
@@ -978,15 +978,27 @@ mod poll_tests {
 
     #[test]
     fn gives_the_last_error_after_the_limit() {
-        let mut calls = 0;
-        let got: Result<(), String> =
-            poll(Duration::from_millis(30), Duration::from_millis(5), || {
-                calls += 1;
-                Err(format!("call {calls}"))
-            });
+        let (limit, every) = (Duration::from_millis(30), Duration::from_millis(5));
+        let mut at: Vec<Instant> = Vec::new();
+        let t0 = Instant::now();
+        let got: Result<(), String> = poll(limit, every, || {
+            at.push(Instant::now());
+            Err(format!("call {}", at.len()))
+        });
+        let elapsed = t0.elapsed();
+        // Only what `poll` guarantees, whatever the scheduler does (a stall
+        // of any length anywhere cannot fail these): it gives up no sooner
+        // than `limit` after it started (its clock starts after `t0`), with
+        // the error of its last call, and sleeps `every` between two calls.
+        // How many calls fit in the limit is left open: a thread stalled
+        // through the first call makes it the only one.
         let last = got.expect_err("never ok");
-        assert_eq!(last, format!("call {calls}"));
-        assert!(calls >= 2, "polled {calls} times");
+        assert_eq!(last, format!("call {}", at.len()));
+        assert!(elapsed >= limit, "gave up after {elapsed:?}");
+        assert!(
+            at.windows(2).all(|w| w[1] - w[0] >= every),
+            "calls less than {every:?} apart: {at:?}"
+        );
     }
 }
 

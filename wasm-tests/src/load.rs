@@ -6,8 +6,8 @@
 //! Self-contained (std and serde_json only), so the tests can include it
 //! with `#[path]` as well as through the library.
 
-use crate::harness::{read_body, read_head, response_bytes, with_exits};
-use std::collections::BTreeMap;
+use crate::harness::{poll, read_body, read_head, response_bytes, with_exits};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -167,16 +167,48 @@ pub type Label = Arc<dyn Fn(usize, &Reply) -> String + Send + Sync>;
 /// A load run in progress.
 pub struct Running {
     start: Instant,
+    /// Requests per second of the plan, if paced.
+    rate: Option<f64>,
+    /// Requests of the plan.
+    requests: usize,
+    /// Indices handed out to the connection threads.
+    next: Arc<AtomicUsize>,
     done: Arc<AtomicUsize>,
+    ended: Arc<Mutex<Ended>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<Report>>,
 }
+
+/// Which requests have ended, as a low-water mark: every request with an
+/// index below `below` has ended; `above` holds the ended ones above it.
+#[derive(Debug, Default)]
+struct Ended {
+    below: usize,
+    above: BTreeSet<usize>,
+}
+
+impl Ended {
+    fn end(&mut self, i: usize) {
+        self.above.insert(i);
+        while self.above.remove(&self.below) {
+            self.below += 1;
+        }
+    }
+}
+
+/// How long the load may go without a request ending before a wait on it
+/// fails (plus one request's interval when paced): every request ends
+/// within its connection's 20 s read timeout (a connection to 127.0.0.1 is
+/// accepted or refused at once), so 60 s without one means the load is
+/// stuck, and waiting longer would only hang the test.
+const STALL: Duration = Duration::from_secs(60);
 
 /// Starts the load in the background.
 pub fn start(plan: &Plan, make: MakeTarget, label: Label) -> Running {
     let start = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
+    let ended: Arc<Mutex<Ended>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let threads = (0..plan.connections.max(1))
         .map(|_| {
@@ -185,6 +217,7 @@ pub fn start(plan: &Plan, make: MakeTarget, label: Label) -> Running {
                 start,
                 next: Arc::clone(&next),
                 done: Arc::clone(&done),
+                ended: Arc::clone(&ended),
                 stop: Arc::clone(&stop),
                 make: Arc::clone(&make),
                 label: Arc::clone(&label),
@@ -194,7 +227,11 @@ pub fn start(plan: &Plan, make: MakeTarget, label: Label) -> Running {
         .collect();
     Running {
         start,
+        rate: plan.rate,
+        requests: plan.requests,
+        next,
         done,
+        ended,
         stop,
         threads,
     }
@@ -221,10 +258,66 @@ impl Running {
         self.threads.iter().all(JoinHandle::is_finished)
     }
 
-    /// Waits until `n` requests are done or the load ended.
+    /// Requests started so far, by index: each request with an index at or
+    /// above the value read takes its start time ([`Sample::start`]) after
+    /// the read (indices are handed out in order, each before its request's
+    /// start time is taken), and each request that took its start time
+    /// before the read has an index below it.
+    pub fn started(&self) -> usize {
+        self.next.load(Ordering::SeqCst).min(self.requests)
+    }
+
+    /// Every request with an index below this has ended (its
+    /// [`Sample::end`] taken before the read).
+    pub fn ended_below(&self) -> usize {
+        lock(&self.ended).below
+    }
+
+    /// Waits until `n` requests are done or the load ended; fails if no
+    /// request ends for [`STALL`] (the load is stuck).
     pub fn wait_done(&self, n: usize) {
-        while self.done() < n && !self.finished() {
-            thread::sleep(Duration::from_millis(5));
+        self.wait_for(&format!("{n} requests done"), || self.done(), n);
+    }
+
+    /// Waits until every request with an index below `n` has ended, or the
+    /// load ended; fails like [`Running::wait_done`].
+    pub fn wait_ended_below(&self, n: usize) {
+        let n = n.min(self.requests);
+        self.wait_for(
+            &format!("every request below index {n} ended"),
+            || self.ended_below(),
+            n,
+        );
+    }
+
+    /// Waits until `count()` reaches `n` or the load ended, failing only
+    /// when `count()` stops moving for [`STALL`] (and one request's
+    /// interval): the wait is as long as the load takes, not a guess of it.
+    fn wait_for(&self, what: &str, count: impl Fn() -> usize, n: usize) {
+        let interval = self
+            .rate
+            .filter(|r| *r > 0.0)
+            .map_or(Duration::ZERO, |r| Duration::from_secs_f64(1.0 / r));
+        let limit = STALL + interval;
+        let mut last = count();
+        loop {
+            let reached = poll(limit, Duration::from_millis(2), || {
+                let c = count();
+                if c >= n || self.finished() {
+                    Ok(())
+                } else {
+                    Err(format!("{c}"))
+                }
+            });
+            let now = count();
+            match reached {
+                Ok(()) => return,
+                Err(_) if now > last => last = now,
+                Err(c) => panic!(
+                    "load: waiting for {what}: stuck at {c} for {limit:?} ({} requests done)",
+                    self.done()
+                ),
+            }
         }
     }
 
@@ -245,11 +338,16 @@ impl Running {
     }
 }
 
+fn lock(m: &Mutex<Ended>) -> std::sync::MutexGuard<'_, Ended> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 struct Worker {
     plan: Plan,
     start: Instant,
     next: Arc<AtomicUsize>,
     done: Arc<AtomicUsize>,
+    ended: Arc<Mutex<Ended>>,
     stop: Arc<AtomicBool>,
     make: MakeTarget,
     label: Label,
@@ -330,6 +428,7 @@ impl Worker {
             }
             *report.labels.entry(label).or_default() += 1;
             self.done.fetch_add(1, Ordering::SeqCst);
+            lock(&self.ended).end(i);
         }
         report.reconnects = opened.saturating_sub(1);
         report

@@ -25,7 +25,8 @@ use graylane_wasm_tests::examples::{
     self, backend_in, backend_of, fill_plugin as fill, split_plugin,
 };
 use graylane_wasm_tests::harness::{
-    free_port, read_body, read_head, request, scratch_dir, wait_until, wasm_path, with_exits, Envoy,
+    free_port, poll, read_body, read_head, request, scratch_dir, wait_until, wasm_path, with_exits,
+    Envoy,
 };
 use graylane_wasm_tests::load::{self, Plan, Reply, Sample, Target};
 use std::io::{BufReader, Write};
@@ -36,6 +37,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// Envoy's counters of the ECDS subscription of the filter named `graylane`.
+/// `config_reload` of an accepted configuration is counted once every
+/// worker thread has taken it (Envoy's `FilterConfigSubscription`: the
+/// update is posted to all threads, and the count made on the main thread
+/// when the last one is done), so it is the sign that no worker decides
+/// with the previous configuration any more.
 const CONFIG_RELOAD: &str = "extension_config_discovery.http_filter.graylane.config_reload";
 const CONFIG_FAIL: &str = "extension_config_discovery.http_filter.graylane.config_fail";
 const UPDATE_REJECTED: &str = "extension_config_discovery.http_filter.graylane.update_rejected";
@@ -463,8 +469,38 @@ fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
-/// One configuration period of the load: from `from` (the update was put in
-/// place) on, requests started after `settled` must get `answers`.
+/// How long the load may take to finish a batch of requests it is waited
+/// for by count, beyond its schedule: the load is paced (request `i` is
+/// due at `i / rate` s) on local connections to an Envoy that answers in
+/// milliseconds, so only a process stalled for a minute misses this.
+const LOAD_SLACK: Duration = Duration::from_secs(60);
+
+/// Waits until the load has finished `n` requests in all: a phase of the
+/// test measured in requests, not in time, so that a slow or busy machine
+/// makes it last longer instead of making it smaller. Fails if the load
+/// ended first (it is bounded far beyond what the test needs) or after
+/// `n / rate` s plus [`LOAD_SLACK`].
+fn wait_requests(running: &load::Running, n: usize, rate: f64) {
+    let limit = Duration::from_secs_f64(n as f64 / rate) + LOAD_SLACK;
+    let reached = poll(limit, Duration::from_millis(5), || {
+        let done = running.done();
+        if done >= n {
+            Ok(())
+        } else if running.finished() {
+            panic!("the load ended after {done} requests, before {n}");
+        } else {
+            Err(format!("{done} requests done, waiting for {n}"))
+        }
+    });
+    if let Err(last) = reached {
+        panic!("{last} after {limit:?}");
+    }
+}
+
+/// One configuration of the load: put in place at `from` (no worker can
+/// have it before), in effect on every worker from `settled` on (Envoy
+/// counted its reload: see [`CONFIG_RELOAD`]); `answers`, its lane for each
+/// probe. Times on the load's clock ([`load::Running::now`]).
 struct Period {
     from: Duration,
     settled: Duration,
@@ -494,6 +530,10 @@ fn ecds_updates_under_load_apply_to_open_connections_or_are_rejected() {
             "{t:?}"
         );
     }
+    // The first configuration's reload is counted once every worker took
+    // it, which can be after the first request was served: waited for,
+    // then exact.
+    gw.envoy.wait_counter(CONFIG_RELOAD, 1);
     assert_eq!(gw.counter(CONFIG_RELOAD), 1, "the first configuration");
     assert_eq!(gw.counter(CONFIG_FAIL), 0);
 
@@ -508,7 +548,9 @@ fn ecds_updates_under_load_apply_to_open_connections_or_are_rejected() {
     let plan = Plan {
         port: gw.port,
         connections,
-        requests: (rate * 120.0) as usize,
+        // 10 minutes at the rate: far beyond what the updates take, so that
+        // the load cannot end before them; it is stopped after them.
+        requests: (rate * 600.0) as usize,
         rate: Some(rate),
         keep_samples: true,
     };
@@ -525,7 +567,9 @@ fn ecds_updates_under_load_apply_to_open_connections_or_are_rejected() {
             }
         }),
     );
-    running.wait_done(200);
+    wait_requests(&running, 200, rate);
+    // Each update's phase: as many requests as 0.4 s of the load.
+    let per_step = ((rate * 0.4) as usize).max(100);
     let listeners_modified = gw.counter("listener_manager.listener_modified");
 
     let mut periods = vec![Period {
@@ -568,6 +612,8 @@ fn ecds_updates_under_load_apply_to_open_connections_or_are_rejected() {
             for (t, w) in probes.iter().zip(&want) {
                 assert_eq!(&witness.backend(t), w, "{what}: {t:?}");
             }
+            // Every worker has it once the reload is counted: from here
+            // on, no request of the load gets the previous answers.
             wait_for(
                 &format!("{what}: config_reload"),
                 Duration::from_secs(5),
@@ -576,6 +622,7 @@ fn ecds_updates_under_load_apply_to_open_connections_or_are_rejected() {
             assert_eq!(gw.counter(CONFIG_FAIL), fails, "{what}");
             periods.push(Period {
                 from,
+                // Taken after the reload was counted.
                 settled: running.now(),
                 answers: want.clone(),
             });
@@ -630,18 +677,30 @@ fn ecds_updates_under_load_apply_to_open_connections_or_are_rejected() {
             assert_eq!(&gw.dumped_filter().1, json, "{what}: config_dump");
             rejected.push((what, took));
         }
-        thread::sleep(Duration::from_millis(400));
+        // Let the load run on each configuration for a while: counted in
+        // requests, so that a busy machine cannot shorten it.
+        wait_requests(&running, running.done() + per_step, rate);
     }
     assert!(!running.finished(), "the load ended before the last update");
-    thread::sleep(Duration::from_millis(300));
+    wait_requests(&running, running.done() + per_step, rate);
     running.stop();
     let report = running.join();
 
-    // Every answer of the load, against the configuration in effect: before
-    // an update is put in place, the previous one; once it decided the
-    // witness (plus a margin for the other worker thread), the new one.
-    let margin = Duration::from_millis(250);
+    // Every answer of the load, against the configurations that can have
+    // decided it. Configuration j decides no request before `from` of j
+    // (it was put in place then) and none after `settled` of j + 1 (every
+    // worker had the next one then); a request is decided while it is in
+    // Envoy, within its [start, end] on the same clock. So its answer must
+    // be that of a configuration whose [from of j, settled of j + 1]
+    // overlaps [start, end]: whenever the request was sent and handled
+    // relative to an update (started before it and handled after it
+    // included), the check cannot fail by chance, and needs no margin.
+    let window_overlaps = |j: usize, start: Duration, end: Duration| {
+        periods[j].from <= end && periods.get(j + 1).is_none_or(|next| start <= next.settled)
+    };
     let mut wrong = Vec::new();
+    // Per update k, the end of the last request answered as before it,
+    // since it was put in place (for the summary).
     let mut last_old: Vec<Duration> = vec![Duration::ZERO; periods.len()];
     for s in &report.samples {
         let Sample {
@@ -653,26 +712,31 @@ fn ecds_updates_under_load_apply_to_open_connections_or_are_rejected() {
         } = s;
         assert_eq!(*status, 200, "request {index}: {label}");
         let p = index % n_probes;
-        let k = periods
+        let fitting: Vec<usize> = (0..periods.len())
+            .filter(|&j| window_overlaps(j, *start, *end))
+            .collect();
+        match fitting
             .iter()
-            .rposition(|per| per.from <= *start)
-            .unwrap_or(0);
-        let per = &periods[k];
-        let ok_new = per.answers[p] == *label;
-        let ok_old = k > 0 && periods[k - 1].answers[p] == *label;
-        if ok_new {
-            continue;
-        }
-        if ok_old && *start < per.settled + margin {
-            if per.answers[p] != periods[k - 1].answers[p] {
-                last_old[k] = last_old[k].max(end.saturating_sub(per.from));
+            .rev()
+            .find(|&&j| periods[j].answers[p] == *label)
+        {
+            Some(&j) => {
+                // The latest configuration put in place before the end.
+                let latest = fitting.last().copied().unwrap_or(0);
+                if j < latest && periods[latest].answers[p] != *label {
+                    let k = j + 1;
+                    last_old[k] = last_old[k].max(end.saturating_sub(periods[k].from));
+                }
             }
-            continue;
+            None => wrong.push(format!(
+                "request {index} (probe {p}) in [{start:?}, {end:?}]: {label}, want one of {:?} \
+                 (configurations {fitting:?})",
+                fitting
+                    .iter()
+                    .map(|&j| periods[j].answers[p].as_str())
+                    .collect::<Vec<_>>()
+            )),
         }
-        wrong.push(format!(
-            "request {index} (probe {p}) at {start:?}: {label}, want {} (period {k})",
-            per.answers[p]
-        ));
     }
     let ecds_reloads = gw.counter(CONFIG_RELOAD);
     let ecds_fails = gw.counter(CONFIG_FAIL);
@@ -701,6 +765,10 @@ fn ecds_updates_under_load_apply_to_open_connections_or_are_rejected() {
     );
     assert_eq!(report.failed(), 0, "{:?}\n{summary}", report.errors);
     assert_eq!(report.reconnects, 0, "{summary}");
+    // Cannot fail by chance: the phases are counted in requests (200
+    // before the first update, then `per_step` >= 100 after each of the 10
+    // updates and before the end), so the load made at least 1300 (1800
+    // at the default rate).
     assert!(report.requests >= 1000, "{summary}");
     assert_eq!((applied.len(), rejected.len()), (7, 3));
     assert_eq!(ecds_reloads, 1 + 7 + 3, "{summary}");
@@ -715,7 +783,7 @@ fn ecds_updates_under_load_apply_to_open_connections_or_are_rejected() {
 }
 
 /// Counters of one fault step, as differences from before it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Delta {
     reload: u64,
     fail: u64,
@@ -734,27 +802,58 @@ fn ecds_counters(gw: &EcdsGateway) -> [u64; 5] {
     ]
 }
 
-/// Puts a file in place and waits until Envoy has handled it (an update
-/// attempt counted); the counters' changes.
-fn put(gw: &EcdsGateway, text: &str) -> Delta {
+/// The changes of the ECDS counters since `before` ([`ecds_counters`]).
+fn delta_since(gw: &EcdsGateway, before: [u64; 5]) -> Delta {
+    let a = ecds_counters(gw);
+    Delta {
+        reload: a[0] - before[0],
+        fail: a[1] - before[1],
+        rejected: a[2] - before[2],
+        failure: a[3] - before[3],
+        success: a[4] - before[4],
+    }
+}
+
+/// How long [`put`] watches the counters once they reached what it wants,
+/// for a count too many. Waiting for something NOT to happen: its length
+/// decides only how late an extra count can come and still be seen, never
+/// whether a correct run passes.
+const PUT_SETTLE: Duration = Duration::from_millis(250);
+
+/// Puts a file in place and waits until Envoy has handled it: until the
+/// counters' changes reach `want` (each at least its value: an ECDS update
+/// is counted in steps, the reload of an accepted one only once every
+/// worker took it, which can be well after the file was read; so once they
+/// are reached, new connections and open ones are served by the outcome);
+/// then, after [`PUT_SETTLE`], they must be exactly `want`, not more. The
+/// changes; `what` names the step in a failure.
+fn put(gw: &EcdsGateway, text: &str, what: &str, want: Delta) -> Delta {
     let attempts = "extension_config_discovery.http_filter.graylane.update_attempt";
     let before_attempts = gw.counter(attempts);
     let b = ecds_counters(gw);
     gw.write_raw(text);
-    wait_for("an ECDS update attempt", Duration::from_secs(5), || {
-        gw.counter(attempts) > before_attempts
+    let reached = poll(Duration::from_secs(20), Duration::from_millis(5), || {
+        let d = delta_since(gw, b);
+        let attempted = gw.counter(attempts) > before_attempts;
+        if attempted
+            && d.reload >= want.reload
+            && d.fail >= want.fail
+            && d.rejected >= want.rejected
+            && d.failure >= want.failure
+            && d.success >= want.success
+        {
+            Ok(())
+        } else {
+            Err(format!("update attempted: {attempted}, counters {d:?}"))
+        }
     });
-    // Let the load run on the outcome for a moment (and a reload that is
-    // counted once the filter is built catch up).
-    thread::sleep(Duration::from_millis(150));
-    let a = ecds_counters(gw);
-    Delta {
-        reload: a[0] - b[0],
-        fail: a[1] - b[1],
-        rejected: a[2] - b[2],
-        failure: a[3] - b[3],
-        success: a[4] - b[4],
+    if let Err(last) = reached {
+        panic!("{what}: want {want:?}; after 20 s, {last}");
     }
+    thread::sleep(PUT_SETTLE);
+    let d = delta_since(gw, b);
+    assert_eq!(d, want, "{what}");
+    d
 }
 
 const fn delta(reload: u64, fail: u64, rejected: u64, failure: u64, success: u64) -> Delta {
@@ -805,8 +904,7 @@ fn bad_ecds_files_are_rejected_while_serving_goes_on() {
     // A configuration graylane refuses: Envoy counts it as reloaded,
     // failed and rejected; graylane logs the JSON path; A keeps serving;
     // /config_dump shows the rejected configuration.
-    let d = put(&gw, &bad_file);
-    assert_eq!(d, delta(1, 1, 1, 0, 0), "refused by graylane");
+    let d = put(&gw, &bad_file, "refused by graylane", delta(1, 1, 1, 0, 0));
     wait_counter_above(&gw, GRAYLANE_REJECTED, 0, "graylane_config_rejected");
     let log = gw
         .envoy
@@ -822,20 +920,35 @@ fn bad_ecds_files_are_rejected_while_serving_goes_on() {
     // The same content again, right after: Envoy compares it with the last
     // configuration it received (the rejected one), finds it identical and
     // skips it -- counted as a successful update, nothing re-checked.
-    let d = put(&gw, &bad_file);
-    assert_eq!(d, delta(0, 0, 0, 0, 1), "the same rejected content again");
+    let d = put(
+        &gw,
+        &bad_file,
+        "the same rejected content again",
+        delta(0, 0, 0, 0, 1),
+    );
     serves(&a, "after the same rejected content again");
     assert_eq!(graylane_rejected(), 1);
     seen.push(format!("same rejected again: {d:?}"));
 
     // A valid configuration applies after a rejected one.
-    let d = put(&gw, &fill(&gw.template, &b));
-    assert_eq!(d, delta(1, 0, 0, 0, 1), "valid after rejected");
+    put(
+        &gw,
+        &fill(&gw.template, &b),
+        "valid after rejected",
+        delta(1, 0, 0, 0, 1),
+    );
+    // Cannot fail by chance: `put` returned once the reload was counted,
+    // i.e. once every worker had B (so for the `serves` after each valid
+    // `put` below); after a rejected or failed one, no worker changed.
     serves(&b, "valid after a rejected one");
     assert_eq!(gw.dumped_filter().1, b);
     // The same valid content again: skipped.
-    let d = put(&gw, &fill(&gw.template, &b));
-    assert_eq!(d, delta(0, 0, 0, 0, 1), "the same valid content again");
+    let d = put(
+        &gw,
+        &fill(&gw.template, &b),
+        "the same valid content again",
+        delta(0, 0, 0, 0, 1),
+    );
     seen.push(format!("same valid again: {d:?}"));
 
     // The rejected content once more, now after a valid one: rejected
@@ -843,8 +956,12 @@ fn bad_ecds_files_are_rejected_while_serving_goes_on() {
     // configuration failed and does not ask graylane (no new log line from
     // graylane, graylane_config_rejected unchanged).
     let log_before = gw.envoy.log_text().len();
-    let d = put(&gw, &bad_file);
-    assert_eq!(d, delta(1, 1, 1, 0, 0), "a refused configuration again");
+    let d = put(
+        &gw,
+        &bad_file,
+        "a refused configuration again",
+        delta(1, 1, 1, 0, 0),
+    );
     serves(&b, "after a refused configuration again");
     let log = gw.envoy.wait_log("Plugin graylane failed to load");
     let new_log = log.get(log_before..).unwrap_or_default();
@@ -862,8 +979,9 @@ fn bad_ecds_files_are_rejected_while_serving_goes_on() {
     let d = put(
         &gw,
         r#"{"resources": [{"@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig", "name": "graylane""#,
+        "not YAML",
+        delta(0, 1, 0, 1, 0),
     );
-    assert_eq!(d, delta(0, 1, 0, 1, 0), "not YAML");
     assert!(gw
         .envoy
         .wait_log("Filesystem config update failure")
@@ -881,8 +999,7 @@ fn bad_ecds_files_are_rejected_while_serving_goes_on() {
             .map(|(_, r)| r.to_string())
             .unwrap()
     );
-    let d = put(&gw, &two);
-    assert_eq!(d, delta(0, 1, 1, 0, 0), "two resources");
+    let d = put(&gw, &two, "two resources", delta(0, 1, 1, 0, 0));
     assert!(gw
         .envoy
         .wait_log("Unexpected number of resources in ExtensionConfigDS response: 2")
@@ -892,8 +1009,12 @@ fn bad_ecds_files_are_rejected_while_serving_goes_on() {
 
     // And a valid one still applies after all that.
     let c = valid_updates()[1].1.clone();
-    let d = put(&gw, &fill(&gw.template, &c));
-    assert_eq!(d, delta(1, 0, 0, 0, 1));
+    put(
+        &gw,
+        &fill(&gw.template, &c),
+        "a valid configuration after the faults",
+        delta(1, 0, 0, 0, 1),
+    );
     serves(&c, "a valid configuration after the faults");
 
     // A misspelt Envoy field in the filter resource (not in graylane's
@@ -906,8 +1027,7 @@ fn bad_ecds_files_are_rejected_while_serving_goes_on() {
         1,
     );
     assert!(typo.contains("failure_polcy"));
-    let d = put(&gw, &typo);
-    assert_eq!(d, delta(1, 0, 0, 0, 1), "a misspelt Envoy field");
+    let d = put(&gw, &typo, "a misspelt Envoy field", delta(1, 0, 0, 0, 1));
     assert!(gw
         .envoy
         .wait_log("failure_polcy")
@@ -946,8 +1066,14 @@ fn a_rejected_first_configuration_fails_requests_until_a_valid_one_arrives() {
     let r = request(gw.port, "GET", "/", &[]).expect("request");
     assert_eq!(r.status, 500, "{}", r.text());
     // The first valid configuration brings it up.
-    let d = put(&gw, &fill(&gw.template, &gw.initial));
-    assert_eq!(d, delta(1, 0, 0, 0, 1));
+    put(
+        &gw,
+        &fill(&gw.template, &gw.initial),
+        "the first valid configuration",
+        delta(1, 0, 0, 0, 1),
+    );
+    // Cannot fail by chance: `put` returned once the reload was counted,
+    // i.e. once every worker had the configuration.
     assert_eq!(
         backend_of(gw.port, &[("location", "cn-shenzhen")]).as_deref(),
         Some("gray")
@@ -1100,6 +1226,10 @@ fn remote_code_in_ecds_updates_run(warm_up: bool) {
     waits("first configuration", &|| {
         lane_of(&gw, &[("x-release", "r1")]).is_some()
     });
+    // That answer came from one worker; the other has the configuration
+    // too once the reload is counted (see CONFIG_RELOAD): waited for, so
+    // that the next request, on either worker, cannot miss it by chance.
+    gw.envoy.wait_counter(CONFIG_RELOAD, 1);
     assert_eq!(
         lane_of(&gw, &[("x-release", "r1")]).as_deref(),
         Some("blue")
@@ -1108,7 +1238,11 @@ fn remote_code_in_ecds_updates_run(warm_up: bool) {
     // A new module version by an ECDS update: accepted, never fetched, and
     // requests go through WITHOUT the filter (whatever failure_policy
     // says): a forged lane header reaches its route.
-    let d = put(
+    // Accepted. The reload is counted once every worker has the filter
+    // (without its module), which can be well after the file was read:
+    // `put` waits for it, so the requests below cannot meet a worker with
+    // the previous filter by chance.
+    put(
         &gw,
         &with_remote_code(
             &fill(&gw.template, &release(2)),
@@ -1117,14 +1251,10 @@ fn remote_code_in_ecds_updates_run(warm_up: bool) {
             &sha2,
             false,
         ),
+        "a new module by ECDS",
+        delta(1, 0, 0, 0, 1),
     );
-    // Accepted (the reload is counted once the filter is built, which may
-    // be after the file was read).
-    assert_eq!(
-        (d.fail, d.rejected, d.success),
-        (0, 0, 1),
-        "a new module by ECDS"
-    );
+    // Waiting for something NOT to happen (a fetch of v2).
     thread::sleep(Duration::from_secs(2));
     assert_eq!(server.served(), 1, "the new module was fetched");
     let reload_after_new_module = gw.counter(CONFIG_RELOAD);
@@ -1143,6 +1273,7 @@ fn remote_code_in_ecds_updates_run(warm_up: bool) {
         "graylane ran"
     );
     // Back to the module Envoy has (its cache is keyed by sha256): works.
+    // `put` returns once the reload is counted: every worker has it.
     put(
         &gw,
         &with_remote_code(
@@ -1152,10 +1283,15 @@ fn remote_code_in_ecds_updates_run(warm_up: bool) {
             &sha1,
             false,
         ),
+        "back to the cached module",
+        delta(1, 0, 0, 0, 1),
     );
     waits("back to the cached module", &|| {
         lane_of(&gw, &[("x-release", "r3")]).as_deref() == Some("blue")
     });
+    // Cannot fail by chance: every worker has had configuration 3 since
+    // `put` returned (a new connection can no longer reach one with the
+    // filter skipped).
     assert_eq!(
         lane_of(&gw, &[("x-graylane", "gray")]).as_deref(),
         Some("base")
@@ -1179,21 +1315,25 @@ fn remote_code_in_ecds_updates_run(warm_up: bool) {
     assert_eq!(r.status, 500);
     waits("background fetch of v1", &|| server.served() == 1);
     // Applied once the VMs are built from the cached module: the reload
-    // is counted then, not when the file is read.
+    // is counted then, not when the file is read (`put` waits for it, then
+    // checks that it is one reload, no failure).
     let [reloads, fails, ..] = ecds_counters(&gw);
     put(
         &gw,
         &with_remote_code(&fill(&gw.template, &release(2)), sp, "v1.wasm", &sha1, true),
+        "v1 from the cache",
+        delta(1, 0, 0, 0, 1),
     );
     waits("v1 from the cache", &|| {
         lane_of(&gw, &[("x-release", "r2")]).as_deref() == Some("blue")
     });
+    // Cannot fail by chance: `put` waited for the reload, and saw no
+    // further one.
     assert_eq!(gw.counter(CONFIG_RELOAD), reloads + 1, "v1 from the cache");
     assert_eq!(gw.counter(CONFIG_FAIL), fails, "v1 from the cache");
     // A new module: NACKed, the previous configuration keeps serving.
     let v2_file = with_remote_code(&fill(&gw.template, &release(3)), sp, "v2.wasm", &sha2, true);
-    let d = put(&gw, &v2_file);
-    assert_eq!(d, delta(1, 1, 1, 0, 0), "v2 not in the cache");
+    put(&gw, &v2_file, "v2 not in the cache", delta(1, 1, 1, 0, 0));
     assert_eq!(
         lane_of(&gw, &[("x-release", "r2")]).as_deref(),
         Some("blue")
@@ -1204,23 +1344,26 @@ fn remote_code_in_ecds_updates_run(warm_up: bool) {
     );
     waits("background fetch of v2", &|| server.served() == 2);
     // The same file again is skipped (identical to the last one received)...
-    let d = put(&gw, &v2_file);
-    assert_eq!(d, delta(0, 0, 0, 0, 1), "the same file again");
+    put(&gw, &v2_file, "the same file again", delta(0, 0, 0, 0, 1));
     assert_eq!(
         lane_of(&gw, &[("x-release", "r3")]).as_deref(),
         Some("base")
     );
     // ...a changed one applies v2.
     // Applied once the VMs are built from the cached module: the reload
-    // is counted then, not when the file is read.
+    // is counted then, not when the file is read (`put` waits for it).
     let [reloads, fails, ..] = ecds_counters(&gw);
     put(
         &gw,
         &with_remote_code(&fill(&gw.template, &release(4)), sp, "v2.wasm", &sha2, true),
+        "v2 from the cache",
+        delta(1, 0, 0, 0, 1),
     );
     waits("v2 from the cache", &|| {
         lane_of(&gw, &[("x-release", "r4")]).as_deref() == Some("blue")
     });
+    // Cannot fail by chance: `put` waited for the reload, and saw no
+    // further one.
     assert_eq!(gw.counter(CONFIG_RELOAD), reloads + 1, "v2 from the cache");
     assert_eq!(gw.counter(CONFIG_FAIL), fails, "v2 from the cache");
     assert_eq!(server.served(), 2);

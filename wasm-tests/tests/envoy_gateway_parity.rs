@@ -59,6 +59,18 @@ use std::time::{Duration, Instant};
 
 const DIR: &str = "envoy/envoy-gateway";
 
+/// Worker threads of an Envoy of [`Envoy::start`].
+const WORKERS: u64 = 2;
+
+/// Envoy's count of listener versions added to a worker thread: +1 per
+/// worker and per listener (or in-place filter chain) update, counted on
+/// the main thread once that worker has taken the new version (the
+/// worker's completion is posted back to the main thread, which counts it;
+/// `ListenerManagerImpl::addListenerToWorker`). So once it has grown by
+/// [`WORKERS`] after an update, every worker serves new connections with
+/// the new version.
+const LISTENER_CREATED: &str = "listener_manager.listener_create_success";
+
 /// The two ways to apply the recipe: `kubectl apply -f envoy/envoy-gateway/`
 /// (the policy with the code from an OCI image, on the Gateway), and then
 /// `kubectl apply -f envoy/envoy-gateway/over-http/` (the same policy with
@@ -1111,6 +1123,25 @@ fn apply_the_policy_by_lds(warm_up: Option<WarmUp>) {
     // Before the policy: no graylane, a forged tag reaches gray.
     assert_eq!(backend(&[("x-graylane", "gray")]), "svc-a-gray");
     assert_eq!(up.code_fetches.load(Ordering::SeqCst), 0);
+    // Every listener of the bootstrap is on every worker before the update
+    // (workers take them after Envoy reports ready), so that from here on
+    // LISTENER_CREATED moves only by the update.
+    let listeners = envoy.counter("listener_manager.total_listeners_active");
+    let settled = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || match envoy.counter(LISTENER_CREATED) {
+            n if n >= WORKERS * listeners => Ok(n),
+            n => Err(format!("{n}")),
+        },
+    );
+    assert_eq!(
+        settled,
+        Ok(WORKERS * listeners),
+        "{LISTENER_CREATED} for {listeners} listeners on {WORKERS} workers"
+    );
+    let created = WORKERS * listeners;
+    let in_place = envoy.counter("listener_manager.listener_in_place_updated");
 
     // The policy is applied: the listener update, renamed into place.
     let filter = eg_wasm_filter(w, &up.code_url, &up.sha256);
@@ -1118,9 +1149,15 @@ fn apply_the_policy_by_lds(warm_up: Option<WarmUp>) {
     std::fs::write(&tmp, lds_file(&filter, &routes_on)).unwrap();
     let t0 = Instant::now();
     std::fs::rename(&tmp, &lds).unwrap();
+    // Running on a new connection, which went to one of the two workers;
+    // they take the update one after the other, so the wait also requires
+    // that both have it (LISTENER_CREATED moved by WORKERS: counted once a
+    // worker has taken it). The 20 new connections below then cannot
+    // meet the old listener by chance.
     let running = poll(Duration::from_secs(15), Duration::from_millis(20), || {
         if backend(&[("x-graylane", "gray")]) == "svc-a-base"
             && backend(&[("location", "cn-shenzhen")]) == "svc-a-gray"
+            && envoy.counter(LISTENER_CREATED) >= created + WORKERS
         {
             Ok(())
         } else {
@@ -1137,6 +1174,15 @@ fn apply_the_policy_by_lds(warm_up: Option<WarmUp>) {
     );
     let took = t0.elapsed();
     assert_eq!(envoy.counter("listener_manager.lds.update_rejected"), 0);
+    // In place (only the filter chain changed; counted when Envoy takes
+    // the update, before the workers do): a worker swaps its listener's
+    // filter chains in one step, with no second listener that could
+    // still accept with the old ones.
+    assert_eq!(
+        envoy.counter("listener_manager.listener_in_place_updated"),
+        in_place + 1,
+        "an in-place filter chain update"
+    );
     // Envoy keeps remote code by its sha256: after the warm-up listener
     // fetched the same module, the new listener takes it from that cache.
     let fetches = || {
@@ -1150,7 +1196,9 @@ fn apply_the_policy_by_lds(warm_up: Option<WarmUp>) {
         (None, (policy, _)) => assert!(policy >= 1, "the new listener fetched the module"),
         (Some(_), (policy, warm)) => assert_eq!((policy, warm), (0, 1), "from the cache"),
     }
-    // From then on, every new connection runs graylane.
+    // From then on, every new connection runs graylane. Cannot fail by
+    // chance: both workers had the update before these connections were
+    // opened (the wait above).
     for _ in 0..20 {
         assert_eq!(backend(&[("x-graylane", "gray")]), "svc-a-base");
     }
@@ -1178,15 +1226,24 @@ fn apply_the_policy_by_lds(warm_up: Option<WarmUp>) {
     )
     .unwrap();
     std::fs::rename(&tmp, &lds).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while envoy.counter("listener_manager.lds.update_rejected") == rejected {
-        assert!(Instant::now() < deadline, "{}", envoy.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let refused = poll(Duration::from_secs(10), Duration::from_millis(20), || {
+        if envoy.counter("listener_manager.lds.update_rejected") > rejected {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    });
+    assert!(
+        refused.is_ok(),
+        "the listener update not rejected after 10 s:\n{}",
+        envoy.log_text()
+    );
     assert!(
         envoy.log_text().contains("lanez"),
         "the log names the field"
     );
+    // A rejected update reaches no worker: the previous configuration
+    // (on both workers since the wait above) keeps serving.
     for _ in 0..10 {
         assert_eq!(backend(&[("x-graylane", "gray")]), "svc-a-base");
         assert_eq!(backend(&[("location", "cn-shenzhen")]), "svc-a-gray");

@@ -9,7 +9,9 @@
 //! Sizes: `GRAYLANE_FAILOVER_REQUESTS` (default 3000),
 //! `GRAYLANE_FAILOVER_CONNECTIONS` (default 6) and `GRAYLANE_FAILOVER_RATE`
 //! (requests per second, default 500); C[gray] is down from 25 % to 50 % of
-//! the requests. `scripts/soak.sh` runs the full size.
+//! the requests. The load runs at least that many requests, longer when a
+//! phase it must cover took longer (it ends on events, not at a fixed
+//! count). `scripts/soak.sh` runs the full size.
 
 use graylane_wasm_tests::load;
 
@@ -17,6 +19,7 @@ use graylane_wasm_tests::chain::{app, fulllink_config};
 use graylane_wasm_tests::harness::{free_port, poll, request, Envoy, Server};
 use load::{App, AppHandler, AppRequest, Plan, Reply, Target};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,9 +27,17 @@ const GRAY_UP: &str = "A[gray] -> B[base] -> C[gray]";
 const GRAY_DOWN: &str = "A[gray] -> B[base] -> C[base]";
 const BASE: &str = "A[base] -> B[base] -> C[base]";
 
-/// The C[gray] app, killable: answers like the chain's leaf apps.
-fn c_gray() -> AppHandler {
-    Arc::new(|req: &AppRequest| {
+/// The path of sidecar-b's health checks of C[gray].
+const HEALTH_CHECK_PATH: &str = "/healthz";
+
+/// The C[gray] app, killable: answers like the chain's leaf apps, and
+/// counts in `answered` the requests it answers other than health checks
+/// (the load's).
+fn c_gray(answered: Arc<AtomicU64>) -> AppHandler {
+    Arc::new(move |req: &AppRequest| {
+        if req.path != HEALTH_CHECK_PATH {
+            answered.fetch_add(1, Ordering::SeqCst);
+        }
         let body = serde_json::json!({"trace": "C[gray]", "baggage": req.header("baggage")});
         (200, vec![], body.to_string().into_bytes())
     })
@@ -40,6 +51,9 @@ struct FailoverChain {
     edge_port: u16,
     c_gray: Option<App>,
     c_gray_port: u16,
+    /// Requests other than health checks the current C[gray] instance
+    /// answered (from 0 for each instance).
+    c_gray_answered: Arc<AtomicU64>,
     _sidecar_a: Envoy,
     _apps: Vec<Server>,
 }
@@ -63,7 +77,8 @@ impl FailoverChain {
             ports.insert(default, server.port);
             apps.push(server);
         }
-        let c_gray = App::start(c_gray());
+        let c_gray_answered = Arc::new(AtomicU64::new(0));
+        let c_gray = App::start(c_gray(Arc::clone(&c_gray_answered)));
         ports.insert(10132, c_gray.port);
         let start = |file: &str| {
             let mut yaml = fulllink_config(file, &ports);
@@ -81,6 +96,7 @@ impl FailoverChain {
             edge_port: ports[&10100],
             c_gray_port: c_gray.port,
             c_gray: Some(c_gray),
+            c_gray_answered,
             _sidecar_a: sidecar_a,
             _apps: apps,
         }
@@ -104,8 +120,10 @@ impl FailoverChain {
     /// A new C[gray] instance on the same port.
     fn restore_gray(&mut self) {
         let port = self.c_gray_port;
+        let answered = Arc::new(AtomicU64::new(0));
+        self.c_gray_answered = Arc::clone(&answered);
         let app = poll(Duration::from_secs(5), Duration::from_millis(50), || {
-            App::start_on(port, c_gray()).map_err(|e| {
+            App::start_on(port, c_gray(Arc::clone(&answered))).map_err(|e| {
                 eprintln!("rebinding C[gray] on {port}: {e}");
                 e.to_string()
             })
@@ -117,6 +135,21 @@ impl FailoverChain {
 
 fn is_gray_request(i: usize) -> bool {
     i % 5 != 4
+}
+
+/// Requests in a row the load must run for a phase to hold 20 gray ones:
+/// any 25 consecutive indices hold exactly 20 for which
+/// [`is_gray_request`] is true.
+const FOR_20_GRAY: usize = 25;
+
+/// Stops the load when dropped: the load runs until stopped, and a failed
+/// assertion must not leave it running.
+struct StopLoad<'a>(&'a load::Running);
+
+impl Drop for StopLoad<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// Kills and brings back C[gray] under load; every response must be 200 and
@@ -135,7 +168,10 @@ fn gray_goes_to_base_while_its_instances_are_gone_with_no_failed_request() {
     let plan = Plan {
         port: chain.edge_port,
         connections,
-        requests,
+        // Runs until stopped below, once every phase has what it needs;
+        // this bound (ten minutes more at the rate) only ends a load that
+        // nothing stops.
+        requests: requests + rate as usize * 600,
         rate: Some(rate),
         keep_samples: true,
     };
@@ -158,13 +194,48 @@ fn gray_goes_to_base_while_its_instances_are_gone_with_no_failed_request() {
                 .unwrap_or_else(|| r.text())
         }),
     );
+    let stop_load = StopLoad(&load);
     load.wait_done(requests / 4);
     let killed_at = load.now();
     chain.kill_gray();
     let killed = load.now();
+    // Requests from this index on start after `killed` (`Running::started`).
+    let down_from = load.started();
     load.wait_done(requests / 2);
+    // And 25 of them have ended before gray is back: what
+    // `served_by_base_while_down` counts, waited for.
+    load.wait_ended_below(down_from + FOR_20_GRAY);
     let restore_at = load.now();
     chain.restore_gray();
+    // Gray traffic is back once the new C[gray] has answered a request
+    // that started after `restore_at`: it answered more requests than the
+    // ones under way at `restore_at` (one per connection at most) can have
+    // brought it (each at most 1 + 3 retries times). Polled, not hoped for:
+    // the limit only bounds a failing run (`recovery` below is held to 3 s).
+    let before_restore = connections * 4;
+    let answered = poll(Duration::from_secs(60), Duration::from_millis(10), || {
+        let n = chain.c_gray_answered.load(Ordering::SeqCst);
+        if n > before_restore as u64 {
+            Ok(n)
+        } else {
+            Err(format!("the new C[gray] answered {n} requests"))
+        }
+    });
+    if let Err(last) = answered {
+        panic!("gray traffic not back on C[gray] 60 s after it returned: {last}");
+    }
+    // Such a request started before this read, so it is below this index;
+    // once all those ended, it has too: `back` (below) is already past.
+    let answered_below = load.started();
+    load.wait_ended_below(answered_below);
+    // Then the requests after the 500 ms `late` leaves to settle: from
+    // index `late_from` on they start more than 500 ms after `back` (a
+    // sleep lasts at least as long as asked); the load runs 25 of them,
+    // and at least `requests` in all.
+    std::thread::sleep(Duration::from_millis(500));
+    let late_from = load.started();
+    load.wait_ended_below(requests.max(late_from + FOR_20_GRAY));
+    drop(stop_load);
     let report = load.join();
 
     // Counts for the record (printed with --nocapture, or when failing).
@@ -190,7 +261,14 @@ fn gray_goes_to_base_while_its_instances_are_gone_with_no_failed_request() {
     );
     println!("{summary}");
 
-    assert_eq!(report.requests, requests, "{summary}");
+    // Every request handed out ran and was recorded, and at least the
+    // planned number.
+    assert!(report.requests >= requests, "{summary}");
+    assert_eq!(report.samples.len(), report.requests, "{summary}");
+    assert!(
+        report.samples.iter().enumerate().all(|(k, s)| s.index == k),
+        "a request index is missing: {summary}"
+    );
     assert_eq!(
         report.failed(),
         0,
@@ -223,6 +301,9 @@ fn gray_goes_to_base_while_its_instances_are_gone_with_no_failed_request() {
             .count()
     };
     let served_by_base_while_down = gray(killed, restore_at);
+    // Cannot fall short by chance: the 25 requests from index `down_from`
+    // on started after `killed` and had ended before `restore_at` was
+    // read (waited for above); 20 of them are gray.
     assert!(
         served_by_base_while_down >= 20,
         "too few gray requests while gray was down ({served_by_base_while_down}): {summary}"
@@ -248,6 +329,10 @@ fn gray_goes_to_base_while_its_instances_are_gone_with_no_failed_request() {
         .iter()
         .filter(|s| is_gray_request(s.index) && s.start > settled)
         .collect();
+    // Cannot fall short by chance: the 25 requests from index `late_from`
+    // on started after `settled` and ran before the load was stopped
+    // (waited for above); 20 of them are gray. It only keeps the check
+    // below from holding for want of requests.
     assert!(
         late.len() >= 20,
         "too few requests after recovery: {summary}"

@@ -10,8 +10,9 @@ use graylane::engine::bucket;
 use graylane_wasm_tests::configs::{
     bootstrap, h2_cluster, lane_routes, listener_logging_protocol, wasm_filter,
 };
-use graylane_wasm_tests::h2::{grpc_calls, Call, GrpcJob, GrpcServer};
-use graylane_wasm_tests::harness::{free_port, wait_until, Envoy};
+use graylane_wasm_tests::h2::{grpc_calls, run_script, Call, GrpcJob, GrpcServer, METHOD};
+use graylane_wasm_tests::harness::{free_port, poll, scratch_dir, wait_until, Envoy};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// `xxh64("grpc-release:" + id, seed 0) % 10000`, computed with another
@@ -49,6 +50,57 @@ fn assert_split(calls: &[Call]) {
         assert_eq!(c.backend(), *want, "{id} (bucket {want_bucket})");
         assert_eq!(c.initial("x-graylane"), Some(*want), "{id}");
     }
+}
+
+/// A file whose appearance stops a client run ([`grpc_calls_until`]):
+/// created when this drops, at the latest when the test ends, failed
+/// assertions included, so the client never outlives the test.
+struct StopFile(PathBuf);
+
+impl Drop for StopFile {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, b"stop");
+    }
+}
+
+/// [`grpc_calls`] cycling through `job.calls` until `stop` exists (checked
+/// before each call: the call under way then is finished and returned), or
+/// `job.repeat_for` has passed (a backstop for a test process that is
+/// killed before it creates `stop`).
+fn grpc_calls_until(job: &GrpcJob<'_>, stop: &Path) -> Vec<Call> {
+    let json = serde_json::json!({
+        "port": job.port,
+        "authority": job.authority,
+        "method": METHOD,
+        "calls": job.calls,
+        "repeat_for": job.repeat_for.map(|d| d.as_secs_f64()),
+        "stop_file": stop.display().to_string(),
+        "pause": job.pause.map(|d| d.as_secs_f64()).unwrap_or(0.0),
+    });
+    let out = run_script("grpc_client.py", &json);
+    let pairs = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                (
+                    m[0].as_str().unwrap_or_default().to_string(),
+                    m[1].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    out.as_array()
+        .expect("a list of calls")
+        .iter()
+        .map(|c| Call {
+            t: c["t"].as_f64().unwrap_or(0.0),
+            code: c["code"].as_str().unwrap_or_default().to_string(),
+            details: c["details"].as_str().unwrap_or_default().to_string(),
+            initial_metadata: pairs(&c["initial_metadata"]),
+            response: c["response"].clone(),
+        })
+        .collect()
 }
 
 fn split_calls() -> Vec<Vec<(&'static str, &'static str)>> {
@@ -181,7 +233,7 @@ fn failover_clusters(gray_port: u16) -> String {
         clusters: [g-gray-pods, g-base]
     circuit_breakers: {{ thresholds: [ {{ max_retries: 1000 }} ] }}{}
     health_checks:
-    - timeout: 0.5s
+    - timeout: 2s
       interval: 0.2s
       no_traffic_interval: 0.2s
       unhealthy_threshold: 1
@@ -270,33 +322,62 @@ fn grpc_at_a_trusting_hop_and_fallback_when_the_lane_is_down() {
     assert_split(split);
 
     // Gray goes down while gray calls keep coming: every call is OK, and
-    // once base answers them, gray never does again.
-    let calls = std::thread::scope(|s| {
-        let running = s.spawn(|| {
-            grpc_calls(&GrpcJob {
-                repeat_for: Some(Duration::from_secs(3)),
-                pause: Some(Duration::from_millis(10)),
-                ..job(vec![vec![("baggage", "lane=gray,tenant=t1")]])
-            })
+    // once base answers them, gray never does again. The client runs until
+    // told to stop, after the events the counts below need, not for a
+    // fixed time: no load on the machine can make them fall short.
+    let base_rq = "cluster.g-base.upstream_rq_total";
+    let (calls, base_rq_since_kill) = std::thread::scope(|s| {
+        let stop = StopFile(scratch_dir("grpc-stop").join("stop"));
+        let stop_path = stop.0.clone();
+        let running = s.spawn(move || {
+            grpc_calls_until(
+                &GrpcJob {
+                    // Only a backstop: `stop` ends the run.
+                    repeat_for: Some(Duration::from_secs(600)),
+                    pause: Some(Duration::from_millis(10)),
+                    ..job(vec![vec![("baggage", "lane=gray,tenant=t1")]])
+                },
+                &stop_path,
+            )
         });
         // Ten gray calls answered by gray first (the client takes a while
-        // to start).
+        // to start; the limit only bounds a failing run).
         let before = 4 + SPLIT_TABLE.len() as u64 + 10;
         wait_until(
             "gray calls under way",
-            Duration::from_secs(10),
+            Duration::from_secs(60),
             Duration::from_millis(10),
             || envoy.counter("http.hop.downstream_rq_2xx") >= before,
         );
+        // From here on only the client's gray calls reach g-base (the
+        // earlier base calls are done: each returned before the client
+        // started; g-base has no health checks).
+        let base_before = envoy.counter(base_rq);
         gray.kill();
-        running.join().expect("client")
+        // Twenty requests to base since the kill: the calls fell back. The
+        // limit only bounds a failing run (they take well under a second).
+        let rose = poll(Duration::from_secs(60), Duration::from_millis(50), || {
+            let now = envoy.counter(base_rq);
+            if now >= base_before + 20 {
+                Ok(now - base_before)
+            } else {
+                Err(format!(
+                    "{base_rq} rose by {} since gray was killed",
+                    now.saturating_sub(base_before)
+                ))
+            }
+        });
+        drop(stop);
+        let calls = running.join().expect("client");
+        (calls, rose)
     });
     let failed: Vec<&Call> = calls.iter().filter(|c| c.code != "OK").collect();
     let by_gray = calls.iter().filter(|c| c.backend() == "gray").count();
     let by_base = calls.iter().filter(|c| c.backend() == "base").count();
     let summary = format!(
         "{} calls while gray went down: {by_gray} answered by gray, {by_base} by base, {} failed \
-         (retries {}, health check failures {}, ejections {})",
+         (g-base requests since the kill {base_rq_since_kill:?}, retries {}, health check \
+         failures {}, ejections {})",
         calls.len(),
         failed.len(),
         envoy.counter("cluster.g-gray.upstream_rq_retry"),
@@ -304,7 +385,17 @@ fn grpc_at_a_trusting_hop_and_fallback_when_the_lane_is_down() {
         envoy.counter("cluster.g-gray-pods.outlier_detection.ejections_enforced_total"),
     );
     println!("{summary}");
+    if let Err(last) = &base_rq_since_kill {
+        panic!("{last} after 60 s: {summary}");
+    }
     assert!(failed.is_empty(), "{summary}: {failed:?}");
+    // Neither count is left to chance: the client stopped only after Envoy
+    // had answered ten gray calls before the kill (gray was up: each went
+    // to gray) and sent `base_rq_since_kill` >= 20 requests to base after
+    // it, all made by this client's calls (nothing else calls g-base then)
+    // and each answered there (base is up: no attempt on it fails, so
+    // none is retried). The client returns every call it made, the one
+    // under way when it saw the stop file included.
     assert!(by_gray >= 10 && by_base >= 20, "{summary}");
     assert_eq!(by_gray + by_base, calls.len(), "{summary}");
     let first_base = calls

@@ -17,13 +17,25 @@ use graylane_wasm_tests::load;
 use graylane_wasm_tests::examples::{
     self, backend_in, backend_of, fill_plugin as fill, split_plugin,
 };
-use graylane_wasm_tests::harness::{free_port, scratch_dir, wait_until, wasm_path, Envoy};
+use graylane_wasm_tests::harness::{free_port, poll, scratch_dir, wait_until, wasm_path, Envoy};
 use load::{Plan, Reply, Target};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
+
+/// Worker threads of the gateway's Envoy.
+const WORKERS: u64 = 2;
+
+/// Envoy's count of listener versions added to a worker thread: +1 per
+/// worker and per listener (or in-place filter chain) update, counted on
+/// the main thread once that worker has taken the new version (the
+/// worker's completion is posted back to the main thread, which counts it;
+/// `ListenerManagerImpl::addListenerToWorker`). So once it has grown by
+/// [`WORKERS`] after an update, every worker serves new connections with
+/// the new version.
+const LISTENER_CREATED: &str = "listener_manager.listener_create_success";
 
 /// The committed example (`envoy/reload/`), moved to free ports, with its
 /// listener file in a scratch directory.
@@ -66,7 +78,7 @@ impl ReloadGateway {
         // The listener file must exist when Envoy starts.
         std::fs::write(&lds, fill(&template, &initial)).expect("write listeners");
         let gw = ReloadGateway {
-            envoy: Envoy::start_with(&bootstrap, &[], 2),
+            envoy: Envoy::start_with(&bootstrap, &[], WORKERS as u32),
             port,
             lds,
             template,
@@ -153,6 +165,34 @@ fn wait_for(what: &str, limit: Duration, ok: impl FnMut() -> bool) -> Duration {
     wait_until(what, limit, Duration::from_millis(10), ok)
 }
 
+/// How long the load may take to finish a batch of requests it is waited
+/// for by count, beyond its schedule: the load is paced (request `i` is
+/// due at `i / rate` s) on local connections to an Envoy that answers in
+/// milliseconds, so only a process stalled for a minute misses this.
+const LOAD_SLACK: Duration = Duration::from_secs(60);
+
+/// Waits until the load has finished `n` requests in all: a phase of the
+/// test measured in requests, not in time, so that a slow or busy machine
+/// makes it last longer instead of making it smaller. Fails if the load
+/// ended first (it is bounded far beyond what the test needs) or after
+/// `n / rate` s plus [`LOAD_SLACK`].
+fn wait_requests(load: &load::Running, n: usize, rate: f64) {
+    let limit = Duration::from_secs_f64(n as f64 / rate) + LOAD_SLACK;
+    let reached = poll(limit, Duration::from_millis(5), || {
+        let done = load.done();
+        if done >= n {
+            Ok(())
+        } else if load.finished() {
+            panic!("the load ended after {done} requests, before {n}");
+        } else {
+            Err(format!("{done} requests done, waiting for {n}"))
+        }
+    });
+    if let Err(last) = reached {
+        panic!("{last} after {limit:?}");
+    }
+}
+
 #[test]
 fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
     let swaps = load::env_usize("GRAYLANE_RELOAD_SWAPS", 10);
@@ -172,8 +212,10 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
     let plan = Plan {
         port: gw.port,
         connections: 4,
-        // Bounded; in practice the load is stopped when the swaps are done.
-        requests: (rate * 120.0) as usize,
+        // Bounded (10 minutes at the rate: far beyond what the swaps take,
+        // so that it cannot end before them); in practice the load is
+        // stopped when the swaps are done.
+        requests: (rate * 600.0) as usize,
         rate: Some(rate),
         keep_samples: false,
     };
@@ -193,15 +235,28 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
         }),
     );
     // Some load on the first configuration.
-    load.wait_done(200);
+    wait_requests(&load, 200, rate);
+    // Each swap's phase: as many requests as half a second of the load.
+    let per_swap = ((rate * 0.5) as usize).max(100);
 
     let counter = |n: &str| gw.envoy.counter(n);
+    // Every listener of the bootstrap is on every worker before the first
+    // swap (workers take them after Envoy reports ready), so that from
+    // here on LISTENER_CREATED moves only by the swaps.
+    let listeners = counter("listener_manager.total_listeners_active");
+    wait_for(
+        "the listeners on every worker",
+        Duration::from_secs(10),
+        || counter(LISTENER_CREATED) >= WORKERS * listeners,
+    );
+    assert_eq!(counter(LISTENER_CREATED), WORKERS * listeners);
     // From the first accepted swap on, no configuration has the first one's
     // blue rule: a new connection must get base for `x-release: r0` on
     // every probe until the end (the load's own keep-alive connections may
     // keep the old filter chain while Envoy drains them, so they cannot
     // tell). Started once the first swap is in effect.
     let probe_stop = Arc::new(AtomicBool::new(false));
+    let probes_done = Arc::new(AtomicUsize::new(0));
     let mut prober: Option<thread::JoinHandle<(usize, Vec<String>)>> = None;
     let mut current = 0usize; // the valid configuration in effect
     let mut applied = Vec::new();
@@ -210,6 +265,8 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
         let before_success = counter("listener_manager.lds.update_success");
         let before_rejected = counter("listener_manager.lds.update_rejected");
         let before_config_rejected = counter("wasmcustom.graylane.config_rejected");
+        let before_created = counter(LISTENER_CREATED);
+        let before_in_place = counter("listener_manager.listener_in_place_updated");
         let log_before = gw.envoy.log_text().len();
         if n % 3 == 0 {
             let (json, path) = invalid(n / 3 - 1);
@@ -251,6 +308,29 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
                         == Some("blue")
                 },
             );
+            // That new connection went to one of the two workers, which
+            // take the update one after the other: the other one may still
+            // hand new connections the old configuration. Wait until both
+            // have it (LISTENER_CREATED moved by WORKERS: counted once a
+            // worker has taken it), so that the check below and the prober
+            // cannot meet the old configuration by chance. The update is
+            // in place (only the filter chain changed; counted by Envoy as
+            // soon as it takes the update, before the workers do): a worker
+            // swaps its listener's filter chains in one step, and has no
+            // second listener that could still accept with the old ones.
+            assert_eq!(
+                counter("listener_manager.listener_in_place_updated"),
+                before_in_place + 1,
+                "swap {n}: an in-place filter chain update"
+            );
+            wait_for(
+                &format!("swap {n}: configuration {k} on every worker"),
+                Duration::from_secs(10),
+                || counter(LISTENER_CREATED) >= before_created + WORKERS,
+            );
+            // Cannot fail by chance: this new connection is accepted after
+            // both workers took configuration k (the wait above), and every
+            // later configuration is rejected or has no r{current} rule.
             assert_eq!(
                 backend_of(gw.port, &[("x-release", &format!("r{current}"))]).as_deref(),
                 Some("base"),
@@ -260,7 +340,8 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
             current = k;
             applied.push(took);
             if prober.is_none() {
-                let (port, stop) = (gw.port, Arc::clone(&probe_stop));
+                let (port, stop, done) =
+                    (gw.port, Arc::clone(&probe_stop), Arc::clone(&probes_done));
                 prober = Some(thread::spawn(move || {
                     let (mut probes, mut wrong) = (0usize, Vec::new());
                     while !stop.load(Ordering::SeqCst) {
@@ -269,14 +350,18 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
                         if got.as_deref() != Some("base") && wrong.len() < 10 {
                             wrong.push(format!("probe {probes}: r0 -> {got:?}"));
                         }
+                        done.store(probes, Ordering::SeqCst);
+                        // Pacing (a probe every 50 ms), not a wait for an
+                        // event.
                         thread::sleep(Duration::from_millis(50));
                     }
                     (probes, wrong)
                 }));
             }
         }
-        // Let the load run on each configuration for a moment.
-        thread::sleep(Duration::from_millis(500));
+        // Let the load run on each configuration for a while: counted in
+        // requests, so that a busy machine cannot shorten it.
+        wait_requests(&load, load.done() + per_swap, rate);
     }
     // An invalid configuration identical to one already rejected: Envoy
     // rejects the listener update again, without asking graylane. Observed
@@ -319,24 +404,41 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
         "after a repeated invalid swap, the previous configuration no longer serves"
     );
     assert!(!load.finished(), "the load ended before the last swap");
-    thread::sleep(Duration::from_millis(300));
+    // Some load on the last configuration (counted, as for every swap).
+    wait_requests(&load, load.done() + per_swap, rate);
     load.stop();
     let report = load.join();
+    // The prober's share, counted too: at least 10 probes (one every
+    // 50 ms; normally many more have run by now).
+    let probing = poll(LOAD_SLACK, Duration::from_millis(10), || match probes_done
+        .load(Ordering::SeqCst)
+    {
+        p if p >= 10 => Ok(()),
+        p => Err(format!("{p} probes")),
+    });
+    if let Err(last) = probing {
+        panic!("the prober made only {last} in {LOAD_SLACK:?}");
+    }
     probe_stop.store(true, Ordering::SeqCst);
     let (probes, wrong_probes) = prober
         .expect("a valid swap started the prober")
         .join()
         .expect("prober");
+    // Cannot fail by chance: the prober started once both workers had the
+    // first accepted configuration (see LISTENER_CREATED above), and no
+    // later configuration has an r0 rule.
     assert!(
         wrong_probes.is_empty(),
         "the first configuration's rule still served new connections after the first swap: {wrong_probes:?}"
     );
+    // Cannot fail by chance: the prober was waited for until it had made
+    // 10 probes (the count checks that wait).
     assert!(probes >= 10, "only {probes} probes on new connections");
 
     let ms = |d: &Duration| format!("{:.0}", d.as_secs_f64() * 1000.0);
     let summary = format!(
         "reload: {}; {} valid swaps in effect after {} ms; {} invalid swaps rejected after {} ms; \
-         lds update_success {} update_rejected {}, graylane config_accepted {} config_rejected {}; \
+         lds update_success {} update_rejected {} (in place {}), graylane config_accepted {} config_rejected {}; \
          a repeat of the first invalid configuration rejected too (graylane consulted: {}); \
          r0 on {} new connections after the first swap: base every time; r0 on the load's \
          connections: {} blue (old filter chain), {} base",
@@ -351,6 +453,7 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
             .join("/"),
         counter("listener_manager.lds.update_success"),
         counter("listener_manager.lds.update_rejected"),
+        counter("listener_manager.listener_in_place_updated"),
         counter("wasmcustom.graylane.config_accepted"),
         counter("wasmcustom.graylane.config_rejected"),
         repeat_counted_by_graylane,
@@ -367,5 +470,10 @@ fn config_swaps_under_load_apply_or_are_rejected_with_no_failed_request() {
             .all(|l| l.starts_with("ok ") || l.starts_with("r0 -> ")),
         "{summary}"
     );
+    // Cannot fail by chance: the phases are counted in requests (200
+    // before the first swap, then `per_swap` >= 100 after each of the
+    // swaps and before the end), so the load made at least
+    // 200 + 100 * (swaps + 1) requests: 1300 with the default 10 swaps
+    // (2950 at the default rate).
     assert!(report.requests >= 1000, "{summary}");
 }
