@@ -195,6 +195,12 @@ fn open_world(path: &Path, view: View) -> Result<(World<'static>, String), (View
 
 /// `graylane rollout PLAN`.
 pub fn start(path: &Path, json: bool) -> i32 {
+    drive_plan(path, json, start_in)
+}
+
+/// Opens the plan's world and runs `f` in it while this process holds the
+/// claim on the plan (a second process driving it is refused).
+fn drive_plan(path: &Path, json: bool, f: fn(World<'static>, &str) -> i32) -> i32 {
     let (world, digest) = match open_world(path, View::new(json)) {
         Ok(w) => w,
         Err((view, e)) => return bad(&view, &e),
@@ -204,7 +210,7 @@ pub fn start(path: &Path, json: bool) -> i32 {
         Ok(c) => c,
         Err(e) => return bad(&world.view, &e),
     };
-    let code = start_in(world, &digest);
+    let code = f(world, &digest);
     drop(claim);
     files.unclaim_if_over();
     code
@@ -221,19 +227,7 @@ pub fn start_in(world: World<'_>, digest: &str) -> i32 {
 
 /// `graylane rollout resume PLAN` (and `promote` of a stopped rollout).
 pub fn resume(path: &Path, json: bool) -> i32 {
-    let (world, digest) = match open_world(path, View::new(json)) {
-        Ok(w) => w,
-        Err((view, e)) => return bad(&view, &e),
-    };
-    let files = Files::of(&world.plan.path);
-    let claim = match files.claim() {
-        Ok(c) => c,
-        Err(e) => return bad(&world.view, &e),
-    };
-    let code = resume_in(world, &digest);
-    drop(claim);
-    files.unclaim_if_over();
-    code
+    drive_plan(path, json, resume_in)
 }
 
 /// [`resume`] in a given world.

@@ -226,12 +226,19 @@ pub struct GrpcJob<'a> {
 
 /// Runs the gRPC client (`py/grpc_client.py`) on one channel.
 pub fn grpc_calls(job: &GrpcJob<'_>) -> Vec<Call> {
+    grpc_calls_stopped_by(job, None)
+}
+
+/// [`grpc_calls`], ending (after the call under way) once `stop_file`
+/// exists, when given; `repeat_for` is then only a backstop.
+pub fn grpc_calls_stopped_by(job: &GrpcJob<'_>, stop_file: Option<&std::path::Path>) -> Vec<Call> {
     let json = serde_json::json!({
         "port": job.port,
         "authority": job.authority,
         "method": METHOD,
         "calls": job.calls,
         "repeat_for": job.repeat_for.map(|d| d.as_secs_f64()),
+        "stop_file": stop_file.map(|p| p.display().to_string()),
         "pause": job.pause.map(|d| d.as_secs_f64()).unwrap_or(0.0),
     });
     let out = run_script("grpc_client.py", &json);

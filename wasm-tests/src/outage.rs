@@ -618,3 +618,49 @@ pub fn check_return(
     );
     returned_after
 }
+
+/// The sizes of the fallback tests' phases.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// The lane endpoint's base ejection time.
+    pub ejection: Duration,
+    /// Requests of each kind in an outage phase, at least.
+    pub per_kind_outage: usize,
+    /// Requests of each kind in the other phases.
+    pub per_kind: usize,
+}
+
+/// Phases 3b and 4 of the fallback tests, once every gray endpoint answers
+/// 500 (`failing` set) and Envoy has it: the phase lasts until two
+/// ejections are seen (`answered_5xx` above `before`) and ends while gray
+/// is still ejected ([`end_while_ejected`]); then gray recovers
+/// ([`recover`]). The first ejection seen, and phase 3b's ejections.
+pub fn erroring_then_recovering(
+    phases: &mut Phases,
+    answered_5xx: &Counter,
+    before: Seen,
+    failing: &AtomicBool,
+    gray: &load::App,
+    sizes: Sizes,
+) -> (Seen, Ejected) {
+    phases.begin();
+    let first = answered_5xx.wait_above(&before);
+    let second = answered_5xx.wait_above(&first);
+    let erroring = end_while_ejected(
+        phases,
+        "3b every gray endpoint answers 500",
+        answered_5xx,
+        second,
+        sizes.ejection,
+        sizes.per_kind_outage,
+    );
+    recover(
+        phases,
+        "4 gray comes back",
+        failing,
+        gray,
+        &erroring,
+        sizes.per_kind,
+    );
+    (first, erroring)
+}

@@ -41,7 +41,7 @@ use graylane_wasm_tests::load::{self, App};
 use graylane_wasm_tests::manifests::{apiextensions_json, objects_in, Object};
 use graylane_wasm_tests::outage::{
     self, bursts, check_outage, check_return, describe_bursts, end_while_ejected, failed, in_lane,
-    recover, version_app, wait_hosts, Counter, Phase, Phases, LATENCY,
+    version_app, wait_hosts, Counter, Phase, Phases, LATENCY,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -437,27 +437,20 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_envoy_gateways_shape()
     let before_3b = answered_5xx.now();
     set_endpoints(&eds_dir, LANE, &[(&[gray.port], 0), (&[base.port], 1)]);
     wait_hosts(&envoy, LANE, &[gray.port, base.port]);
-    phases.begin();
-    let first_3b = answered_5xx.wait_above(&before_3b);
-    let second_3b = answered_5xx.wait_above(&first_3b);
-    let erroring = end_while_ejected(
-        &mut phases,
-        "3b every gray endpoint answers 500",
-        &answered_5xx,
-        second_3b,
-        EJECTION_TIME,
-        PER_KIND_OUTAGE,
-    );
     // (4) gray recovers; its ejection ends by itself. The recovery comes
-    // while gray is still ejected (see `end_while_ejected`), so no request
-    // that reaches gray before it counts towards another ejection.
-    recover(
+    // while gray is still ejected (see `outage::end_while_ejected`), so no
+    // request that reaches gray before it counts towards another ejection.
+    let (first_3b, erroring) = outage::erroring_then_recovering(
         &mut phases,
-        "4 gray comes back",
+        &answered_5xx,
+        before_3b,
         &gray_failing,
         &gray,
-        &erroring,
-        PER_KIND,
+        outage::Sizes {
+            ejection: EJECTION_TIME,
+            per_kind_outage: PER_KIND_OUTAGE,
+            per_kind: PER_KIND,
+        },
     );
     let phases = std::mem::take(&mut phases.list);
     running.stop();

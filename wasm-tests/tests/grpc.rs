@@ -10,7 +10,7 @@ use graylane::engine::bucket;
 use graylane_wasm_tests::configs::{
     bootstrap, h2_cluster, lane_routes, listener_logging_protocol, wasm_filter,
 };
-use graylane_wasm_tests::h2::{grpc_calls, run_script, Call, GrpcJob, GrpcServer, METHOD};
+use graylane_wasm_tests::h2::{grpc_calls, grpc_calls_stopped_by, Call, GrpcJob, GrpcServer};
 use graylane_wasm_tests::harness::{free_port, poll, scratch_dir, wait_until, Envoy};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,39 +68,7 @@ impl Drop for StopFile {
 /// `job.repeat_for` has passed (a backstop for a test process that is
 /// killed before it creates `stop`).
 fn grpc_calls_until(job: &GrpcJob<'_>, stop: &Path) -> Vec<Call> {
-    let json = serde_json::json!({
-        "port": job.port,
-        "authority": job.authority,
-        "method": METHOD,
-        "calls": job.calls,
-        "repeat_for": job.repeat_for.map(|d| d.as_secs_f64()),
-        "stop_file": stop.display().to_string(),
-        "pause": job.pause.map(|d| d.as_secs_f64()).unwrap_or(0.0),
-    });
-    let out = run_script("grpc_client.py", &json);
-    let pairs = |v: &serde_json::Value| -> Vec<(String, String)> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .map(|m| {
-                (
-                    m[0].as_str().unwrap_or_default().to_string(),
-                    m[1].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
-    };
-    out.as_array()
-        .expect("a list of calls")
-        .iter()
-        .map(|c| Call {
-            t: c["t"].as_f64().unwrap_or(0.0),
-            code: c["code"].as_str().unwrap_or_default().to_string(),
-            details: c["details"].as_str().unwrap_or_default().to_string(),
-            initial_metadata: pairs(&c["initial_metadata"]),
-            response: c["response"].clone(),
-        })
-        .collect()
+    grpc_calls_stopped_by(job, Some(stop))
 }
 
 fn split_calls() -> Vec<Vec<(&'static str, &'static str)>> {

@@ -42,7 +42,7 @@ use graylane_wasm_tests::load::App;
 use graylane_wasm_tests::manifests::jsonpb_struct_json;
 use graylane_wasm_tests::outage::{
     self, bursts, check_outage, check_return, describe_bursts, end_while_ejected, failed, in_lane,
-    recover, start_load, version_app, Counter, Phase, Phases, LATENCY,
+    start_load, version_app, Counter, Phase, Phases, LATENCY,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -642,28 +642,20 @@ fn a_lane_without_healthy_endpoints_falls_back_to_base_in_istios_shape() {
     let before_3b = answered_5xx.now();
     set_endpoints(&eds_dir, "gray", &[gray.port]);
     wait_hosts(&envoy, "gray", &[gray.port]);
-    phases.begin();
-    let first_3b = answered_5xx.wait_above(&before_3b);
-    let second_3b = answered_5xx.wait_above(&first_3b);
-    let erroring = end_while_ejected(
+    // (4) gray recovers; its ejection ends by itself. The recovery comes
+    // while gray is still ejected (see `outage::end_while_ejected`), so no
+    // request that reaches gray before it counts towards another ejection.
+    let (first_3b, erroring) = outage::erroring_then_recovering(
         &mut phases,
-        "3b every gray endpoint answers 500",
         &answered_5xx,
-        second_3b,
-        EJECTION_TIME,
-        PER_KIND_OUTAGE,
-    );
-    // (4) gray recovers: it answers again; its ejection ends by itself. The
-    // recovery comes while gray is still ejected (see `end_while_ejected`),
-    // so no request that reaches gray before it counts towards another
-    // ejection.
-    recover(
-        &mut phases,
-        "4 gray comes back",
+        before_3b,
         &gray_failing,
         &gray,
-        &erroring,
-        PER_KIND,
+        outage::Sizes {
+            ejection: EJECTION_TIME,
+            per_kind_outage: PER_KIND_OUTAGE,
+            per_kind: PER_KIND,
+        },
     );
     let phases = std::mem::take(&mut phases.list);
     running.stop();

@@ -619,6 +619,42 @@ fn assert_every_request_follows_the_rule(out: &Outcome, sent: &[Sent]) {
     }
 }
 
+/// Sticky: a user once sent to gray is sent to gray ever after (the
+/// percent only grows). Only around a delivery may an Envoy worker that has
+/// not swapped yet still send them to base: within [`SWAP`] of it.
+fn assert_sticky(sent: &[Sent]) {
+    let mut by_time: Vec<&Sent> = sent.iter().collect();
+    by_time.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let mut admitted_at: std::collections::BTreeMap<&str, f64> = Default::default();
+    for s in by_time {
+        if let Some(first) = admitted_at.get(s.user.as_str()) {
+            assert!(
+                s.backend == "gray" || s.at < first + SWAP,
+                "{} was admitted at {first:.2} and sent to {} at {:.2}: it left the lane",
+                s.user,
+                s.backend,
+                s.at
+            );
+        } else if s.backend == "gray" {
+            admitted_at.insert(&s.user, s.at);
+        }
+    }
+}
+
+/// After the rollback's `deliver` event (and [`SWAP`]), no request went
+/// to gray.
+fn assert_none_to_gray_after(rollback: &Value, sent: &[Sent]) {
+    let at = rollback["time"].as_f64().unwrap();
+    let late = sent
+        .iter()
+        .filter(|s| s.at > at + SWAP && s.backend == "gray")
+        .count();
+    assert_eq!(
+        late, 0,
+        "requests reached gray after the rollback {rollback}"
+    );
+}
+
 /// The requests sent while `percent` (the `i`-th delivery) may have been
 /// in force.
 fn sent_during<'s>(out: &Outcome, sent: &'s [Sent], i: usize) -> (f64, Vec<&'s Sent>) {
@@ -700,25 +736,7 @@ fn healthy_lane_is_promoted_step_by_step_and_sticky() {
             "{percent} %: the bucket rule admits {share:.2} % of the 5,000 ids"
         );
     }
-    // Sticky: a user once sent to gray is sent to gray ever after (the
-    // percent only grows). Only around a delivery may an Envoy worker that
-    // has not swapped yet still send them to base: within SWAP of it.
-    let mut by_time: Vec<&Sent> = sent.iter().collect();
-    by_time.sort_by(|a, b| a.at.total_cmp(&b.at));
-    let mut admitted_at: std::collections::BTreeMap<&str, f64> = Default::default();
-    for s in by_time {
-        if let Some(first) = admitted_at.get(s.user.as_str()) {
-            assert!(
-                s.backend == "gray" || s.at < first + SWAP,
-                "{} was admitted at {first:.2} and sent to {} at {:.2}",
-                s.user,
-                s.backend,
-                s.at
-            );
-        } else if s.backend == "gray" {
-            admitted_at.insert(&s.user, s.at);
-        }
-    }
+    assert_sticky(&sent);
     print_windows("healthy lane", &out);
     for w in out.windows() {
         eprintln!(
@@ -796,12 +814,7 @@ fn failing_lane_is_rolled_back() {
         windows.len(),
         judged.len()
     );
-    let rollback_at = out.of("deliver").last().unwrap()["time"].as_f64().unwrap();
-    let late = sent
-        .iter()
-        .filter(|s| s.at > rollback_at + SWAP && s.backend == "gray")
-        .count();
-    assert_eq!(late, 0, "requests reached gray after the rollback");
+    assert_none_to_gray_after(out.of("deliver").last().unwrap(), &sent);
 }
 
 /// Slow lane: 100 ms more on gray. The latency check (p99 at most 1.5 x
@@ -1615,23 +1628,7 @@ fn killed_right_after_a_delivery_resume_finishes_it_forward() {
     // The first run was killed before it could announce 25 %.
     assert_eq!(all.delivered(), vec![5.0, 25.0, 50.0, 100.0]);
     assert_every_request_follows_the_rule(&all, &sent);
-    let mut by_time: Vec<&Sent> = sent.iter().collect();
-    by_time.sort_by(|a, b| a.at.total_cmp(&b.at));
-    let mut admitted_at: std::collections::BTreeMap<&str, f64> = Default::default();
-    for s in by_time {
-        match admitted_at.get(s.user.as_str()) {
-            Some(first) => assert!(
-                s.backend == "gray" || s.at < first + SWAP,
-                "{} left the lane at {:.2}",
-                s.user,
-                s.at
-            ),
-            None if s.backend == "gray" => {
-                admitted_at.insert(&s.user, s.at);
-            }
-            None => {}
-        }
-    }
+    assert_sticky(&sent);
 }
 
 /// SIGKILL right after a rollback was decided (recorded), before it was
@@ -1663,12 +1660,7 @@ fn killed_right_after_a_rollback_decision_resume_delivers_it() {
         resumed.windows().is_empty(),
         "no window judged after the decision"
     );
-    let rollback_at = resumed.of("deliver")[0]["time"].as_f64().unwrap();
-    let late = sent
-        .iter()
-        .filter(|s| s.at > rollback_at + SWAP && s.backend == "gray")
-        .count();
-    assert_eq!(late, 0, "requests reached gray after the rollback");
+    assert_none_to_gray_after(resumed.of("deliver")[0], &sent);
 }
 
 /// Two gateways in two waves: each step goes to the first gateway, is
