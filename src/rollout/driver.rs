@@ -677,14 +677,19 @@ impl<'w> Run<'w> {
             p.percent,
             self.w.targets.describe(i)
         );
-        let r = reason.clone();
-        let _ = self.update(|s| {
-            s.pending = None;
-            s.status = Status::Paused;
-            s.reason = Some(r.clone());
-            s.pid = None;
-        });
-        bad(&self.w.view, &reason)
+        // The decision stays pending: `resume` delivers it again.
+        if self.state.is_open() {
+            let r = reason.clone();
+            let _ = self.update(|s| {
+                s.status = Status::Paused;
+                s.reason = Some(r.clone());
+                s.pid = None;
+            });
+        }
+        bad(
+            &self.w.view,
+            &format!("{reason}; `graylane rollout resume` delivers it again"),
+        )
     }
 
     /// The rollout ended by another command (`abort`): its own delivery of

@@ -51,6 +51,8 @@ struct Sim {
     /// Run once under the lock of the n-th target write, before `go`.
     on_deliver: Hook,
     delivers: Cell<usize>,
+    /// The next write to this target fails (once).
+    fail_target: Cell<Option<usize>>,
 }
 
 impl Sim {
@@ -70,6 +72,7 @@ impl Sim {
             updates: Cell::new(0),
             on_deliver: RefCell::new(None),
             delivers: Cell::new(0),
+            fail_target: Cell::new(None),
         })
     }
 
@@ -141,6 +144,10 @@ impl Targets for FakeTargets {
         let rendered = compose(&held, LANE, percent).map_err(TargetError::Failed)?;
         if !go() {
             return Err(TargetError::Stopped);
+        }
+        if self.0.fail_target.get() == Some(i) {
+            self.0.fail_target.set(None);
+            return Err(TargetError::Failed("apply failed".into()));
         }
         self.0.targets.borrow_mut()[i] = rendered.config.clone();
         self.0.writes.borrow_mut().push((i, percent));
@@ -634,4 +641,38 @@ fn a_deadline_resume_keeps_the_run_of_failures() {
         analysis::gate_from(&[Fail, Insufficient, Insufficient], 2, &g),
         Action::Extend
     );
+}
+
+/// A target that fails to take a step: the targets already changed get the
+/// previous percent back, the rollout stops with exit 2 and the decision
+/// stays pending; `resume` delivers it and goes on.
+#[test]
+fn a_failed_delivery_puts_the_previous_percent_back_and_resume_retries_it() {
+    let plan = plan(2, "");
+    let sim = Sim::new(2, 0.0, 0.0);
+    let s2 = Rc::clone(&sim);
+    // Step 2's write to the second target fails.
+    *sim.on_snapshot.borrow_mut() = Some((2, Box::new(move || s2.fail_target.set(Some(1)))));
+    assert_eq!(start_in(world(&sim, &plan, None), "digest"), EXIT_BAD);
+    assert_eq!(written(&sim, 0), vec![10.0, 50.0, 10.0], "put back");
+    assert_eq!(written(&sim, 1), vec![10.0]);
+    let state = sim.state.borrow().clone().unwrap();
+    assert_eq!(state.status, Status::Paused);
+    assert_eq!(state.pending.as_ref().map(|p| p.percent), Some(50.0));
+    assert_eq!(resume_in(world(&sim, &plan, None), "digest"), EXIT_PROMOTED);
+    assert_eq!(written(&sim, 1), vec![10.0, 50.0, 100.0]);
+    assert_invariants_but_put_back(&sim, &plan);
+}
+
+/// [`assert_invariants`] for a run with a put-back (its one step down).
+fn assert_invariants_but_put_back(sim: &Sim, plan: &Plan) {
+    let state = sim.state.borrow().clone().unwrap();
+    assert!(state.pending.is_none());
+    let steps: Vec<usize> = state
+        .deliveries
+        .iter()
+        .filter(|d| d.why == "step")
+        .map(|d| d.step.unwrap())
+        .collect();
+    assert_eq!(steps, (0..plan.steps.len()).collect::<Vec<_>>());
 }
