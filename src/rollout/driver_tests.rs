@@ -53,6 +53,9 @@ struct Sim {
     delivers: Cell<usize>,
     /// The next write to this target fails (once).
     fail_target: Cell<Option<usize>>,
+    /// Run once at the n-th `queries` read.
+    on_query: Hook,
+    queries: Cell<usize>,
 }
 
 impl Sim {
@@ -73,6 +76,8 @@ impl Sim {
             on_deliver: RefCell::new(None),
             delivers: Cell::new(0),
             fail_target: Cell::new(None),
+            on_query: RefCell::new(None),
+            queries: Cell::new(0),
         })
     }
 
@@ -207,7 +212,9 @@ impl Metrics for FakeMetrics {
     }
 
     fn query(&self, _q: &Query, _interval: Duration) -> Result<Option<f64>, String> {
-        Ok(None)
+        Sim::fire(&self.0.on_query, &self.0.queries);
+        // The lane's traffic: always within the check's bounds.
+        Ok(Some(1.0))
     }
 }
 
@@ -471,10 +478,15 @@ fn a_delivery_begun_before_a_crash_is_finished_forward() {
 /// more than 0 % after the abort was recorded.
 #[test]
 fn an_abort_racing_a_read_a_delivery_or_a_save_always_wins() {
-    let plan = plan(2, "");
+    // With a `queries` check, so a query is read after every window.
+    let plan = plan(
+        2,
+        "analysis:\n  source: { prometheus: \"http://127.0.0.1:1\" }\n  queries:\n  - { name: traffic, query: 'up', min: 0.5 }\n",
+    );
     type HookOf = fn(&Sim) -> &Hook;
-    let hooks: [(&str, HookOf); 3] = [
+    let hooks: [(&str, HookOf); 4] = [
         ("snapshot", |s| &s.on_snapshot),
+        ("query", |s| &s.on_query),
         ("update", |s| &s.on_update),
         ("deliver", |s| &s.on_deliver),
     ];
@@ -675,4 +687,41 @@ fn assert_invariants_but_put_back(sim: &Sim, plan: &Plan) {
         .map(|d| d.step.unwrap())
         .collect();
     assert_eq!(steps, (0..plan.steps.len()).collect::<Vec<_>>());
+}
+
+/// A promote racing the driver's reads, queries, deliveries and saves:
+/// whenever it lands, no step is skipped or delivered twice, and the
+/// rollout still ends promoted.
+#[test]
+fn a_promote_racing_any_read_or_write_skips_no_step() {
+    let plan = plan(
+        1,
+        "analysis:\n  source: { prometheus: \"http://127.0.0.1:1\" }\n  queries:\n  - { name: traffic, query: 'up', min: 0.5 }\n",
+    );
+    type HookOf = fn(&Sim) -> &Hook;
+    let hooks: [(&str, HookOf); 4] = [
+        ("snapshot", |s| &s.on_snapshot),
+        ("query", |s| &s.on_query),
+        ("update", |s| &s.on_update),
+        ("deliver", |s| &s.on_deliver),
+    ];
+    for (name, hook) in hooks {
+        for n in 1..=8 {
+            let sim = Sim::new(1, 0.0, 0.0);
+            let s2 = Rc::clone(&sim);
+            *hook(&sim).borrow_mut() = Some((
+                n,
+                Box::new(move || {
+                    let mut st = s2.state.borrow_mut();
+                    if let Some(s) = st.as_mut().filter(|s| s.is_open()) {
+                        s.promote_requested = Some(s.step);
+                    }
+                }),
+            ));
+            let what = format!("promote during the {n}-th {name}");
+            assert_eq!(run(&sim, &plan, None).0, EXIT_PROMOTED, "{what}");
+            assert_invariants(&sim, &plan, &what);
+            assert_eq!(written(&sim, 0), vec![10.0, 50.0, 100.0], "{what}");
+        }
+    }
 }
