@@ -70,6 +70,17 @@ pub fn free_port() -> u16 {
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// A process's log file, opened in append mode for both its stdout and its
+/// stderr. Append mode matters: Envoy's access log to `/dev/stdout` opens
+/// the file anew, with an offset of its own. Without `O_APPEND` on every
+/// description, the application log on stderr writes at its own, older
+/// offset and overwrites access-log lines already written.
+pub fn log_file(path: &Path) -> std::fs::File {
+    std::fs::File::create(path)
+        .and_then(|_| std::fs::OpenOptions::new().append(true).open(path))
+        .expect("log file")
+}
+
 /// A fresh scratch directory under the system temp dir.
 pub fn scratch_dir(tag: &str) -> PathBuf {
     let n = SEQ.fetch_add(1, Ordering::SeqCst);
@@ -361,7 +372,7 @@ impl Envoy {
         let cfg = dir.join("envoy.yaml");
         std::fs::write(&cfg, config).expect("write config");
         let log = dir.join("envoy.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
+        let log_file = log_file(&log);
         let err_file = log_file.try_clone().expect("log file");
         let bin = envoy_bin();
         assert!(
@@ -1013,7 +1024,7 @@ mod exit_tests {
     fn watched_sh(script: &str) -> Arc<Mutex<Option<Child>>> {
         let dir = scratch_dir("exit");
         let log = dir.join("envoy.log");
-        let out = std::fs::File::create(&log).unwrap();
+        let out = log_file(&log);
         let child = Command::new("sh")
             .args(["-c", script])
             .current_dir(&dir)
