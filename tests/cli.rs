@@ -1364,3 +1364,49 @@ fn committed_istio_schema_is_fresh_and_takes_the_demo_mesh() {
     assert!(!validator
         .is_valid(&json!({"namespace": "d", "image": "oci://x", "services": {}, "gatway": {}})));
 }
+
+/// README "Planning a rollout" shows `graylane rollout plan` on the demo
+/// plan: the block is what the CLI prints; bad arguments exit 2.
+#[test]
+fn the_readme_planner_output_is_the_cli_s() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let command = "$ graylane rollout plan envoy/rollout/plan.yaml --rps 100 --base-errors 0\n";
+    let start = readme.find(command).expect("the README shows the planner") + command.len();
+    let shown = &readme[start..start + readme[start..].find("```").unwrap()];
+    let run = graylane(&[
+        "rollout",
+        "plan",
+        "envoy/rollout/plan.yaml",
+        "--rps",
+        "100",
+        "--base-errors",
+        "0",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, shown);
+    let json = graylane(&[
+        "rollout",
+        "plan",
+        "envoy/rollout/plan.yaml",
+        "--rps",
+        "100",
+        "--base-errors",
+        "1.5",
+        "--json",
+    ]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let event: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(event["event"], "plan");
+    let steps = event["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4);
+    assert!(steps[0]["warning"]
+        .as_str()
+        .unwrap()
+        .contains("cannot pass before its deadline"));
+    for bad in [&["--rps", "0"][..], &["--base-errors", "101"][..]] {
+        let mut args = vec!["rollout", "plan", "envoy/rollout/plan.yaml"];
+        args.extend_from_slice(bad);
+        assert_eq!(graylane(&args).code, 2, "{bad:?}");
+    }
+}

@@ -151,6 +151,23 @@ pub enum RolloutAction {
         #[arg(long)]
         json: bool,
     },
+    /// Per step: the lane requests and time a version as good as base
+    /// needs to pass, and a version worse by twice the tolerance to be
+    /// rolled back; warns when a step cannot decide before its deadline
+    Plan {
+        #[arg(value_name = "PLAN")]
+        plan: String,
+        /// Requests per second through the targets (all versions); default:
+        /// the rate the metrics source shows now
+        #[arg(long, value_name = "N")]
+        rps: Option<f64>,
+        /// Base's 5xx share in percent; default: what the metrics source
+        /// shows now (0 when base has no traffic)
+        #[arg(long, value_name = "PCT")]
+        base_errors: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Go on after a crash, a kill or an interrupt, at the step in force
     Resume {
         #[arg(value_name = "PLAN")]

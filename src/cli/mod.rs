@@ -72,6 +72,15 @@ fn rollout(cmd: args::RolloutCmd, out: &mut dyn Write, err: &mut dyn Write) -> i
         (Some(RolloutAction::Promote { plan, json }), _) => driver::promote(Path::new(&plan), json),
         (Some(RolloutAction::Abort { plan, json }), _) => driver::abort(Path::new(&plan), json),
         (Some(RolloutAction::Resume { plan, json }), _) => driver::resume(Path::new(&plan), json),
+        (
+            Some(RolloutAction::Plan {
+                plan,
+                rps,
+                base_errors,
+                json,
+            }),
+            _,
+        ) => driver::plan(Path::new(&plan), rps, base_errors, json),
         (None, Some(plan)) => driver::start(Path::new(&plan), cmd.json),
         (None, None) => usage_error(
             err,

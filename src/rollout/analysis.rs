@@ -1,56 +1,108 @@
-//! The canary analysis: pure functions from one window's numbers to
-//! verdicts, and from a step's verdicts to what happens next. Nothing here
-//! knows of HTTP, files, clocks or plans, so every decision is pinned by a
-//! table-driven test.
+//! The canary analysis: pure functions from a step's accumulated numbers
+//! to verdicts, and from a step's verdicts to what happens next. Nothing
+//! here knows of HTTP, files, clocks or plans, so every decision is pinned
+//! by a table-driven test. The maths (confidence sequences) is in
+//! [`super::sequential`]; what follows is README "How a step is
+//! judged" in code.
 //!
-//! **Error rate.** The 5xx shares are p_L = e_L / n_L (lane) and
-//! p_B = e_B / n_B (base), over the same window.
-//! - Insufficient data when n_L < `min_requests` (and always when n_L = 0).
-//! - Judged alone when n_B < `min_requests` (e.g. at 100 %): fails when
-//!   p_L exceeds `error_max_alone_pct` **and** the exact binomial test is
-//!   significant: P(X ≥ e_L) < 1 − `error_confidence`, X ~ Binomial(n_L, p0),
-//!   p0 = `error_max_alone_pct` / 100.
-//! - With base: fails only when p_L − p_B exceeds the tolerance t
-//!   (`error_tolerance_pp` / 100) **and** the excess is significant at
-//!   `error_confidence`, one-sided, against H0: p_L − p_B ≤ t.
-//!   - Small counts (fewer than 10 errors or 10 successes on either side):
-//!     exact binomial test of the lane's errors against p0 = min(1, p_B + t),
-//!     p = P(X ≥ e_L), X ~ Binomial(n_L, p0).
-//!   - Otherwise the two-proportion z test with unpooled variance,
-//!     z = (p_L − p_B − t) / √(p_L(1 − p_L)/n_L + p_B(1 − p_B)/n_B),
-//!     p = 1 − Φ(z).
+//! **The step is the unit of decision.** The counts and histograms of a
+//! step's windows are added up, and after each window every check says
+//! **fail**, **pass** or **continue** (or **insufficient**, below
+//! `minRequests`). The bounds are anytime-valid, so looking after every
+//! window costs nothing.
 //!
-//! **Latency.** The p99 of each version from its histogram buckets over the
-//! window, interpolated exactly as Prometheus' `histogram_quantile` does.
-//! - Insufficient data when n_L < `min_requests` or the lane's histogram
-//!   counted nothing (Envoy updates histograms only at each stats flush).
-//! - With base (n_B ≥ `min_requests` and base latency data): fails when
-//!   lane p99 > `p99_max_ratio` × base p99 **and** lane p99 − base p99 >
-//!   `p99_min_diff_ms` (Envoy's default buckets are 0.5, 1, 5, 10, 25,
-//!   50, … ms, and the p99 of a window's few hundred lane requests is
-//!   nearly its maximum, so a smaller difference is noise); also fails
-//!   when lane p99 > `p99_max_ms`.
-//! - Judged alone: only `p99_max_ms` applies; without it the check passes.
+//! **Error rate** (lane L, base B, tolerance t):
+//! - fail when the lower bound of p_L − p_B at the fail level is above t;
+//! - pass when its upper bound at the pass level is at or below t;
+//! - the fail level is 1 − (1 − `confidence`) / `looks`: the rollout's
+//!   chance of rolling back a version as good as base, over all its steps
+//!   and waves, stays within 1 − `confidence`. The pass level is
+//!   `passConfidence`, per step: a version worse by more than t must pass
+//!   every step to be promoted.
+//! - Judged alone (base served fewer than `minRequests` at 100 %): against
+//!   base as recorded in the last earlier step that had it, with that
+//!   sample's own uncertainty; `errorRate.max` (a fixed share) applies too
+//!   when set, and alone when the rollout never saw base (default 1 %).
+//!   Below 100 %, a base with too few requests is insufficient data.
 //!
-//! **A window** fails when any check fails; else it is insufficient when any
-//! check is; else it passes. Reasons the caller already knows the data
-//! cannot be trusted (the metrics source failed, a counter reset) make every
-//! check insufficient.
+//! **Latency**, as a share of slow requests (bucket counts, so Envoy's
+//! coarse buckets make it conservative both ways):
+//! - fail when the lane's share above q is shown above 1 %, where q is
+//!   max(`p99MaxRatio` × P, P + `minDiffMs`) and P an upper bound of base's
+//!   p99 (the first bucket bound with base's share above it shown ≤ 1 %),
+//!   counting only lane requests above the first bucket bound ≥ q;
+//! - pass when the lane's share above q' is shown ≤ 1 %, with q' from a
+//!   lower bound of base's p99 and counting lane requests above the last
+//!   bucket bound ≤ q';
+//! - `p99MaxMs` the same way against a fixed bound;
+//! - both histograms need `minRequests` observations (judged alone: base's
+//!   recorded histogram; without it only `p99MaxMs` applies).
 //!
-//! **Gating a step.** Roll back after `failure_threshold` failed windows in
-//! a row, where an insufficient window neither counts nor breaks the run and
-//! a passing one resets it; advance after a passing window; otherwise extend
-//! the step, or pause it once it has had `deadline_windows` windows.
+//! **A step** fails when any check fails; passes when every check passes;
+//! else continues (or is insufficient). Reasons the caller already knows
+//! the data cannot be trusted (the metrics source failed, Envoy restarted)
+//! make every check of that window insufficient.
+//!
+//! **Gating a step.** Roll back once the step's evidence has been past the
+//! fail boundary at `failure_threshold` window ends in a row (an
+//! insufficient window neither counts nor breaks the run; a continue or a
+//! pass ends it); advance on a pass; otherwise extend the step, or pause it
+//! once it has had `deadline_windows` windows.
 
+use super::sequential::{self, Bounds, Evidence};
 use serde::{Deserialize, Serialize};
 
-/// Cumulative histogram buckets over one window (deltas already taken by
-/// the caller), as Prometheus and Envoy give them: (upper bound `le` in ms,
-/// cumulative count), ascending, the last one `f64::INFINITY` (+Inf). May
-/// be empty.
+/// The share of slow requests a version as fast as base shows above base's
+/// p99.
+pub const SLOW_SHARE: f64 = 0.01;
+
+/// Cumulative histogram buckets (deltas already taken by the caller), as
+/// Prometheus and Envoy give them: (upper bound `le` in ms, cumulative
+/// count), ascending, the last one `f64::INFINITY` (+Inf). May be empty.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Histogram {
+    #[serde(with = "bounds")]
     pub buckets: Vec<(f64, f64)>,
+}
+
+/// Bucket bounds in JSON: numbers, and `"+Inf"` for the last (JSON has no
+/// infinity).
+mod bounds {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Le {
+        Finite(f64),
+        Text(String),
+    }
+
+    pub fn serialize<S: Serializer>(buckets: &[(f64, f64)], s: S) -> Result<S::Ok, S::Error> {
+        let out: Vec<(Le, f64)> = buckets
+            .iter()
+            .map(|&(le, n)| {
+                let le = if le.is_finite() {
+                    Le::Finite(le)
+                } else {
+                    Le::Text(if le > 0.0 { "+Inf" } else { "-Inf" }.to_string())
+                };
+                (le, n)
+            })
+            .collect();
+        out.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(f64, f64)>, D::Error> {
+        let raw: Vec<(Le, f64)> = Vec::deserialize(d)?;
+        raw.into_iter()
+            .map(|(le, n)| match le {
+                Le::Finite(v) => Ok((v, n)),
+                Le::Text(t) if t == "+Inf" => Ok((f64::INFINITY, n)),
+                Le::Text(t) if t == "-Inf" => Ok((f64::NEG_INFINITY, n)),
+                Le::Text(t) => Err(serde::de::Error::custom(format!("bucket bound {t:?}"))),
+            })
+            .collect()
+    }
 }
 
 impl Histogram {
@@ -63,10 +115,48 @@ impl Histogram {
             .filter(|c| c.is_finite())
             .fold(0.0, f64::max)
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// Bucket by bucket sum (bounds matched exactly; a bound only one side
+    /// has is taken as it is).
+    pub fn add(&mut self, other: &Histogram) {
+        for &(le, count) in &other.buckets {
+            match self.buckets.iter_mut().find(|b| b.0 == le) {
+                Some(b) => b.1 += count,
+                None => self.buckets.push((le, count)),
+            }
+        }
+        self.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+
+    /// The finite bounds with the number of observations above each, the
+    /// counts made monotonic (as for the quantile).
+    fn above(&self) -> (u64, Vec<(f64, u64)>) {
+        let mut sorted: Vec<(f64, f64)> = self
+            .buckets
+            .iter()
+            .copied()
+            .filter(|b| !b.0.is_nan() && b.1.is_finite())
+            .collect();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total = self.count().max(0.0).round() as u64;
+        let mut max = 0.0f64;
+        let mut out = Vec::with_capacity(sorted.len());
+        for (le, count) in sorted {
+            max = max.max(count);
+            if le.is_finite() {
+                let below = (max.round() as u64).min(total);
+                out.push((le, total - below));
+            }
+        }
+        (total, out)
+    }
 }
 
-/// What one version (the lane's or base's upstream clusters) served in one
-/// window.
+/// What one version (the lane's or base's upstream clusters) served.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub requests: u64,
@@ -75,40 +165,61 @@ pub struct Sample {
     pub latency: Histogram,
 }
 
-/// One window's numbers.
+impl Sample {
+    pub fn add(&mut self, other: &Sample) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.latency.add(&other.latency);
+    }
+}
+
+/// A step so far: its windows' numbers added up.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Window {
     pub lane: Sample,
     pub base: Sample,
-    /// Reasons the caller already knows the data cannot be trusted (the
-    /// metrics source failed, a counter reset): then every check is
-    /// insufficient.
+    /// The lane's percent in force (100: base may be judged from its
+    /// recorded numbers).
+    pub percent: f64,
+    /// Base as measured over the last earlier step that had `minRequests`
+    /// of it, for judging the lane alone.
+    pub recorded_base: Option<Sample>,
+    /// Reasons the caller already knows this window's data cannot be
+    /// trusted (the metrics source failed, Envoy restarted): then every
+    /// check is insufficient.
     pub insufficient: Vec<String>,
 }
 
 /// The thresholds of the error-rate and latency checks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Criteria {
-    /// Fewer lane requests in a window: insufficient data. Base below it:
-    /// the lane is judged alone. Default 100.
+    /// No check decides before the lane served this many requests in the
+    /// step (latency: both histograms hold this many). Default 100.
     pub min_requests: u64,
     /// How many percentage points the lane's 5xx share may exceed base's.
     /// Default 1.
     pub error_tolerance_pp: f64,
-    /// Confidence of the one-sided tests (a failure needs p < 1 − this).
-    /// Default 0.99.
+    /// A rollback's confidence, over the whole rollout. Default 0.99.
     pub error_confidence: f64,
-    /// Lane judged alone: the highest 5xx share, in percent. Default 1.
-    pub error_max_alone_pct: f64,
+    /// A step's pass confidence. Default 0.9.
+    pub pass_confidence: f64,
+    /// Steps × waves: the fail side's error is spread over them. Default 1.
+    pub looks: usize,
+    /// Design effect for requests that are not independent (≥ 1; 1: none).
+    pub inflation: f64,
+    /// A fixed highest 5xx share in percent (`errorRate.max`); when unset,
+    /// 1 % applies only to a lane judged alone that never saw base.
+    pub error_max_pct: Option<f64>,
     /// Lane p99 at most this many times base's. Default 1.5.
     pub p99_max_ratio: Option<f64>,
     /// Lane p99 at most this many ms. Default none.
     pub p99_max_ms: Option<f64>,
-    /// A ratio failure also needs lane p99 − base p99 above this many ms:
-    /// smaller differences are bucket interpolation and the noise of a
-    /// small sample's near-maximum. Default 25.
+    /// The ratio's limit is at least base's p99 plus this many ms. Default 25.
     pub p99_min_diff_ms: f64,
 }
+
+/// `errorRate.max` when unset and the rollout never saw base.
+pub const DEFAULT_ERROR_MAX_PCT: f64 = 1.0;
 
 impl Default for Criteria {
     fn default() -> Criteria {
@@ -116,11 +227,23 @@ impl Default for Criteria {
             min_requests: 100,
             error_tolerance_pp: 1.0,
             error_confidence: 0.99,
-            error_max_alone_pct: 1.0,
+            pass_confidence: 0.9,
+            looks: 1,
+            inflation: 1.0,
+            error_max_pct: None,
             p99_max_ratio: Some(1.5),
             p99_max_ms: None,
             p99_min_diff_ms: 25.0,
         }
+    }
+}
+
+impl Criteria {
+    /// The fail side's α for one step (the rollout's α spread over its
+    /// looks) and the pass side's.
+    pub fn alphas(&self) -> (f64, f64) {
+        let fail = (1.0 - self.error_confidence) / self.looks.max(1) as f64;
+        (fail, 1.0 - self.pass_confidence)
     }
 }
 
@@ -129,6 +252,8 @@ impl Default for Criteria {
 pub enum Verdict {
     Pass,
     Fail,
+    /// The evidence is not yet on either side of its boundaries.
+    Continue,
     Insufficient,
 }
 
@@ -144,12 +269,21 @@ pub struct Check {
     pub lane_value: Option<f64>,
     /// Base's number, when base was compared with.
     pub base_value: Option<f64>,
-    /// Human readable: `lane - base <= 1 pp at 99 %`, `p99 <= 1.5 x base`.
+    /// Human readable: `lane - base <= 1 pp`, `p99 <= 1.5 x base`.
     pub threshold: String,
     pub lane_requests: u64,
     pub base_requests: u64,
-    pub p_value: Option<f64>,
-    /// `binomial exact` or `two-proportion z`.
+    /// The evidence: lower bound at the fail level and upper bound at the
+    /// pass level, in the unit of `boundary` (pp of 5xx difference, % of
+    /// slow lane requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper: Option<f64>,
+    /// Fail when `lower` is above it, pass when `upper` is at or below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boundary: Option<f64>,
+    /// `beta-binomial mixture`.
     pub method: Option<String>,
     /// One sentence: why this verdict, with the numbers.
     pub reason: String,
@@ -165,7 +299,9 @@ impl Check {
             threshold,
             lane_requests: w.lane.requests,
             base_requests: w.base.requests,
-            p_value: None,
+            lower: None,
+            upper: None,
+            boundary: None,
             method: None,
             reason: String::new(),
         }
@@ -178,22 +314,27 @@ impl Check {
     }
 }
 
-/// The error-rate and latency checks of a window, and the window's verdict
-/// ([`combine`]).
+/// The method's name in reports.
+const METHOD: &str = "beta-binomial mixture";
+
+/// The error-rate and latency checks of a step so far, and the step's
+/// verdict ([`combine`]).
 pub fn judge(window: &Window, criteria: &Criteria) -> (Verdict, Vec<Check>) {
     let checks = vec![error_rate(window, criteria), latency(window, criteria)];
     (combine(&checks), checks)
 }
 
-/// Any failure fails; else any insufficient check (or no check at all) is
-/// insufficient; else pass.
+/// Any failure fails; else all passing passes; else continue when a check
+/// continues, insufficient otherwise (no check at all is insufficient).
 pub fn combine(checks: &[Check]) -> Verdict {
     if checks.iter().any(|c| c.verdict == Verdict::Fail) {
         Verdict::Fail
-    } else if checks.is_empty() || checks.iter().any(|c| c.verdict == Verdict::Insufficient) {
-        Verdict::Insufficient
-    } else {
+    } else if !checks.is_empty() && checks.iter().all(|c| c.verdict == Verdict::Pass) {
         Verdict::Pass
+    } else if checks.iter().any(|c| c.verdict == Verdict::Continue) {
+        Verdict::Continue
+    } else {
+        Verdict::Insufficient
     }
 }
 
@@ -207,29 +348,9 @@ fn percent(num: u128, den: u128) -> f64 {
     }
 }
 
-/// `(a/b - c/d) * 100` in percentage points, rounded once while the
-/// products stay below 2^53 (and never overflowing).
-fn diff_pp(a: u64, b: u64, c: u64, d: u64) -> f64 {
-    let (x, y) = (u128::from(a) * u128::from(d), u128::from(c) * u128::from(b));
-    let den = u128::from(b) * u128::from(d);
-    if den == 0 {
-        return 0.0;
-    }
-    let gap = x.abs_diff(y);
-    let magnitude = match gap.checked_mul(100) {
-        Some(g) => g as f64 / den as f64,
-        None => gap as f64 / den as f64 * 100.0,
-    };
-    if x >= y {
-        magnitude
-    } else {
-        -magnitude
-    }
-}
-
 /// At most 4 significant digits, without trailing zeros: 10.2, 1.042,
 /// 0.05, 4.92, 12346.
-fn num(x: f64) -> String {
+pub fn num(x: f64) -> String {
     if !x.is_finite() {
         return format!("{x}");
     }
@@ -251,136 +372,210 @@ fn num(x: f64) -> String {
     }
 }
 
-/// A p-value: `0.264`, `0.01`, `7.6e-8`.
-fn pval(p: f64) -> String {
-    if p.is_finite() && p != 0.0 && p.abs() < 1e-3 {
-        format!("{p:.1e}").replace(".0e", "e")
+/// A signed number: `+0.8`, `-1.2`.
+fn signed(x: f64) -> String {
+    if x > 0.0 {
+        format!("+{}", num(x))
     } else {
-        num(p)
+        num(x)
     }
 }
 
-fn lt(p: f64, alpha: f64) -> &'static str {
-    if p < alpha {
-        "<"
-    } else {
-        ">="
+/// A level in percent: `99.67 %`.
+fn level(alpha: f64) -> String {
+    format!("{} %", num((1.0 - alpha) * 100.0))
+}
+
+fn verdict_of(e: Evidence) -> Verdict {
+    match e {
+        Evidence::Above => Verdict::Fail,
+        Evidence::Within => Verdict::Pass,
+        Evidence::Undecided => Verdict::Continue,
     }
 }
 
-fn gt(over: bool) -> &'static str {
-    if over {
-        ">"
-    } else {
-        "<="
+/// The worse of two evidences: above beats undecided beats within.
+fn worse(a: Evidence, b: Evidence) -> Evidence {
+    match (a, b) {
+        (Evidence::Above, _) | (_, Evidence::Above) => Evidence::Above,
+        (Evidence::Undecided, _) | (_, Evidence::Undecided) => Evidence::Undecided,
+        _ => Evidence::Within,
+    }
+}
+
+/// What the lane is compared with.
+enum Against<'a> {
+    Base(&'a Sample, &'static str),
+    Fixed,
+}
+
+/// Which base judges the step: live base, recorded base, or none (fixed
+/// limits only); `Err` is insufficient data.
+fn against<'a>(
+    w: &'a Window,
+    c: &Criteria,
+    n: impl Fn(&Sample) -> u64,
+) -> Result<Against<'a>, String> {
+    let min = c.min_requests.max(1);
+    if n(&w.base) >= min {
+        return Ok(Against::Base(&w.base, "base"));
+    }
+    if w.percent < 100.0 {
+        return Err(format!(
+            "base has {} in this step, fewer than minRequests {min} (below 100 % base must be \
+             measured: are its clusters named as analysis.clusters says?)",
+            n(&w.base)
+        ));
+    }
+    match &w.recorded_base {
+        Some(r) if n(r) >= min => Ok(Against::Base(r, "base as recorded earlier in this rollout")),
+        _ => Ok(Against::Fixed),
     }
 }
 
 /// The 5xx check (see the module documentation).
-pub fn error_rate(window: &Window, c: &Criteria) -> Check {
-    let nl = window.lane.requests;
-    let el = window.lane.errors.min(nl);
-    let nb = window.base.requests;
-    let eb = window.base.errors.min(nb);
+pub fn error_rate(w: &Window, c: &Criteria) -> Check {
+    let nl = w.lane.requests;
+    let el = w.lane.errors.min(nl);
     let min = c.min_requests.max(1);
-    let alpha = 1.0 - c.error_confidence;
-    let conf = num(c.error_confidence * 100.0);
-    let alone = nb < min;
-    let threshold = if alone {
-        format!(
-            "lane 5xx <= {} % at {conf} % (judged alone)",
-            num(c.error_max_alone_pct)
-        )
-    } else {
-        format!(
-            "lane - base <= {} pp at {conf} %",
-            num(c.error_tolerance_pp)
-        )
-    };
-    let check = Check::of("errorRate", window, threshold);
-    if !window.insufficient.is_empty() {
-        return check.with(Verdict::Insufficient, window.insufficient.join("; "));
+    let (fa, pa) = c.alphas();
+    let t = c.error_tolerance_pp;
+    let check = Check::of("errorRate", w, format!("lane - base <= {} pp", num(t)));
+    if !w.insufficient.is_empty() {
+        return check.with(Verdict::Insufficient, w.insufficient.join("; "));
     }
     let lane_pct = percent(el.into(), nl.into());
     let mut check = Check {
         lane_value: (nl > 0).then_some(lane_pct),
+        method: Some(METHOD.to_string()),
         ..check
     };
     if nl < min {
-        let reason = format!("lane served {nl} requests ({el} 5xx), fewer than minRequests {min}");
+        let reason = format!(
+            "lane served {nl} requests ({el} 5xx) in this step, fewer than minRequests {min}"
+        );
         return check.with(Verdict::Insufficient, reason);
     }
-    let lane = format!("lane 5xx {} % ({el}/{nl})", num(lane_pct));
-    if alone {
-        let p0 = (c.error_max_alone_pct / 100.0).clamp(0.0, 1.0);
-        let p = binomial_upper_tail(el, nl, p0);
-        let over = lane_pct > c.error_max_alone_pct;
-        check.p_value = Some(p);
-        check.method = Some("binomial exact".to_string());
-        let verdict = if over && p < alpha {
-            Verdict::Fail
-        } else {
-            Verdict::Pass
-        };
-        let reason = format!(
-            "{lane}, judged alone (base served {nb} < minRequests {min}): {} {} %, p = {} {} {} (binomial exact)",
-            gt(over),
-            num(c.error_max_alone_pct),
-            pval(p),
-            lt(p, alpha),
-            pval(alpha),
-        );
-        return check.with(verdict, reason);
+    let lane = format!("lane {} % ({el}/{nl})", num(lane_pct));
+    let base = match against(w, c, |s| s.requests) {
+        Ok(b) => b,
+        Err(why) => return check.with(Verdict::Insufficient, why),
+    };
+    let mut parts = Vec::new();
+    let mut evidence = Evidence::Within;
+    if let Against::Base(b, what) = base {
+        let (nb, eb) = (b.requests, b.errors.min(b.requests));
+        let base_pct = percent(eb.into(), nb.into());
+        check.base_value = Some(base_pct);
+        check.base_requests = nb;
+        let fail = sequential::difference((el, nl), (eb, nb), fa, c.inflation);
+        let pass = sequential::difference((el, nl), (eb, nb), pa, c.inflation);
+        let e = sequential::decide(fail, pass, t / 100.0);
+        evidence = worse(evidence, e);
+        check.lower = Some(fail.lower * 100.0);
+        check.upper = Some(pass.upper * 100.0);
+        check.boundary = Some(t);
+        parts.push(format!(
+            "{lane} vs {what} {} % ({eb}/{nb}): lane - base >= {} pp at {} and <= {} pp at {}, \
+             against {} pp: {}",
+            num(base_pct),
+            signed(fail.lower * 100.0),
+            level(fa),
+            signed(pass.upper * 100.0),
+            level(pa),
+            num(t),
+            words(e),
+        ));
     }
-    let base_pct = percent(eb.into(), nb.into());
-    check.base_value = Some(base_pct);
-    let (pl, pb) = (el as f64 / nl as f64, eb as f64 / nb as f64);
-    let tol = c.error_tolerance_pp / 100.0;
-    let diff = diff_pp(el, nl, eb, nb);
-    let small = el < 10 || eb < 10 || nl - el < 10 || nb - eb < 10;
-    let (p, method) = if small {
-        let p0 = (pb + tol).clamp(0.0, 1.0);
-        (binomial_upper_tail(el, nl, p0), "binomial exact")
-    } else {
-        let sd = (pl * (1.0 - pl) / nl as f64 + pb * (1.0 - pb) / nb as f64).sqrt();
-        let excess = pl - pb - tol;
-        let p = if sd > 0.0 {
-            normal_sf(excess / sd)
-        } else if excess > 0.0 {
-            0.0
+    let fixed = match (&base, c.error_max_pct) {
+        (_, Some(m)) => Some(m),
+        (Against::Fixed, None) => Some(DEFAULT_ERROR_MAX_PCT),
+        _ => None,
+    };
+    if let Some(m) = fixed {
+        let fail = sequential::share(el, nl, fa, c.inflation);
+        let pass = sequential::share(el, nl, pa, c.inflation);
+        let e = sequential::decide(fail, pass, m / 100.0);
+        evidence = worse(evidence, e);
+        if check.boundary.is_none() {
+            check.lower = Some(fail.lower * 100.0);
+            check.upper = Some(pass.upper * 100.0);
+            check.boundary = Some(m);
+            check.threshold = format!("lane 5xx <= {} %", num(m));
         } else {
-            1.0
+            check.threshold = format!("{} and lane 5xx <= {} %", check.threshold, num(m));
+        }
+        let why = if matches!(base, Against::Fixed) {
+            "judged alone (base never seen in this rollout), "
+        } else {
+            ""
         };
-        (p, "two-proportion z")
-    };
-    let over = diff > c.error_tolerance_pp;
-    check.p_value = Some(p);
-    check.method = Some(method.to_string());
-    let verdict = if over && p < alpha {
-        Verdict::Fail
+        parts.push(format!(
+            "{why}{lane} >= {} % at {} and <= {} % at {}, against errorRate.max {} %: {}",
+            num(fail.lower * 100.0),
+            level(fa),
+            num(pass.upper * 100.0),
+            level(pa),
+            num(m),
+            words(e),
+        ));
+    }
+    check.with(verdict_of(evidence), parts.join("; "))
+}
+
+fn words(e: Evidence) -> &'static str {
+    match e {
+        Evidence::Above => "shown above (fail)",
+        Evidence::Within => "shown within (pass)",
+        Evidence::Undecided => "not yet shown either way (continue)",
+    }
+}
+
+/// Lane requests above a bound: the last finite bucket bound ≤ `x`
+/// (`upward` false: counts at least the share above x) or the first ≥ `x`
+/// (`upward`: counts at most it); `None` when no such bucket exists (then
+/// every request, or none, is counted).
+fn above_bound(h: &Histogram, x: f64, upward: bool) -> (u64, u64, Option<f64>) {
+    let (total, above) = h.above();
+    let pick = if upward {
+        above.iter().find(|b| b.0 >= x)
     } else {
-        Verdict::Pass
+        above.iter().rev().find(|b| b.0 <= x)
     };
-    let sign = if diff >= 0.0 { "+" } else { "" };
-    let reason = format!(
-        "{lane} vs base {} % ({eb}/{nb}): {sign}{} pp {} {} pp, p = {} {} {} ({method})",
-        num(base_pct),
-        num(diff),
-        gt(over),
-        num(c.error_tolerance_pp),
-        pval(p),
-        lt(p, alpha),
-        pval(alpha),
-    );
-    check.with(verdict, reason)
+    match pick {
+        Some(&(le, n)) => (n, total, Some(le)),
+        None if upward => (0, total, None),
+        None => (total, total, None),
+    }
+}
+
+/// Base's p99 bounded from above (`upward`: the first bucket bound with
+/// base's share above it shown ≤ 1 % at α) or from below (the last bound
+/// with the share above it shown ≥ 1 %, 0 when none).
+fn base_p99_bound(h: &Histogram, alpha: f64, inflation: f64, upward: bool) -> Option<f64> {
+    let (total, above) = h.above();
+    if upward {
+        above
+            .iter()
+            .find(|&&(_, n)| sequential::share(n, total, alpha, inflation).upper <= SLOW_SHARE)
+            .map(|b| b.0)
+    } else {
+        Some(
+            above
+                .iter()
+                .rev()
+                .find(|&&(_, n)| sequential::share(n, total, alpha, inflation).lower >= SLOW_SHARE)
+                .map_or(0.0, |b| b.0),
+        )
+    }
 }
 
 /// The p99 check (see the module documentation).
-pub fn latency(window: &Window, c: &Criteria) -> Check {
+pub fn latency(w: &Window, c: &Criteria) -> Check {
     let mut parts = Vec::new();
     if let Some(r) = c.p99_max_ratio {
         parts.push(format!(
-            "p99 <= {} x base (or within {} ms of it)",
+            "p99 <= {} x base (and base + {} ms)",
             num(r),
             num(c.p99_min_diff_ms)
         ));
@@ -393,116 +588,137 @@ pub fn latency(window: &Window, c: &Criteria) -> Check {
     } else {
         parts.join(" and ")
     };
-    let check = Check::of("latency", window, threshold);
-    if !window.insufficient.is_empty() {
-        return check.with(Verdict::Insufficient, window.insufficient.join("; "));
+    let check = Check::of("latency", w, threshold);
+    if !w.insufficient.is_empty() {
+        return check.with(Verdict::Insufficient, w.insufficient.join("; "));
     }
-    let (nl, nb) = (window.lane.requests, window.base.requests);
+    if c.p99_max_ratio.is_none() && c.p99_max_ms.is_none() {
+        return check.with(Verdict::Pass, "no latency threshold set".to_string());
+    }
     let min = c.min_requests.max(1);
-    let lane_p99 = histogram_quantile(0.99, &window.lane.latency).filter(|v| v.is_finite());
+    let (fa, pa) = c.alphas();
+    let observed = |s: &Sample| s.latency.count().max(0.0).round() as u64;
+    let nl = observed(&w.lane);
+    let lane_p99 = histogram_quantile(0.99, &w.lane.latency).filter(|v| v.is_finite());
     let mut check = Check {
         lane_value: lane_p99,
+        method: Some(METHOD.to_string()),
         ..check
     };
-    if nl < min {
-        let reason = format!("lane served {nl} requests, fewer than minRequests {min}");
+    if w.lane.requests < min || nl < min {
+        let reason = format!(
+            "lane served {} requests with {nl} latency observations in this step, fewer than \
+             minRequests {min} (Envoy updates histograms at each stats flush: keep \
+             stats_flush_interval well below the window)",
+            w.lane.requests
+        );
         return check.with(Verdict::Insufficient, reason);
     }
-    let Some(lane_p99) = lane_p99 else {
-        let reason = if window.lane.latency.count() <= 0.0 {
-            format!(
-                "lane served {nl} requests but its latency histogram counted none in this \
-                 window (Envoy updates histograms only at each stats flush: keep \
-                 stats_flush_interval well below the window)"
-            )
-        } else {
-            format!(
-                "lane served {nl} requests but its latency histogram has no usable buckets (no +Inf bucket)"
-            )
-        };
-        return check.with(Verdict::Insufficient, reason);
+    let base = match against(w, c, observed) {
+        Ok(b) => b,
+        Err(why) => return check.with(Verdict::Insufficient, why),
     };
-    let lane = format!("lane p99 {} ms ({nl} requests)", num(lane_p99));
-    let base_p99 = if nb >= min {
-        histogram_quantile(0.99, &window.base.latency).filter(|v| v.is_finite())
-    } else {
-        None
-    };
-    let over_max = c.p99_max_ms.filter(|&m| lane_p99 > m);
-    let Some(base_p99) = base_p99 else {
-        let why = if nb < min {
-            format!("base served {nb} < minRequests {min}")
+    let lane = format!("lane p99 {} ms ({nl})", lane_p99.map_or("-".into(), num));
+    let mut evidence = Evidence::Within;
+    let mut reasons = Vec::new();
+    // A share of slow lane requests against 1 %, between two thresholds:
+    // fail above `fail_at`, pass at or below `pass_at`.
+    let mut slow = |name: String, fail_at: Option<f64>, pass_at: f64, check: &mut Check| {
+        let (n_fail, total, le_fail) = match fail_at {
+            Some(q) => above_bound(&w.lane.latency, q, true),
+            None => (0, nl, None),
+        };
+        let (n_pass, _, le_pass) = above_bound(&w.lane.latency, pass_at, false);
+        let fail = sequential::share(n_fail, total, fa / 2.0, c.inflation);
+        let pass = sequential::share(n_pass, total, pa / 2.0, c.inflation);
+        let e = if le_fail.is_some() {
+            sequential::decide(fail, pass, SLOW_SHARE)
         } else {
-            format!("base's latency histogram counted none of its {nb} requests")
-        };
-        let (verdict, reason) = match (c.p99_max_ms, over_max) {
-            (_, Some(m)) => (
-                Verdict::Fail,
-                format!("{lane}, judged alone ({why}): > {} ms", num(m)),
-            ),
-            (Some(m), None) => (
-                Verdict::Pass,
-                format!("{lane}, judged alone ({why}): <= {} ms", num(m)),
-            ),
-            (None, None) => (
-                Verdict::Pass,
-                format!("{lane}, judged alone ({why}); no p99MaxMs set"),
-            ),
-        };
-        return check.with(verdict, reason);
-    };
-    check.base_value = Some(base_p99);
-    let base = format!("base p99 {} ms ({nb} requests)", num(base_p99));
-    let above = lane_p99 - base_p99;
-    let mut failures = Vec::new();
-    let mut passes = Vec::new();
-    if let Some(r) = c.p99_max_ratio {
-        let over_ratio = lane_p99 > r * base_p99;
-        let over_diff = above > c.p99_min_diff_ms;
-        let ratio = if base_p99 > 0.0 {
-            format!(
-                "ratio {} {} {} x base",
-                num(lane_p99 / base_p99),
-                gt(over_ratio),
-                num(r)
+            sequential::decide(
+                Bounds {
+                    lower: 0.0,
+                    upper: 1.0,
+                },
+                pass,
+                SLOW_SHARE,
             )
-        } else {
-            format!("{} {} x base", gt(over_ratio), num(r))
         };
-        let diff = format!("{} ms above it", num(above));
-        match (over_ratio, over_diff) {
-            (true, true) => failures.push(format!(
-                "{ratio} and {diff} (> {} ms)",
-                num(c.p99_min_diff_ms)
-            )),
-            (true, false) => passes.push(format!(
-                "{ratio} but only {diff} (<= {} ms, bucket noise)",
-                num(c.p99_min_diff_ms)
-            )),
-            (false, _) => passes.push(ratio),
+        evidence = worse(evidence, e);
+        if check.boundary.is_none() {
+            check.lower = Some(fail.lower * 100.0);
+            check.upper = Some(pass.upper * 100.0);
+            check.boundary = Some(SLOW_SHARE * 100.0);
         }
+        let fail_text = match le_fail {
+            Some(le) => format!(
+                "{n_fail} above {} ms: >= {} %",
+                num(le),
+                num(fail.lower * 100.0)
+            ),
+            None => "no bucket above the limit".to_string(),
+        };
+        let pass_text = match le_pass {
+            Some(le) => format!(
+                "{n_pass} above {} ms: <= {} %",
+                num(le),
+                num(pass.upper * 100.0)
+            ),
+            None => format!("all {n_pass}: <= {} %", num(pass.upper * 100.0)),
+        };
+        reasons.push(format!(
+            "{name}: lane share slower ({fail_text}; {pass_text}) against 1 %: {}",
+            words(e)
+        ));
+    };
+    match base {
+        Against::Base(b, what) => {
+            let base_p99 = histogram_quantile(0.99, &b.latency).filter(|v| v.is_finite());
+            check.base_value = base_p99;
+            check.base_requests = b.requests;
+            if let Some(r) = c.p99_max_ratio {
+                let limit = |p: f64| (r * p).max(p + c.p99_min_diff_ms);
+                let hi = base_p99_bound(&b.latency, fa / 2.0, c.inflation, true);
+                let lo = base_p99_bound(&b.latency, pa / 2.0, c.inflation, false).unwrap_or(0.0);
+                let name = format!(
+                    "{lane} vs {what} p99 {} ms ({}, between {} and {} ms)",
+                    base_p99.map_or("-".into(), num),
+                    observed(b),
+                    num(lo),
+                    hi.map_or("?".into(), num)
+                );
+                slow(name, hi.map(limit), limit(lo), &mut check);
+            }
+        }
+        Against::Fixed if c.p99_max_ms.is_none() => {
+            let reason = format!(
+                "{lane}, judged alone: base never seen in this rollout and no p99MaxMs set"
+            );
+            return check.with(Verdict::Pass, reason);
+        }
+        Against::Fixed => {}
     }
     if let Some(m) = c.p99_max_ms {
-        match over_max {
-            Some(_) => failures.push(format!("p99 > {} ms", num(m))),
-            None => passes.push(format!("p99 <= {} ms", num(m))),
-        }
+        slow(
+            format!("{lane} against p99MaxMs {} ms", num(m)),
+            Some(m),
+            m,
+            &mut check,
+        );
     }
-    if !failures.is_empty() {
-        let reason = format!("{lane} vs {base}: {}", failures.join(" and "));
-        return check.with(Verdict::Fail, reason);
-    }
-    let reason = if passes.is_empty() {
-        format!("{lane} vs {base}: no latency threshold set")
-    } else {
-        format!("{lane} vs {base}: {}", passes.join(" and "))
-    };
-    check.with(Verdict::Pass, reason)
+    check.with(verdict_of(evidence), reasons.join("; "))
 }
 
-/// Extra check on a value (a Prometheus query's result): `None` (or NaN)
-/// is no data, insufficient; otherwise it fails below `min` or above `max`.
-pub fn bound_check(name: &str, value: Option<f64>, max: Option<f64>, min: Option<f64>) -> Check {
+/// A query's values (every series) in one window: insufficient below
+/// `minRequests` lane requests or with no series; each series is held to
+/// both `min` and `max`, and +Inf or NaN fails a `max`.
+pub fn bound_check(
+    name: &str,
+    values: &[f64],
+    max: Option<f64>,
+    min: Option<f64>,
+    lane_requests: u64,
+    min_requests: u64,
+) -> Check {
     let mut bounds = Vec::new();
     if let Some(m) = min {
         bounds.push(format!(">= {}", num(m)));
@@ -515,42 +731,65 @@ pub fn bound_check(name: &str, value: Option<f64>, max: Option<f64>, min: Option
     } else {
         bounds.join(" and ")
     };
+    let worst = values
+        .iter()
+        .copied()
+        .find(|v| v.is_nan())
+        .or_else(|| match (max, min) {
+            (Some(_), _) => values.iter().copied().reduce(f64::max),
+            _ => values.iter().copied().reduce(f64::min),
+        });
     let mut check = Check {
         name: name.to_string(),
         verdict: Verdict::Insufficient,
-        lane_value: value.filter(|v| !v.is_nan()),
+        lane_value: worst.filter(|v| v.is_finite()),
         base_value: None,
         threshold: threshold.clone(),
-        lane_requests: 0,
+        lane_requests,
         base_requests: 0,
-        p_value: None,
+        lower: None,
+        upper: None,
+        boundary: None,
         method: None,
         reason: String::new(),
     };
-    let Some(v) = value.filter(|v| !v.is_nan()) else {
+    if lane_requests < min_requests.max(1) {
+        check.reason = format!(
+            "query {name}: lane served {lane_requests} requests in this window, fewer than \
+             minRequests {min_requests}"
+        );
+        return check;
+    }
+    if values.is_empty() {
         check.reason = format!("query {name} returned no value in this window");
         return check;
-    };
-    let low = min.is_some_and(|m| v < m);
-    let high = max.is_some_and(|m| v > m);
-    let (verdict, reason) = if low || high {
-        (
-            Verdict::Fail,
-            format!("query {name} = {}, not {threshold}", num(v)),
-        )
-    } else if bounds.is_empty() {
-        (
-            Verdict::Pass,
-            format!("query {name} = {}, no bound set", num(v)),
-        )
+    }
+    let bad: Vec<String> = values
+        .iter()
+        .filter(|&&v| {
+            let high =
+                max.is_some() && (v.is_nan() || v == f64::INFINITY || max.is_some_and(|m| v > m));
+            let low = min.is_some_and(|m| v.is_nan() || v < m);
+            high || low
+        })
+        .map(|&v| num(v))
+        .collect();
+    let shown: Vec<String> = values.iter().map(|&v| num(v)).collect();
+    if !bad.is_empty() {
+        check.verdict = Verdict::Fail;
+        check.reason = format!(
+            "query {name} = {}: {} not {threshold}",
+            shown.join(", "),
+            bad.join(", ")
+        );
     } else {
-        (
-            Verdict::Pass,
-            format!("query {name} = {}, {threshold}", num(v)),
-        )
-    };
-    check.verdict = verdict;
-    check.reason = reason;
+        check.verdict = Verdict::Pass;
+        check.reason = if bounds.is_empty() {
+            format!("query {name} = {}, no bound set", shown.join(", "))
+        } else {
+            format!("query {name} = {}, all {threshold}", shown.join(", "))
+        };
+    }
     check
 }
 
@@ -649,166 +888,13 @@ pub fn histogram_quantile(q: f64, h: &Histogram) -> Option<f64> {
     (!value.is_nan()).then_some(value)
 }
 
-/// ln(2π)
-const LN_2PI: f64 = 1.837_877_066_409_345_3;
-
-/// ln(n!) for n ≤ 15, exactly from the product (15! < 2^53).
-fn ln_factorial_small(n: u64) -> f64 {
-    (2..=n).map(|i| i as f64).product::<f64>().ln()
-}
-
-/// The error of Stirling's formula, ln(n!) − ln(√(2πn) (n/e)^n), for n ≥ 1
-/// (C. Loader, "Fast and accurate computation of binomial probabilities",
-/// 2000).
-fn stirlerr(n: u64) -> f64 {
-    const S0: f64 = 1.0 / 12.0;
-    const S1: f64 = 1.0 / 360.0;
-    const S2: f64 = 1.0 / 1260.0;
-    const S3: f64 = 1.0 / 1680.0;
-    const S4: f64 = 1.0 / 1188.0;
-    let x = n as f64;
-    if n <= 15 {
-        return ln_factorial_small(n) - (x + 0.5) * x.ln() + x - 0.5 * LN_2PI;
-    }
-    let xx = x * x;
-    if n > 500 {
-        (S0 - S1 / xx) / x
-    } else if n > 80 {
-        (S0 - (S1 - S2 / xx) / xx) / x
-    } else if n > 35 {
-        (S0 - (S1 - (S2 - S3 / xx) / xx) / xx) / x
-    } else {
-        (S0 - (S1 - (S2 - (S3 - S4 / xx) / xx) / xx) / xx) / x
-    }
-}
-
-/// The deviance term x ln(x/m) + m − x, without cancellation when x ≈ m
-/// (Loader).
-fn bd0(x: f64, m: f64) -> f64 {
-    if (x - m).abs() < 0.1 * (x + m) {
-        let v = (x - m) / (x + m);
-        let mut s = (x - m) * v;
-        let mut ej = 2.0 * x * v;
-        let v2 = v * v;
-        for j in 1..1000 {
-            ej *= v2;
-            let s1 = s + ej / f64::from(2 * j + 1);
-            if s1 == s {
-                return s1;
-            }
-            s = s1;
-        }
-    }
-    x * (x / m).ln() + m - x
-}
-
-/// ln P(X = k) for X ~ Binomial(n, p), 0 < p < 1, k ≤ n (Loader's
-/// saddle-point form: accurate for n in the millions).
-fn ln_binomial_pmf(k: u64, n: u64, p: f64) -> f64 {
-    let q = 1.0 - p;
-    if k == 0 {
-        return n as f64 * (-p).ln_1p();
-    }
-    if k == n {
-        return n as f64 * p.ln();
-    }
-    let (x, nf) = (k as f64, n as f64);
-    let lc = stirlerr(n) - stirlerr(k) - stirlerr(n - k) - bd0(x, nf * p) - bd0(nf - x, nf * q);
-    let lf = LN_2PI + x.ln() + (-x / nf).ln_1p();
-    lc - 0.5 * lf
-}
-
-/// Terms summed at most by [`binomial_upper_tail`]: enough for n·p·(1−p)
-/// up to about 10^12.
-const MAX_TERMS: u64 = 10_000_000;
-
-/// P(X ≥ k) for X ~ Binomial(n, p), computed stably in log space (n up to
-/// millions): the first term's logarithm by Loader's method, the following
-/// ones by the ratio of successive terms, summed from the side of the mean
-/// the tail lies on (the complement 1 − P(X ≤ k − 1) when k ≤ n·p). NaN
-/// when p is NaN; p is clamped to 0..1.
-pub fn binomial_upper_tail(k: u64, n: u64, p: f64) -> f64 {
-    if p.is_nan() {
-        return f64::NAN;
-    }
-    if k == 0 {
-        return 1.0;
-    }
-    if k > n || p <= 0.0 {
-        return 0.0;
-    }
-    if p >= 1.0 {
-        return 1.0;
-    }
-    let q = 1.0 - p;
-    let (nf, odds) = (n as f64, p / q);
-    // Terms relative to the first: decreasing away from the mode.
-    let (mut term, mut sum) = (1.0f64, 1.0f64);
-    if k as f64 > nf * p {
-        // k is at or above the mode: P(X = k) + P(X = k + 1) + …
-        let mut i = k;
-        while i < n && i - k < MAX_TERMS {
-            term *= (n - i) as f64 / (i + 1) as f64 * odds;
-            sum += term;
-            i += 1;
-            if term <= sum * 1e-17 {
-                break;
-            }
-        }
-        (ln_binomial_pmf(k, n, p) + sum.ln()).exp().min(1.0)
-    } else {
-        // k − 1 is below the mode: 1 − (P(X = k − 1) + P(X = k − 2) + …).
-        let j = k - 1;
-        let mut i = j;
-        while i > 0 && j - i < MAX_TERMS {
-            term *= i as f64 / (n - i + 1) as f64 / odds;
-            sum += term;
-            i -= 1;
-            if term <= sum * 1e-17 {
-                break;
-            }
-        }
-        let below = (ln_binomial_pmf(j, n, p) + sum.ln()).exp();
-        (1.0 - below).clamp(0.0, 1.0)
-    }
-}
-
-/// erfc(x), the complementary error function, by the Chebyshev fit of
-/// Numerical Recipes' `erfcc` (fractional error below 1.2e-7 everywhere).
-fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = t * (-z * z + poly).exp();
-    if x >= 0.0 {
-        r
-    } else {
-        2.0 - r
-    }
-}
-
-/// Standard normal survival function 1 − Φ(z) = erfc(z / √2) / 2 (relative
-/// error below 1.2e-7, also far in the tail). NaN for NaN.
-pub fn normal_sf(z: f64) -> f64 {
-    if z.is_nan() {
-        return f64::NAN;
-    }
-    0.5 * erfc(z / std::f64::consts::SQRT_2)
-}
-
-/// Gating of one step from its windows so far.
+/// Gating of one step from its verdicts so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gate {
-    /// Failed windows in a row that roll back (default 2; 0 is read as 1).
+    /// Window ends in a row with the evidence past the fail boundary that
+    /// roll back (default 2; 0 is read as 1).
     pub failure_threshold: u32,
-    /// Windows after which a step that never passed pauses.
+    /// Windows after which a step that never decided pauses.
     pub deadline_windows: u32,
 }
 
@@ -821,14 +907,14 @@ pub enum Action {
     Pause,
 }
 
-/// What to do after a window, from this step's window verdicts so far,
-/// oldest first: roll back when the last `failure_threshold` verdicts other
-/// than insufficient ones are all failures (an insufficient window neither
-/// counts nor breaks the run; a pass ends it); else advance when the last
-/// verdict passed; else extend the step, or pause once it has had
-/// `deadline_windows` windows since the `deadline_from`-th (a step paused
-/// at its deadline and resumed gets a new deadline, but keeps its run of
-/// failures).
+/// What to do after a window, from this step's verdicts so far, oldest
+/// first: roll back when the last `failure_threshold` verdicts other than
+/// insufficient ones are all failures (an insufficient window neither
+/// counts nor breaks the run; a pass or a continue ends it); else advance
+/// when the last verdict passed; else extend the step, or pause once it
+/// has had `deadline_windows` windows since the `deadline_from`-th (a step
+/// paused at its deadline and resumed gets a new deadline, but keeps its
+/// run of failures).
 pub fn gate_from(verdicts: &[Verdict], deadline_from: usize, g: &Gate) -> Action {
     match gate(verdicts, g) {
         Action::Pause
@@ -845,7 +931,7 @@ pub fn gate(verdicts: &[Verdict], g: &Gate) -> Action {
     let run = verdicts
         .iter()
         .rev()
-        .take_while(|v| **v != Verdict::Pass)
+        .take_while(|v| matches!(v, Verdict::Fail | Verdict::Insufficient))
         .filter(|v| **v == Verdict::Fail)
         .count();
     if run >= g.failure_threshold.max(1) as usize {
@@ -861,7 +947,7 @@ pub fn gate(verdicts: &[Verdict], g: &Gate) -> Action {
 
 #[cfg(test)]
 mod tests {
-    use super::Verdict::{Fail, Insufficient, Pass};
+    use super::Verdict::{Continue, Fail, Insufficient, Pass};
     use super::*;
 
     /// Envoy's default histogram bucket bounds, in ms.
@@ -894,18 +980,20 @@ mod tests {
         obs.iter().map(|o| o.1).sum()
     }
 
+    fn sample(n: u64, e: u64) -> Sample {
+        Sample {
+            requests: n,
+            errors: e,
+            latency: observed(&[(0.8, n)]),
+        }
+    }
+
     fn counts(lane: (u64, u64), base: (u64, u64)) -> Window {
         Window {
-            lane: Sample {
-                requests: lane.0,
-                errors: lane.1,
-                latency: observed(&[(0.8, lane.0)]),
-            },
-            base: Sample {
-                requests: base.0,
-                errors: base.1,
-                latency: observed(&[(0.8, base.0)]),
-            },
+            lane: sample(lane.0, lane.1),
+            base: sample(base.0, base.1),
+            percent: 10.0,
+            recorded_base: None,
             insufficient: vec![],
         }
     }
@@ -922,6 +1010,8 @@ mod tests {
                 errors: 0,
                 latency: observed(base),
             },
+            percent: 10.0,
+            recorded_base: None,
             insufficient: vec![],
         }
     }
@@ -930,168 +1020,443 @@ mod tests {
         (got - want).abs() <= rel * want.abs() || got == want
     }
 
-    const EXACT: Option<&str> = Some("binomial exact");
-    const Z: Option<&str> = Some("two-proportion z");
+    /// The bounds against an independent computation of the same sequence
+    /// (Python's math.lgamma, 200 bisection steps).
+    #[test]
+    fn bounds_match_an_independent_computation() {
+        #[rustfmt::skip]
+        let cases: &[(u64, u64, f64, f64, f64)] = &[
+            (0, 100, 0.05, 0.0, 0.034845464880862875),
+            (0, 1000, 0.005, 0.0, 0.006799735955766385),
+            (15, 1000, 0.01, 0.005006733985926529, 0.03331153864714748),
+            (135, 9000, 0.005, 0.010360350877338649, 0.02083015529593707),
+            (50, 100, 0.001, 0.15218670021527167, 0.8478132997847283),
+            (7, 7, 0.1, 0.036393996591717735, 1.0),
+        ];
+        for &(s, n, alpha, lo, hi) in cases {
+            let b = sequential::share(s, n, alpha, 1.0);
+            assert!(
+                close(b.lower, lo, 1e-9) && close(b.upper, hi, 1e-9),
+                "{s}/{n}: {b:?}"
+            );
+        }
+    }
 
     #[test]
     fn error_rate_table() {
         let c = Criteria::default();
-        // (what, (lane n, 5xx), (base n, 5xx), verdict, method, p-value)
-        type Case = (
-            &'static str,
-            (u64, u64),
-            (u64, u64),
-            Verdict,
-            Option<&'static str>,
-            Option<f64>,
-        );
+        type Case = (&'static str, (u64, u64), (u64, u64), Verdict);
         #[rustfmt::skip]
         let cases: &[Case] = &[
-            ("zero requests", (0, 0), (0, 0), Insufficient, None, None),
-            ("zero lane requests", (0, 0), (5000, 10), Insufficient, None, None),
-            ("one below minRequests", (99, 50), (5000, 0), Insufficient, None, None),
-            // Exactly minRequests is enough; base has zero errors: exact
-            // test against p0 = 0 + 1 %.
-            ("exactly minRequests, 10 % vs 0", (100, 10), (5000, 0), Fail, EXACT, Some(7.631_587_532_260_619e-8)),
-            ("2 % vs 0: over, not significant", (100, 2), (5000, 0), Pass, EXACT, Some(0.264_238_021_077_043_75)),
-            ("no errors at all", (100, 0), (5000, 0), Pass, EXACT, Some(1.0)),
-            ("51/500 vs 0/4500", (500, 51), (4500, 0), Fail, EXACT, Some(2.453_791_655_526_574_6e-34)),
-            // Base at exactly minRequests is compared with.
-            ("base exactly minRequests", (1000, 50), (100, 0), Fail, EXACT, Some(8.306_371_435_388_77e-20)),
-            // Small counts on the lane's side: exact against 0.5 % + 1 %.
-            ("4/200 vs 50/10000", (200, 4), (10000, 50), Pass, EXACT, Some(0.352_763_846_531_550_1)),
-            ("20/1000 vs 5/100000", (1000, 20), (100_000, 5), Fail, EXACT, Some(0.003_471_672_419_888_486_7)),
-            // Few successes: exact too.
-            ("few successes", (100, 95), (100, 91), Pass, EXACT, Some(0.179_876_441_907_726_2)),
-            // Large counts: z.
-            ("10 % vs 1 %, large", (2000, 200), (20000, 200), Fail, Z, Some(9.475_958_619_571_073e-33)),
-            ("1.5 % vs 1 %: within tolerance", (20000, 300), (20000, 200), Pass, Z, None),
-            ("3 % vs 1.5 %: over, not significant", (1000, 30), (1000, 15), Pass, Z, Some(0.225_169_087_754_105_52)),
-            ("2.5 % vs 1 %: over, significant", (20000, 500), (200_000, 2000), Fail, Z, Some(4.501_235_856_641_481e-6)),
-            // Tolerance boundary: exactly 1 pp is not over, even with
-            // overwhelming evidence of a difference; just above it is.
-            ("exactly 1 pp", (10_000_000, 200_000), (10_000_000, 100_000), Pass, Z, Some(0.5)),
-            ("1.1 pp on 10^7", (10_000_000, 210_000), (10_000_000, 100_000), Fail, Z, Some(1.121_511_184_736_53e-73)),
-            ("0.9 pp on 10^7: significant, within", (10_000_000, 190_000), (10_000_000, 100_000), Pass, Z, None),
-            ("lane better than base", (10000, 50), (10000, 500), Pass, Z, None),
-            // More 5xx than requests is read as all requests failed.
-            ("errors above requests", (200, 300), (10000, 0), Fail, EXACT, None),
-            // Base below minRequests or empty: the lane judged alone against 1 %.
-            ("base empty, 10 %", (500, 50), (0, 0), Fail, EXACT, None),
-            ("base below minRequests, 0.6 %", (500, 3), (99, 0), Pass, EXACT, Some(0.876_614_225_646_418_1)),
-            ("base empty, 1.6 %: over, not significant", (500, 8), (0, 0), Pass, EXACT, Some(0.132_319_866_131_810_7)),
-            ("base empty, exactly 1 %", (1_000_000, 10_000), (0, 0), Pass, EXACT, Some(0.501_349_872_225_467_9)),
-            ("alone, 1.01 % of 10^6: not significant", (1_000_000, 10_100), (0, 0), Pass, EXACT, Some(0.158_651_231_992_799_57)),
-            ("alone, 1.03 % of 10^6: significant", (1_000_000, 10_300), (0, 0), Fail, EXACT, Some(0.001_363_115_037_923_071_8)),
-            ("base empty, lane below minRequests", (50, 50), (0, 0), Insufficient, None, None),
+            ("below minRequests", (99, 50), (900, 0), Insufficient),
+            ("no lane traffic", (0, 0), (900, 0), Insufficient),
+            ("a clean start continues", (100, 0), (900, 0), Continue),
+            ("clean, enough to show within 1 pp", (1000, 0), (9000, 0), Pass),
+            ("1.5 % on both, 10k lane requests", (10_000, 150), (90_000, 1350), Pass),
+            ("1.5 % on both, 1k: not yet", (1000, 15), (9000, 135), Continue),
+            ("25 % of 200 against 0 %", (200, 50), (1800, 0), Fail),
+            ("3 % against 0 % at 100: not yet either way", (100, 3), (900, 0), Continue),
+            ("3 % against 0 % at 2000: shown above 1 pp", (2000, 60), (18_000, 0), Fail),
+            ("6.5 % against 1.5 %", (2000, 130), (18_000, 270), Fail),
         ];
-        for (what, lane, base, want, method, p) in cases {
+        for (what, lane, base, want) in cases {
             let check = error_rate(&counts(*lane, *base), &c);
             assert_eq!(check.verdict, *want, "{what}: {}", check.reason);
-            assert_eq!(check.method.as_deref(), *method, "{what}: {}", check.reason);
-            assert_eq!(check.name, "errorRate");
-            assert_eq!((check.lane_requests, check.base_requests), (lane.0, base.0));
-            assert!(!check.reason.is_empty(), "{what}");
-            if let Some(p) = p {
-                let got = check.p_value.unwrap_or(f64::NAN);
-                assert!(close(got, *p, 1e-5), "{what}: p = {got}, want {p}");
-            }
-            if *want != Insufficient {
-                let alone = base.0 < c.min_requests;
-                assert_eq!(check.base_value.is_none(), alone, "{what}");
-                assert!(
-                    check.reason.contains(&format!("/{})", lane.0)),
-                    "{what}: {}",
-                    check.reason
-                );
-            }
         }
     }
 
     #[test]
     fn error_rate_values_and_reason() {
-        let check = error_rate(&counts((500, 51), (4500, 0)), &Criteria::default());
-        assert_eq!(check.verdict, Fail);
-        assert_eq!(check.lane_value, Some(10.2));
+        let check = error_rate(&counts((2000, 60), (18_000, 0)), &Criteria::default());
+        assert_eq!(check.lane_value, Some(3.0));
         assert_eq!(check.base_value, Some(0.0));
-        assert_eq!(check.threshold, "lane - base <= 1 pp at 99 %");
-        assert_eq!(
-            check.reason,
-            "lane 5xx 10.2 % (51/500) vs base 0 % (0/4500): +10.2 pp > 1 pp, p = 2.5e-34 < 0.01 (binomial exact)"
-        );
-        let check = error_rate(&counts((500, 50), (10, 0)), &Criteria::default());
-        assert_eq!(check.threshold, "lane 5xx <= 1 % at 99 % (judged alone)");
+        assert_eq!(check.boundary, Some(1.0));
+        let (lower, upper) = (check.lower.unwrap(), check.upper.unwrap());
+        assert!(lower > 1.0 && upper > lower, "{check:?}");
+        assert_eq!(check.method.as_deref(), Some("beta-binomial mixture"));
         assert!(
-            check.reason.starts_with("lane 5xx 10 % (50/500), judged alone (base served 10 < minRequests 100): > 1 %, p = "),
+            check
+                .reason
+                .starts_with("lane 3 % (60/2000) vs base 0 % (0/18000): lane - base >= +"),
             "{}",
             check.reason
         );
-        let check = error_rate(&counts((99, 0), (100, 0)), &Criteria::default());
-        assert_eq!(
-            check.reason,
-            "lane served 99 requests (0 5xx), fewer than minRequests 100"
+        assert!(
+            check.reason.ends_with("against 1 pp: shown above (fail)"),
+            "{}",
+            check.reason
         );
     }
 
+    /// More lane errors, everything else equal, never move the verdict
+    /// from fail towards pass: over a grid of sample sizes and base rates.
     #[test]
-    fn error_rate_criteria() {
-        // (what, criteria, lane, base, verdict)
-        let strict = Criteria {
-            error_tolerance_pp: 0.0,
-            error_confidence: 0.95,
-            ..Criteria::default()
+    fn error_rate_is_monotone_in_lane_errors() {
+        let rank = |v: Verdict| match v {
+            Pass => 0,
+            Continue | Insufficient => 1,
+            Fail => 2,
         };
-        let zero_alone = Criteria {
-            error_max_alone_pct: 0.0,
-            ..Criteria::default()
-        };
-        let lax = Criteria {
-            error_tolerance_pp: 150.0,
-            ..Criteria::default()
-        };
-        let low_min = Criteria {
-            min_requests: 0,
-            ..Criteria::default()
-        };
-        let nan = Criteria {
-            error_tolerance_pp: f64::NAN,
-            error_confidence: f64::NAN,
-            error_max_alone_pct: f64::NAN,
-            ..Criteria::default()
-        };
-        type Case<'a> = (&'a str, &'a Criteria, (u64, u64), (u64, u64), Verdict);
-        #[rustfmt::skip]
-        let cases: &[Case] = &[
-            ("no tolerance: 2 % vs 1 % on 10^4", &strict, (10000, 200), (10000, 100), Fail),
-            ("no tolerance: equal", &strict, (10000, 100), (10000, 100), Pass),
-            ("max 0 % alone: one error", &zero_alone, (1000, 1), (0, 0), Fail),
-            ("max 0 % alone: none", &zero_alone, (1000, 0), (0, 0), Pass),
-            ("p0 capped at 1", &lax, (100, 100), (100, 60), Pass),
-            // minRequests 0 still needs one request.
-            ("minRequests 0, nothing served", &low_min, (0, 0), (0, 0), Insufficient),
-            ("minRequests 0, base empty", &low_min, (100, 0), (0, 0), Pass),
-            ("NaN criteria do not fail", &nan, (1000, 500), (1000, 0), Pass),
-            ("NaN criteria alone", &nan, (1000, 500), (0, 0), Pass),
-        ];
-        for (what, c, lane, base, want) in cases {
-            let check = error_rate(&counts(*lane, *base), c);
-            assert_eq!(check.verdict, *want, "{what}: {}", check.reason);
+        for c in [
+            Criteria::default(),
+            Criteria {
+                error_tolerance_pp: 0.0,
+                looks: 5,
+                ..Criteria::default()
+            },
+        ] {
+            for nl in [100u64, 300, 1000, 5000] {
+                for (nb, eb) in [(100u64, 0u64), (1000, 20), (900, 45), (9000, 135), (100, 5)] {
+                    let mut last = 0;
+                    for el in (0..=nl).step_by((nl / 100).max(1) as usize) {
+                        let v = rank(error_rate(&counts((nl, el), (nb, eb)), &c).verdict);
+                        assert!(v >= last, "lane {el}/{nl} vs base {eb}/{nb}");
+                        last = v;
+                    }
+                }
+            }
         }
+    }
+
+    /// At 100 % base is judged from what the rollout recorded; below 100 %
+    /// a missing base is insufficient data; never seen: errorRate.max.
+    #[test]
+    fn judged_alone() {
+        let c = Criteria::default();
+        let mut w = counts((10_000, 150), (0, 0));
+        assert_eq!(error_rate(&w, &c).verdict, Insufficient);
+        w.percent = 100.0;
+        // Never saw base: the 1 % default, and 1.5 % is above it.
+        let check = error_rate(&w, &c);
+        assert_eq!(check.verdict, Fail, "{}", check.reason);
+        assert!(
+            check.reason.starts_with("judged alone (base never seen"),
+            "{}",
+            check.reason
+        );
+        // Base at 1.5 % recorded earlier: as good as base, passes.
+        w.recorded_base = Some(sample(90_000, 1350));
+        let check = error_rate(&w, &c);
+        assert_eq!(check.verdict, Pass, "{}", check.reason);
+        assert!(
+            check
+                .reason
+                .contains("vs base as recorded earlier in this rollout 1.5 %"),
+            "{}",
+            check.reason
+        );
+        assert_eq!(check.base_requests, 90_000);
+        // A fixed max set by the plan applies as well.
+        let strict = Criteria {
+            error_max_pct: Some(1.0),
+            ..Criteria::default()
+        };
+        assert_eq!(error_rate(&w, &strict).verdict, Fail);
+        // 5 pp worse than the recorded base fails.
+        w.lane = sample(2000, 130);
+        assert_eq!(error_rate(&w, &c).verdict, Fail);
+        // A live base at 100 % (other traffic) is used as it is.
+        w.base = sample(5000, 75);
+        w.lane = sample(10_000, 150);
+        assert!(error_rate(&w, &c)
+            .reason
+            .contains("vs base 1.5 % (75/5000)"));
     }
 
     #[test]
     fn known_insufficiency_wins() {
-        let mut w = counts((5000, 2500), (5000, 0));
-        w.insufficient.push("metrics source failed".to_string());
-        w.insufficient.push("counter reset".to_string());
+        let mut w = counts((1000, 500), (9000, 0));
+        w.insufficient = vec!["metrics source failed".into()];
         let (verdict, checks) = judge(&w, &Criteria::default());
         assert_eq!(verdict, Insufficient);
-        assert_eq!(checks.len(), 2);
-        for c in &checks {
-            assert_eq!(c.verdict, Insufficient);
-            assert_eq!(c.reason, "metrics source failed; counter reset");
-            assert_eq!(c.lane_value, None);
+        assert!(checks
+            .iter()
+            .all(|c| c.verdict == Insufficient && c.reason == "metrics source failed"));
+    }
+
+    #[test]
+    fn latency_table() {
+        let c = Criteria::default();
+        type Case = (&'static str, Vec<(f64, u64)>, Vec<(f64, u64)>, Verdict);
+        let cases: Vec<Case> = vec![
+            (
+                "as fast as base, enough data",
+                vec![(0.8, 990), (3.0, 10)],
+                vec![(0.8, 8910), (3.0, 90)],
+                Pass,
+            ),
+            (
+                "as fast as base, little data",
+                vec![(0.8, 100)],
+                vec![(0.8, 900)],
+                Continue,
+            ),
+            ("100 ms slower", vec![(100.8, 200)], vec![(0.8, 1800)], Fail),
+            (
+                "a slow tail of 5 %",
+                vec![(0.8, 950), (300.0, 50)],
+                vec![(0.8, 9000)],
+                Fail,
+            ),
+            (
+                "below minRequests",
+                vec![(100.8, 99)],
+                vec![(0.8, 900)],
+                Insufficient,
+            ),
+            (
+                "base too small below 100 %",
+                vec![(0.8, 1000)],
+                vec![(0.8, 50)],
+                Insufficient,
+            ),
+            // Ratio 2 but within minDiffMs of base: 2 ms against 1 ms.
+            (
+                "slower, within minDiffMs",
+                vec![(2.0, 2000)],
+                vec![(0.8, 18_000)],
+                Pass,
+            ),
+        ];
+        for (what, lane, base, want) in cases {
+            let check = latency(&latencies(&lane, &base), &c);
+            assert_eq!(check.verdict, want, "{what}: {}", check.reason);
         }
+    }
+
+    #[test]
+    fn latency_reports_both_p99s_and_the_evidence() {
+        let check = latency(
+            &latencies(&[(99.0, 200)], &[(0.8, 1800)]),
+            &Criteria::default(),
+        );
+        assert_eq!(check.lane_value, Some(99.5));
+        assert!(close(check.base_value.unwrap(), 0.995, 1e-9), "{check:?}");
+        assert_eq!(check.boundary, Some(1.0));
+        assert!(check.lower.unwrap() > 1.0);
+        assert!(
+            check
+                .reason
+                .contains("lane p99 99.5 ms (200) vs base p99 0.995 ms (1800"),
+            "{}",
+            check.reason
+        );
+        assert!(check.reason.contains("200 above 50 ms"), "{}", check.reason);
+    }
+
+    #[test]
+    fn latency_judged_alone() {
+        let mut w = latencies(&[(0.8, 2000)], &[]);
+        w.percent = 100.0;
+        let c = Criteria::default();
+        let check = latency(&w, &c);
+        assert_eq!(check.verdict, Pass, "{}", check.reason);
+        assert!(check.reason.contains("no p99MaxMs set"));
+        let max = Criteria {
+            p99_max_ms: Some(50.0),
+            ..Criteria::default()
+        };
+        assert_eq!(latency(&w, &max).verdict, Pass);
+        let slow = latencies(&[(100.8, 500)], &[]);
+        let w2 = Window {
+            percent: 100.0,
+            ..slow.clone()
+        };
+        assert_eq!(latency(&w2, &max).verdict, Fail);
+        // Against base's recorded histogram.
+        let w3 = Window {
+            percent: 100.0,
+            recorded_base: Some(latencies(&[], &[(0.8, 9000)]).base),
+            ..slow
+        };
+        let check = latency(&w3, &c);
+        assert_eq!(check.verdict, Fail, "{}", check.reason);
+        assert!(
+            check.reason.contains("base as recorded earlier"),
+            "{}",
+            check.reason
+        );
+    }
+
+    /// The state file keeps a step's buckets, +Inf included.
+    #[test]
+    fn histograms_round_trip_through_json() {
+        let h = observed(&[(0.8, 10), (3.0, 5)]);
+        let text = serde_json::to_string(&h).unwrap();
+        assert!(text.ends_with(r#"["+Inf",15.0]]}"#), "{text}");
+        assert_eq!(serde_json::from_str::<Histogram>(&text).unwrap(), h);
+    }
+
+    #[test]
+    fn histograms_add_bucket_by_bucket() {
+        let mut h = observed(&[(0.8, 10)]);
+        h.add(&observed(&[(3.0, 5)]));
+        assert_eq!(h, observed(&[(0.8, 10), (3.0, 5)]));
+        let mut empty = Histogram::default();
+        empty.add(&h);
+        assert_eq!(empty, h);
+    }
+
+    #[test]
+    fn judge_combines() {
+        let c = Criteria::default();
+        let (v, checks) = judge(&counts((1000, 0), (9000, 0)), &c);
+        assert_eq!(checks.len(), 2);
+        assert_eq!(v, Pass, "{checks:?}");
+        assert_eq!(judge(&counts((200, 50), (1800, 0)), &c).0, Fail);
+        assert_eq!(judge(&counts((100, 0), (900, 0)), &c).0, Continue);
+        assert_eq!(judge(&counts((10, 0), (900, 0)), &c).0, Insufficient);
+        let check = |v| Check::of("x", &Window::default(), String::new()).with(v, String::new());
+        assert_eq!(combine(&[]), Insufficient);
+        assert_eq!(combine(&[check(Pass), check(Insufficient)]), Insufficient);
+        assert_eq!(
+            combine(&[check(Pass), check(Continue), check(Insufficient)]),
+            Continue
+        );
+        assert_eq!(combine(&[check(Fail), check(Continue)]), Fail);
+        assert_eq!(combine(&[check(Pass), check(Pass)]), Pass);
+    }
+
+    #[test]
+    fn bound_checks() {
+        let inf = f64::INFINITY;
+        type Case = (
+            &'static str,
+            Vec<f64>,
+            Option<f64>,
+            Option<f64>,
+            u64,
+            Verdict,
+        );
+        let cases: Vec<Case> = vec![
+            ("within max", vec![0.2, 0.4], Some(0.5), None, 100, Pass),
+            (
+                "one series over max",
+                vec![0.2, 0.6],
+                Some(0.5),
+                None,
+                100,
+                Fail,
+            ),
+            ("under min", vec![5.0, 0.5], None, Some(1.0), 100, Fail),
+            (
+                "both bounds, every series",
+                vec![0.7, 2.5],
+                Some(2.0),
+                Some(0.5),
+                100,
+                Fail,
+            ),
+            (
+                "both bounds, low series",
+                vec![0.2, 1.5],
+                Some(2.0),
+                Some(0.5),
+                100,
+                Fail,
+            ),
+            (
+                "both bounds held",
+                vec![0.6, 1.5],
+                Some(2.0),
+                Some(0.5),
+                100,
+                Pass,
+            ),
+            ("+Inf fails max", vec![inf], Some(2.0), None, 100, Fail),
+            ("NaN fails max", vec![f64::NAN], Some(2.0), None, 100, Fail),
+            ("no series", vec![], Some(2.0), None, 100, Insufficient),
+            (
+                "low traffic never fails",
+                vec![9.0],
+                Some(2.0),
+                None,
+                99,
+                Insufficient,
+            ),
+            ("no bound", vec![9.0], None, None, 100, Pass),
+        ];
+        for (what, values, max, min, n, want) in cases {
+            let c = bound_check("q", &values, max, min, n, 100);
+            assert_eq!(c.verdict, want, "{what}: {}", c.reason);
+        }
+        let c = bound_check("errors", &[0.2, 0.6], Some(0.5), None, 100, 100);
+        assert_eq!(c.reason, "query errors = 0.2, 0.6: 0.6 not <= 0.5");
+        assert_eq!(c.lane_value, Some(0.6));
+    }
+
+    #[test]
+    fn gate_table() {
+        let g = Gate {
+            failure_threshold: 2,
+            deadline_windows: 4,
+        };
+        type Case = (&'static str, &'static [Verdict], Action);
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            ("one failure", &[Fail], Action::Extend),
+            ("two in a row", &[Fail, Fail], Action::Rollback),
+            ("insufficient keeps the run", &[Fail, Insufficient, Fail], Action::Rollback),
+            ("continue breaks the run", &[Fail, Continue, Fail], Action::Extend),
+            ("a pass advances", &[Continue, Pass], Action::Advance),
+            ("deadline", &[Continue, Continue, Insufficient, Continue], Action::Pause),
+            ("failure at the deadline", &[Continue, Continue, Continue, Fail], Action::Pause),
+            ("failures at the deadline", &[Continue, Continue, Fail, Fail], Action::Rollback),
+            ("no windows", &[], Action::Extend),
+        ];
+        for (what, verdicts, want) in cases {
+            assert_eq!(gate(verdicts, &g), *want, "{what}");
+        }
+        let one = Gate {
+            failure_threshold: 0,
+            ..g
+        };
+        assert_eq!(gate(&[Fail], &one), Action::Rollback);
+        assert_eq!(gate_from(&[Continue; 5], 2, &g), Action::Extend);
+        assert_eq!(gate_from(&[Continue; 6], 2, &g), Action::Pause);
+    }
+
+    #[test]
+    fn no_input_panics() {
+        let c = Criteria::default();
+        let huge = u64::MAX;
+        for (lane, base) in [
+            ((0, 0), (0, 0)),
+            ((huge, huge), (huge, 0)),
+            ((5, 10), (huge, huge)),
+            ((huge, 0), (1, 1)),
+        ] {
+            let mut w = counts(lane, base);
+            for percent in [10.0, 100.0] {
+                w.percent = percent;
+                let _ = judge(&w, &c);
+            }
+        }
+        let weird = Histogram {
+            buckets: vec![(f64::NAN, 3.0), (1.0, f64::NAN), (f64::INFINITY, -1.0)],
+        };
+        let w = Window {
+            lane: Sample {
+                requests: 500,
+                errors: 0,
+                latency: weird.clone(),
+            },
+            base: Sample {
+                requests: 500,
+                errors: 0,
+                latency: weird,
+            },
+            ..Window::default()
+        };
+        let _ = judge(&w, &c);
+        let _ = bound_check(
+            "q",
+            &[f64::NAN, f64::NEG_INFINITY],
+            Some(1.0),
+            Some(0.0),
+            100,
+            100,
+        );
     }
 
     #[test]
@@ -1167,409 +1532,6 @@ mod tests {
     }
 
     #[test]
-    fn latency_table() {
-        let d = Criteria::default();
-        let max_20 = Criteria {
-            p99_max_ms: Some(20.0),
-            ..Criteria::default()
-        };
-        let none = Criteria {
-            p99_max_ratio: None,
-            p99_max_ms: None,
-            ..Criteria::default()
-        };
-        let no_diff = Criteria {
-            p99_min_diff_ms: 0.0,
-            ..Criteria::default()
-        };
-        let diff_5 = Criteria {
-            p99_min_diff_ms: 5.0,
-            ..Criteria::default()
-        };
-        let base: &[(f64, u64)] = &[(0.8, 600), (3.0, 350), (7.0, 50)]; // p99 9 ms
-        let healthy: &[(f64, u64)] = &[(0.8, 55), (3.0, 40), (9.5, 5)]; // p99 9 ms
-        let slow: &[(f64, u64)] = &[(50.8, 60), (53.0, 35), (57.0, 5)]; // p99 99.5 ms
-                                                                        // Base p99 ~1 ms, lane ~3.7 ms: 3.7 times base, but within one
-                                                                        // bucket of it.
-        let fast_base: &[(f64, u64)] = &[(0.8, 995), (2.0, 5)];
-        let noisy: &[(f64, u64)] = &[(0.8, 97), (2.0, 3)];
-        // p99 10 + 15 × 9 / 10 = 23.5 ms: 2.6 times base, 14.5 ms above it.
-        let slower: &[(f64, u64)] = &[(0.8, 50), (3.0, 40), (20.0, 10)];
-        let few: &[(f64, u64)] = &[(0.8, 99)];
-        let tiny_base: &[(f64, u64)] = &[(0.8, 99)];
-        type Case<'a> = (
-            &'a str,
-            &'a Criteria,
-            &'a [(f64, u64)],
-            &'a [(f64, u64)],
-            Verdict,
-        );
-        #[rustfmt::skip]
-        let cases: &[Case] = &[
-            ("healthy lane", &d, healthy, base, Pass),
-            ("slow lane, 50 ms added", &d, slow, base, Fail),
-            ("same histograms", &d, base, base, Pass),
-            ("sub-bucket noise", &d, noisy, fast_base, Pass),
-            ("sub-bucket noise without minDiffMs", &no_diff, noisy, fast_base, Fail),
-            ("14.5 ms slower: within minDiffMs 25", &d, slower, base, Pass),
-            ("14.5 ms slower: over minDiffMs 5", &diff_5, slower, base, Fail),
-            ("lane below minRequests", &d, few, base, Insufficient),
-            ("no lane requests", &d, &[], base, Insufficient),
-            ("judged alone, no p99MaxMs", &d, slow, tiny_base, Pass),
-            ("judged alone, base empty", &d, slow, &[], Pass),
-            ("judged alone, over p99MaxMs", &max_20, slow, tiny_base, Fail),
-            ("judged alone, under p99MaxMs", &max_20, healthy, tiny_base, Pass),
-            ("with base, over p99MaxMs", &max_20, slow, base, Fail),
-            ("with base, under p99MaxMs", &max_20, healthy, base, Pass),
-            ("no latency threshold", &none, slow, base, Pass),
-        ];
-        for (what, c, lane, base, want) in cases {
-            let check = latency(&latencies(lane, base), c);
-            assert_eq!(check.verdict, *want, "{what}: {}", check.reason);
-            assert_eq!(check.name, "latency");
-            assert!(!check.reason.is_empty(), "{what}");
-        }
-    }
-
-    #[test]
-    fn latency_without_histogram_data() {
-        let c = Criteria::default();
-        let base = observed(&[(0.8, 600), (3.0, 350), (7.0, 50)]);
-        let empty = observed(&[]);
-        // (what, lane histogram, base histogram, base requests, verdict, reason contains)
-        #[rustfmt::skip]
-        let cases: &[(&str, &Histogram, &Histogram, u64, Verdict, &str)] = &[
-            ("lane histogram not flushed", &empty, &base, 1000, Insufficient, "stats flush"),
-            ("lane histogram missing", &Histogram::default(), &base, 1000, Insufficient, "stats flush"),
-            ("lane histogram without +Inf", &hist(&[(1.0, 500.0)]), &base, 1000, Insufficient, "+Inf"),
-            ("base histogram not flushed", &base, &empty, 1000, Pass, "no p99MaxMs set"),
-            ("base below minRequests", &base, &base, 99, Pass, "base served 99 < minRequests 100"),
-        ];
-        for (what, lane, b, nb, want, has) in cases {
-            let w = Window {
-                lane: Sample {
-                    requests: 500,
-                    errors: 0,
-                    latency: (*lane).clone(),
-                },
-                base: Sample {
-                    requests: *nb,
-                    errors: 0,
-                    latency: (*b).clone(),
-                },
-                insufficient: vec![],
-            };
-            let check = latency(&w, &c);
-            assert_eq!(check.verdict, *want, "{what}: {}", check.reason);
-            assert!(check.reason.contains(has), "{what}: {}", check.reason);
-        }
-    }
-
-    #[test]
-    fn latency_reasons() {
-        let w = latencies(
-            &[(50.8, 60), (53.0, 35), (57.0, 5)],
-            &[(0.8, 600), (3.0, 350), (7.0, 50)],
-        );
-        let check = latency(&w, &Criteria::default());
-        assert_eq!(check.verdict, Fail);
-        assert_eq!(
-            (check.lane_value, check.base_value),
-            (Some(99.5), Some(9.0))
-        );
-        assert_eq!(check.threshold, "p99 <= 1.5 x base (or within 25 ms of it)");
-        assert_eq!(
-            check.reason,
-            "lane p99 99.5 ms (100 requests) vs base p99 9 ms (1000 requests): ratio 11.06 > 1.5 x base and 90.5 ms above it (> 25 ms)"
-        );
-        let w = latencies(&[(0.8, 97), (2.0, 3)], &[(0.8, 995), (2.0, 5)]);
-        let check = latency(&w, &Criteria::default());
-        assert_eq!(check.verdict, Pass);
-        assert!(check.reason.contains("bucket noise"), "{}", check.reason);
-        let w = latencies(&[(50.8, 100)], &[(0.8, 10)]);
-        let check = latency(&w, &Criteria::default());
-        assert_eq!(check.base_value, None);
-        assert!(
-            check
-                .reason
-                .ends_with("judged alone (base served 10 < minRequests 100); no p99MaxMs set"),
-            "{}",
-            check.reason
-        );
-    }
-
-    #[test]
-    fn judge_combines() {
-        let c = Criteria::default();
-        let fast: &[(f64, u64)] = &[(0.8, 1000)];
-        let slow: &[(f64, u64)] = &[(60.0, 1000)];
-        let mut errors = latencies(fast, fast);
-        errors.lane.errors = 200;
-        let mut slow_and_few = latencies(slow, fast);
-        slow_and_few.lane.requests = 50;
-        let cases: &[(&str, Window, Verdict)] = &[
-            ("all good", latencies(fast, fast), Pass),
-            ("slow", latencies(slow, fast), Fail),
-            ("errors", errors, Fail),
-            ("too few", slow_and_few, Insufficient),
-        ];
-        for (what, w, want) in cases {
-            let (verdict, checks) = judge(w, &c);
-            assert_eq!(verdict, *want, "{what}: {checks:?}");
-            let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
-            assert_eq!(names, ["errorRate", "latency"]);
-        }
-        let check = |v: Verdict| {
-            bound_check(
-                "q",
-                Some(1.0),
-                match v {
-                    Fail => Some(0.5),
-                    _ => None,
-                },
-                None,
-            )
-        };
-        let insufficient = bound_check("q", None, None, None);
-        let combos: &[(&[Check], Verdict)] = &[
-            (&[], Insufficient),
-            (&[check(Pass)], Pass),
-            (&[check(Pass), check(Fail)], Fail),
-            (&[check(Pass), insufficient.clone()], Insufficient),
-            (&[insufficient.clone(), check(Fail)], Fail),
-        ];
-        for (checks, want) in combos {
-            assert_eq!(combine(checks), *want, "{checks:?}");
-        }
-    }
-
-    #[test]
-    fn bound_checks() {
-        // (value, max, min, verdict)
-        type Case = (Option<f64>, Option<f64>, Option<f64>, Verdict);
-        #[rustfmt::skip]
-        let cases: &[Case] = &[
-            (Some(5.0), Some(10.0), None, Pass),
-            (Some(10.0), Some(10.0), None, Pass),
-            (Some(11.0), Some(10.0), None, Fail),
-            (Some(0.5), None, Some(1.0), Fail),
-            (Some(1.0), None, Some(1.0), Pass),
-            (Some(5.0), Some(10.0), Some(1.0), Pass),
-            (Some(f64::INFINITY), Some(10.0), None, Fail),
-            (Some(3.0), None, None, Pass),
-            (None, Some(1.0), None, Insufficient),
-            (Some(f64::NAN), Some(1.0), None, Insufficient),
-        ];
-        for (value, max, min, want) in cases {
-            let check = bound_check("p95 of checkout", *value, *max, *min);
-            assert_eq!(
-                check.verdict, *want,
-                "{value:?} {max:?} {min:?}: {}",
-                check.reason
-            );
-            assert_eq!(check.name, "p95 of checkout");
-            assert!(check.reason.contains("p95 of checkout"), "{}", check.reason);
-        }
-        let check = bound_check("q", Some(11.0), Some(10.0), Some(1.0));
-        assert_eq!(check.threshold, ">= 1 and <= 10");
-        assert_eq!(check.reason, "query q = 11, not >= 1 and <= 10");
-    }
-
-    #[test]
-    fn gate_table() {
-        let g = Gate {
-            failure_threshold: 2,
-            deadline_windows: 4,
-        };
-        let one = Gate {
-            failure_threshold: 1,
-            deadline_windows: 4,
-        };
-        let zero = Gate {
-            failure_threshold: 0,
-            deadline_windows: 0,
-        };
-        #[rustfmt::skip]
-        let cases: &[(&Gate, &[Verdict], Action)] = &[
-            (&g, &[Pass], Action::Advance),
-            (&g, &[Fail], Action::Extend),
-            (&g, &[Fail, Fail], Action::Rollback),
-            (&g, &[Fail, Insufficient, Fail], Action::Rollback),
-            (&g, &[Fail, Insufficient, Insufficient, Fail], Action::Rollback),
-            (&g, &[Fail, Pass], Action::Advance),
-            (&g, &[Fail, Pass, Fail], Action::Extend),
-            (&g, &[Pass, Fail], Action::Extend),
-            (&g, &[Insufficient], Action::Extend),
-            (&g, &[Insufficient, Insufficient, Insufficient], Action::Extend),
-            (&g, &[Insufficient, Insufficient, Insufficient, Insufficient], Action::Pause),
-            (&g, &[Insufficient, Insufficient, Insufficient, Fail], Action::Pause),
-            (&g, &[Insufficient, Insufficient, Fail, Fail], Action::Rollback),
-            (&g, &[Fail, Pass, Insufficient, Insufficient, Pass], Action::Advance),
-            (&g, &[Fail, Insufficient, Pass, Fail, Insufficient], Action::Pause),
-            (&g, &[], Action::Extend),
-            (&one, &[Fail], Action::Rollback),
-            (&one, &[Insufficient, Fail, Insufficient], Action::Rollback),
-            (&zero, &[Fail], Action::Rollback),
-            (&zero, &[Insufficient], Action::Pause),
-            (&zero, &[Pass], Action::Advance),
-        ];
-        for (g, verdicts, want) in cases {
-            assert_eq!(gate(verdicts, g), *want, "{verdicts:?} with {g:?}");
-        }
-    }
-
-    #[test]
-    fn binomial_upper_tail_values() {
-        // (k, n, p, P(X >= k)): exact sums (rational arithmetic) or, for
-        // n = 10^6, a log-space sum in double precision.
-        #[rustfmt::skip]
-        let cases: &[(u64, u64, f64, f64)] = &[
-            (10, 100, 0.01, 7.631_587_532_260_619e-8),
-            (2, 100, 0.01, 0.264_238_021_077_043_75),
-            (50, 100, 0.5, 0.539_794_618_693_589_4),
-            (100, 100, 0.5, 7.888_609_052_210_118e-31),
-            (51, 500, 0.01, 2.453_791_655_526_574_6e-34),
-            (8, 500, 0.01, 0.132_319_866_131_810_7),
-            (3, 500, 0.01, 0.876_614_225_646_418_1),
-            (1, 100, 0.5, 1.0 - 7.888_609_052_210_118e-31),
-            (1, 1_000_000, 1e-7, 0.095_162_586_488_227_81),
-            (10_000, 1_000_000, 0.01, 0.501_349_872_225_467_9),
-            (10_300, 1_000_000, 0.01, 0.001_363_115_037_923_071_8),
-            // Edges.
-            (0, 100, 0.5, 1.0),
-            (0, 0, 0.5, 1.0),
-            (101, 100, 0.5, 0.0),
-            (1, 0, 0.5, 0.0),
-            (5, 100, 0.0, 0.0),
-            (5, 100, 1.0, 1.0),
-            (5, 100, -1.0, 0.0),
-            (5, 100, 2.0, 1.0),
-            // 80 standard deviations above the mean: below f64's range.
-            (2_000_000, 10_000_000, 0.19, 0.0),
-        ];
-        for (k, n, p, want) in cases {
-            let got = binomial_upper_tail(*k, *n, *p);
-            assert!(
-                close(got, *want, 1e-7),
-                "P(X >= {k}; {n}, {p}) = {got}, want {want}"
-            );
-        }
-        assert!(binomial_upper_tail(5, 100, f64::NAN).is_nan());
-        // Far from the mean in either direction, and large n, stay fast and in 0..1.
-        for (k, n, p) in [
-            (1, u64::MAX, 0.5),
-            (u64::MAX, u64::MAX, 1e-9),
-            (3, 10_000_000_000, 1e-3),
-        ] {
-            let got = binomial_upper_tail(k, n, p);
-            assert!((0.0..=1.0).contains(&got), "{k} {n} {p}: {got}");
-        }
-    }
-
-    #[test]
-    fn normal_survival() {
-        // (z, 1 − Φ(z))
-        let cases: &[(f64, f64)] = &[
-            (0.0, 0.5),
-            (1.0, 0.158_655_253_931_457_07),
-            (1.96, 0.024_997_895_148_220_435),
-            (3.0, 0.001_349_898_031_630_095_7),
-            (-1.96, 0.975_002_104_851_779_5),
-            (-3.0, 0.998_650_101_968_369_9),
-            (6.0, 9.865_876_450_377_012e-10),
-            (10.0, 7.619_853_024_160_593e-24),
-            (f64::INFINITY, 0.0),
-            (f64::NEG_INFINITY, 1.0),
-        ];
-        for (z, want) in cases {
-            let got = normal_sf(*z);
-            assert!(close(got, *want, 2e-7), "1 - Phi({z}) = {got}, want {want}");
-        }
-        assert!(normal_sf(f64::NAN).is_nan());
-    }
-
-    #[test]
-    fn no_input_panics() {
-        let max = u64::MAX;
-        let ns = [0, 1, 9, 10, 99, 100, 101, 1000, max];
-        let criteria = [
-            Criteria::default(),
-            Criteria {
-                min_requests: 0,
-                error_tolerance_pp: -5.0,
-                error_confidence: 2.0,
-                error_max_alone_pct: -1.0,
-                p99_max_ratio: Some(0.0),
-                p99_max_ms: Some(-1.0),
-                p99_min_diff_ms: -1.0,
-            },
-            Criteria {
-                min_requests: max,
-                error_tolerance_pp: f64::NAN,
-                error_confidence: f64::NAN,
-                error_max_alone_pct: f64::INFINITY,
-                p99_max_ratio: Some(f64::NAN),
-                p99_max_ms: Some(f64::NAN),
-                p99_min_diff_ms: f64::NAN,
-            },
-        ];
-        let inf = f64::INFINITY;
-        let hists = [
-            Histogram::default(),
-            hist(&[(inf, 5.0)]),
-            hist(&[(1.0, f64::NAN), (inf, 3.0)]),
-            hist(&[(1.0, 5.0), (inf, -3.0)]),
-            observed(&[(0.8, 1000)]),
-        ];
-        for c in &criteria {
-            for &nl in &ns {
-                for el in [0, 1, 10, nl / 2, nl, max] {
-                    for &nb in &ns {
-                        for eb in [0, 10, nb / 2, nb] {
-                            let w = Window {
-                                lane: Sample {
-                                    requests: nl,
-                                    errors: el,
-                                    latency: Histogram::default(),
-                                },
-                                base: Sample {
-                                    requests: nb,
-                                    errors: eb,
-                                    latency: Histogram::default(),
-                                },
-                                insufficient: vec![],
-                            };
-                            let check = error_rate(&w, c);
-                            assert!(!check.reason.is_empty());
-                        }
-                    }
-                }
-            }
-            for lane in &hists {
-                for base in &hists {
-                    for &nl in &[0, 100, max] {
-                        let w = Window {
-                            lane: Sample {
-                                requests: nl,
-                                errors: 0,
-                                latency: lane.clone(),
-                            },
-                            base: Sample {
-                                requests: 1000,
-                                errors: 0,
-                                latency: base.clone(),
-                            },
-                            insufficient: vec![],
-                        };
-                        let (_, checks) = judge(&w, c);
-                        assert!(checks.iter().all(|c| !c.reason.is_empty()));
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
     fn formatting() {
         let cases: &[(f64, &str)] = &[
             (10.2, "10.2"),
@@ -1586,9 +1548,5 @@ mod tests {
         for (x, want) in cases {
             assert_eq!(num(*x), *want, "{x}");
         }
-        assert_eq!(pval(2.4538e-34), "2.5e-34");
-        assert_eq!(pval(3e-40), "3e-40");
-        assert_eq!(pval(1.0 - 0.99), "0.01");
-        assert_eq!(pval(0.264_238), "0.2642");
     }
 }

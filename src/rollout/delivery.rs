@@ -32,6 +32,20 @@ pub struct StartConfig {
     pub value: Value,
 }
 
+/// The names of a plugin configuration's lanes.
+pub fn lane_names(config: &Value) -> Vec<String> {
+    config
+        .get("lanes")
+        .and_then(Value::as_array)
+        .map(|lanes| {
+            lanes
+                .iter()
+                .filter_map(|l| l.get("name").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The rule of `lane` in a plugin configuration, or why it cannot be
 /// rolled out: it must have a split with `percent`.
 fn lane_rule_mut<'v>(config: &'v mut Value, lane: &str) -> Result<&'v mut Value, String> {

@@ -15,9 +15,10 @@ use super::analysis::{self, Action, Sample, Verdict, Window};
 use super::delivery::{self, FileTargets, TargetError, Targets};
 use super::metrics::{self, Metrics, Reader, Snapshot};
 use super::plan::{self, Plan};
+use super::planner;
 use super::state::{self, Delivery, Files, Numbers, Pending, State, Status, Store, WindowRecord};
 use super::view::{self, View};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -160,7 +161,7 @@ fn open_world(path: &Path, view: View) -> Result<(World<'static>, String), (View
     }
     let mut metrics: Vec<Box<dyn Metrics>> = Vec::new();
     for (w, wave) in plan.waves.iter().enumerate() {
-        let reader = Reader::of(&plan, &wave.source);
+        let reader = Reader::of(&plan, &wave.source).with_lanes(delivery::lane_names(&start.value));
         if let Err(e) = reader.snapshot() {
             let which = if plan.waves.len() > 1 {
                 format!("waves[{w}].source")
@@ -193,9 +194,107 @@ fn open_world(path: &Path, view: View) -> Result<(World<'static>, String), (View
     Ok((world, state::digest(&text)))
 }
 
-/// `graylane rollout PLAN`.
+/// `graylane rollout PLAN`: the planner's table first (at the traffic the
+/// metrics source shows now), then the rollout.
 pub fn start(path: &Path, json: bool) -> i32 {
+    if let Ok(plan) = plan::load(path) {
+        if let Ok(lines) = planned(&plan, None, None) {
+            let view = View::new(json);
+            view.say("plan", lines.0.trim_end(), lines.1);
+            view.finish();
+        }
+    }
     drive_plan(path, json, start_in)
+}
+
+/// How long `rollout plan` watches the counters for the rate.
+const RATE_OVER: Duration = Duration::from_secs(2);
+
+/// The planner's table and its JSON for `plan`, at `rps` (or the rate the
+/// metrics sources show over [`RATE_OVER`]) and base's 5xx share in
+/// percent (or the one they show so far).
+fn planned(
+    plan: &Plan,
+    rps: Option<f64>,
+    base_errors: Option<f64>,
+) -> Result<(String, Value), String> {
+    let readers: Vec<Reader> = plan
+        .waves
+        .iter()
+        .map(|w| Reader::of(plan, &w.source))
+        .collect();
+    let totals = |snaps: &[Snapshot]| {
+        snaps.iter().fold(metrics::Delta::default(), |mut acc, s| {
+            let d = metrics::delta(&Snapshot::new(), s);
+            acc.lane.add(&d.lane);
+            acc.base.add(&d.base);
+            acc
+        })
+    };
+    let snap = || {
+        readers
+            .iter()
+            .map(|r| r.snapshot())
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let (rps, base_rate) = match (rps, base_errors) {
+        (Some(r), Some(b)) => (r, b / 100.0),
+        _ => {
+            let t0 = std::time::Instant::now();
+            let before = totals(&snap()?);
+            std::thread::sleep(RATE_OVER);
+            let after = totals(&snap()?);
+            let secs = t0.elapsed().as_secs_f64().max(0.001);
+            let served = |d: &metrics::Delta| (d.lane.requests + d.base.requests) as f64;
+            let measured = (served(&after) - served(&before)).max(0.0) / secs;
+            let share = if after.base.requests > 0 {
+                after.base.errors as f64 / after.base.requests as f64
+            } else {
+                0.0
+            };
+            (
+                rps.unwrap_or(measured),
+                base_errors.map_or(share, |b| b / 100.0),
+            )
+        }
+    };
+    let steps = planner::plan_steps(plan, rps, base_rate);
+    let text = planner::table(plan, rps, base_rate, &steps);
+    Ok((
+        text,
+        json!({ "rps": rps, "baseErrorRate": base_rate, "steps": steps }),
+    ))
+}
+
+/// `graylane rollout plan PLAN [--rps N] [--base-errors PCT]`: exit 0, or
+/// 2 for a bad plan or an unreachable metrics source.
+pub fn plan(path: &Path, rps: Option<f64>, base_errors: Option<f64>, json: bool) -> i32 {
+    let view = View::new(json);
+    let plan = match plan::load(path) {
+        Ok(p) => p,
+        Err(e) => return bad(&view, &format!("plan {}: {e}", path.display())),
+    };
+    if rps.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return bad(&view, "--rps: a rate above 0");
+    }
+    if base_errors.is_some_and(|b| !(0.0..=100.0).contains(&b)) {
+        return bad(&view, "--base-errors: a percent from 0 to 100");
+    }
+    match planned(&plan, rps, base_errors) {
+        Ok((text, body)) => {
+            if json {
+                view.say("plan", text.trim_end(), body);
+            } else {
+                print!("{text}");
+            }
+            view.finish();
+            0
+        }
+        Err(e) => bad(
+            &view,
+            &format!("analysis.source: {e} (give --rps and --base-errors to plan without it)"),
+        ),
+    }
 }
 
 /// Opens the plan's world and runs `f` in it while this process holds the
@@ -820,26 +919,42 @@ impl<'w> Run<'w> {
         for r in &d.resets {
             notes.push(format!("{r}: the window is insufficient data"));
         }
+        // The step is the unit of decision: its trusted windows add up.
+        let (mut lane, mut base) = self.state.step_totals();
+        if notes.is_empty() {
+            lane.add(&d.lane);
+            base.add(&d.base);
+        }
+        let criteria = &self.w.plan.criteria;
         let win = Window {
-            lane: d.lane.clone(),
-            base: d.base.clone(),
+            lane,
+            base,
+            percent: self.state.percent,
+            recorded_base: self.state.recorded_base(criteria.min_requests),
             insufficient: notes.clone(),
         };
-        let (_, mut checks) = analysis::judge(&win, &self.w.plan.criteria);
+        let (_, mut checks) = analysis::judge(&win, criteria);
         for q in &self.w.plan.queries.clone() {
-            let value = if notes.is_empty() {
+            let values = if notes.is_empty() {
                 match self.w.metrics.get(wave).map(|m| m.query(q, interval)) {
                     Some(Ok(v)) => v,
                     Some(Err(e)) => {
                         notes.push(format!("query {} failed ({e}): insufficient data", q.name));
-                        None
+                        Vec::new()
                     }
-                    None => None,
+                    None => Vec::new(),
                 }
             } else {
-                None
+                Vec::new()
             };
-            checks.push(analysis::bound_check(&q.name, value, q.max, q.min));
+            checks.push(analysis::bound_check(
+                &q.name,
+                &values,
+                q.max,
+                q.min,
+                d.lane.requests,
+                self.w.plan.criteria.min_requests,
+            ));
         }
         let verdict = analysis::combine(&checks);
         let record = WindowRecord {
@@ -1029,7 +1144,7 @@ impl<'w> Run<'w> {
                     })
                     .unwrap_or_default();
                 let reason = format!(
-                    "{} failed window(s) in a row at {} %: {}",
+                    "the step's evidence past the fail boundary at {} window end(s) in a row at {} %: {}",
                     self.w.plan.failure_threshold,
                     self.state.windows.last().map(|w| w.percent).unwrap_or(0.0),
                     failed.join("; ")
@@ -1125,6 +1240,7 @@ fn numbers(s: &Sample) -> Numbers {
         errors: s.errors,
         error_pct: (s.requests > 0).then(|| s.errors as f64 * 100.0 / s.requests as f64),
         p99_ms: analysis::histogram_quantile(0.99, &s.latency),
+        latency: s.latency.clone(),
     }
 }
 

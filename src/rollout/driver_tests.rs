@@ -89,7 +89,7 @@ impl Sim {
     fn advance(&self, dt: f64) {
         let p = self.percent_of(0).max(0.0) / 100.0;
         let (lr, le, br, be) = self.counts.get();
-        let n = 200.0 * dt;
+        let n = 2000.0 * dt;
         self.counts.set((
             lr + n * p,
             le + n * p * self.lane_errors,
@@ -211,10 +211,10 @@ impl Metrics for FakeMetrics {
         ))
     }
 
-    fn query(&self, _q: &Query, _interval: Duration) -> Result<Option<f64>, String> {
+    fn query(&self, _q: &Query, _interval: Duration) -> Result<Vec<f64>, String> {
         Sim::fire(&self.0.on_query, &self.0.queries);
         // The lane's traffic: always within the check's bounds.
-        Ok(Some(1.0))
+        Ok(vec![1.0])
     }
 }
 

@@ -13,6 +13,10 @@ const RQ_TOTAL: &str = "envoy_cluster_upstream_rq_total";
 const RQ_XX: &str = "envoy_cluster_upstream_rq_xx";
 const RQ_TIME_BUCKET: &str = "envoy_cluster_upstream_rq_time_bucket";
 const LANE_REQUESTS: &str = "graylane_requests";
+/// Seconds since the Envoy started: going down means it restarted.
+const UPTIME: &str = "envoy_server_uptime";
+/// Hot restarts: a change means a new Envoy took over.
+const EPOCH: &str = "envoy_server_hot_restart_epoch";
 
 /// One series' value, keyed by where it came from and its labels.
 pub type Snapshot = BTreeMap<String, f64>;
@@ -28,12 +32,17 @@ enum Side {
 pub struct ClusterMatcher {
     lane: String,
     named: Option<(Vec<String>, Vec<String>)>,
+    /// Every lane of the plugin config: a cluster belongs to the longest
+    /// lane name it ends with, so `svc-android-canary` is `android-canary`'s,
+    /// not `canary`'s.
+    lanes: Vec<String>,
 }
 
 impl ClusterMatcher {
     pub fn new(plan: &Plan) -> ClusterMatcher {
         ClusterMatcher {
             lane: plan.lane.clone(),
+            lanes: Vec::new(),
             named: match &plan.clusters {
                 Clusters::Named { lane, base } => Some((lane.clone(), base.clone())),
                 Clusters::Convention => None,
@@ -50,15 +59,23 @@ impl ClusterMatcher {
         }
         // The dashboard's convention: `<service>-<lane>`, or Istio's
         // `outbound|<port>|<lane>|<host>` (subsets named after the lanes).
+        // Exact: the cluster is the longest lane's it ends with.
         let is = |lane: &str| {
             cluster
                 .strip_suffix(lane)
-                .is_some_and(|service| service.ends_with('-'))
+                .is_some_and(|service| service.len() > 1 && service.ends_with('-'))
                 || (cluster.starts_with("outbound|") && cluster.split('|').nth(2) == Some(lane))
         };
-        if is(&self.lane) {
+        let owner = self
+            .lanes
+            .iter()
+            .map(String::as_str)
+            .chain([self.lane.as_str(), crate::engine::BASE])
+            .filter(|l| is(l))
+            .max_by_key(|l| l.len())?;
+        if owner == self.lane {
             Some(Side::Lane)
-        } else if is(crate::engine::BASE) {
+        } else if owner == crate::engine::BASE {
             Some(Side::Base)
         } else {
             None
@@ -171,6 +188,9 @@ fn collect(snap: &mut Snapshot, m: &ClusterMatcher, origin: &str, text: &str) {
                     _ => cluster.to_string(),
                 };
                 *snap.entry(key(name, side, &origin, &extra)).or_default() += value;
+            }
+            UPTIME | EPOCH => {
+                snap.insert(key(name, "server", &origin, ""), value);
             }
             LANE_REQUESTS => {
                 let Some(lane) = label(&labels, &["lane"]) else {
@@ -285,7 +305,8 @@ pub trait Metrics {
     /// One snapshot of every series the analysis reads.
     fn snapshot(&self) -> Result<Snapshot, String>;
     /// A `queries` check's value now (`None`: the query returned nothing).
-    fn query(&self, q: &Query, interval: Duration) -> Result<Option<f64>, String>;
+    /// Every series' value of a `queries` check now (empty: no series).
+    fn query(&self, q: &Query, interval: Duration) -> Result<Vec<f64>, String>;
 }
 
 impl Metrics for Reader {
@@ -297,7 +318,7 @@ impl Metrics for Reader {
         Reader::snapshot(self)
     }
 
-    fn query(&self, q: &Query, interval: Duration) -> Result<Option<f64>, String> {
+    fn query(&self, q: &Query, interval: Duration) -> Result<Vec<f64>, String> {
         Reader::query(self, q, interval)
     }
 }
@@ -321,6 +342,13 @@ pub fn snapshot_of(lane: (u64, u64), base: (u64, u64), origin: &str) -> Snapshot
 }
 
 impl Reader {
+    /// The plugin config's lanes, so that clusters match exactly (a
+    /// cluster is the longest lane name's it ends with).
+    pub fn with_lanes(mut self, lanes: Vec<String>) -> Reader {
+        self.matcher.lanes = lanes;
+        self
+    }
+
     pub fn new(plan: &Plan) -> Reader {
         Reader::of(plan, &plan.source)
     }
@@ -361,7 +389,14 @@ impl Reader {
                 }
             }
             Source::Prometheus(url) => {
-                for family in [RQ_TOTAL, RQ_XX, RQ_TIME_BUCKET, LANE_REQUESTS] {
+                for family in [
+                    RQ_TOTAL,
+                    RQ_XX,
+                    RQ_TIME_BUCKET,
+                    LANE_REQUESTS,
+                    UPTIME,
+                    EPOCH,
+                ] {
                     let q = format!(
                         "{}/api/v1/query?query={}",
                         url.trim_end_matches('/'),
@@ -376,7 +411,7 @@ impl Reader {
     }
 
     /// A `queries` check's value now (`None`: the query returned nothing).
-    pub fn query(&self, q: &Query, interval: Duration) -> Result<Option<f64>, String> {
+    pub fn query(&self, q: &Query, interval: Duration) -> Result<Vec<f64>, String> {
         let Source::Prometheus(url) = &self.source else {
             return Err("queries need a Prometheus source".into());
         };
@@ -393,17 +428,11 @@ impl Reader {
             ),
         )?;
         let lines = prometheus_lines(&body)?;
-        let values: Vec<f64> = lines
+        // Every series, +Inf and NaN included: each is held to the bounds.
+        Ok(lines
             .lines()
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-            .filter(|v| v.is_finite())
-            .collect();
-        Ok(match values.as_slice() {
-            [] => None,
-            // Several series: the worst is judged (highest against a max).
-            vs if q.max.is_some() => vs.iter().copied().reduce(f64::max),
-            vs => vs.iter().copied().reduce(f64::min),
-        })
+            .collect())
     }
 }
 
@@ -415,6 +444,25 @@ pub fn delta(start: &Snapshot, end: &Snapshot) -> Delta {
     let mut base_buckets: BTreeMap<u64, f64> = BTreeMap::new();
     for (k, v1) in end {
         let v0 = start.get(k).copied().unwrap_or(0.0);
+        let family = k.split('|').next().unwrap_or("");
+        if family == UPTIME || family == EPOCH {
+            let origin = k.split('|').nth(2).unwrap_or("");
+            let changed = match start.get(k) {
+                Some(&v0) if family == UPTIME && *v1 < v0 => Some(format!(
+                    "Envoy at {origin} restarted (its uptime went from {v0} s to {v1} s)"
+                )),
+                Some(&v0) if family == EPOCH && *v1 != v0 => Some(format!(
+                    "Envoy at {origin} hot-restarted (epoch {v0} to {v1})"
+                )),
+                _ => None,
+            };
+            if let Some(msg) = changed {
+                if !d.resets.contains(&msg) {
+                    d.resets.push(msg);
+                }
+            }
+            continue;
+        }
         if *v1 < v0 {
             let mut parts = k.split('|');
             let family = parts.next().unwrap_or("");
@@ -507,6 +555,7 @@ mod tests {
         ClusterMatcher {
             lane: lane.into(),
             named: None,
+            lanes: vec!["gray".into(), "canary".into(), "android-canary".into()],
         }
     }
 
@@ -543,6 +592,37 @@ graylane_requests{source="default",lane="base"} 900
         let m = matcher("android-canary");
         assert_eq!(m.side("svc-android-canary"), Some(Side::Lane));
         assert_eq!(m.side("svc-canary"), None);
+        // Exact: lane `canary` does not count `android-canary`'s clusters.
+        let m = matcher("canary");
+        assert_eq!(m.side("svc-canary"), Some(Side::Lane));
+        assert_eq!(m.side("svc-android-canary"), None);
+        assert_eq!(m.side("-canary"), None);
+    }
+
+    /// An Envoy that restarted is seen by its uptime going down, even when
+    /// its counters have already overtaken their old values.
+    #[test]
+    fn a_restart_is_seen_by_uptime_and_epoch() {
+        let m = matcher("gray");
+        let scrape = |uptime: u64, epoch: u64, total: u64| {
+            let mut s = Snapshot::new();
+            let text = format!(
+                "envoy_server_uptime{{}} {uptime}\nenvoy_server_hot_restart_epoch{{}} {epoch}\n\
+                 envoy_cluster_upstream_rq_total{{envoy_cluster_name=\"backend-gray\"}} {total}\n"
+            );
+            collect(&mut s, &m, "a", &text);
+            s
+        };
+        let d = delta(&scrape(100, 0, 500), &scrape(160, 0, 900));
+        assert!(d.resets.is_empty(), "{:?}", d.resets);
+        assert_eq!(d.lane.requests, 400);
+        let d = delta(&scrape(100, 0, 500), &scrape(20, 0, 900));
+        assert_eq!(
+            d.resets,
+            vec!["Envoy at a restarted (its uptime went from 100 s to 20 s)"]
+        );
+        let d = delta(&scrape(100, 0, 500), &scrape(160, 1, 900));
+        assert_eq!(d.resets, vec!["Envoy at a hot-restarted (epoch 0 to 1)"]);
     }
 
     #[test]

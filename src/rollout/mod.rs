@@ -6,7 +6,9 @@
 //! - [`delivery`]: the configuration at a percent, into ECDS files and
 //!   Istio / Envoy Gateway manifests;
 //! - [`metrics`]: counters from Envoy's admin or Prometheus, per window;
-//! - [`analysis`]: the verdicts, pure functions of the window's numbers;
+//! - [`analysis`]: the verdicts, pure functions of a step's numbers;
+//! - [`sequential`]: the confidence sequences behind them;
+//! - [`planner`]: requests and time each step needs (`rollout plan`);
 //! - [`state`]: the state file, for `status`, `promote`, `abort`, `resume`;
 //! - [`driver`]: the state machine;
 //! - [`view`]: the live view, JSON events and the Markdown report.
@@ -18,5 +20,9 @@ pub mod delivery;
 pub mod driver;
 pub mod metrics;
 pub mod plan;
+pub mod planner;
+pub mod sequential;
+#[cfg(test)]
+mod simulation_tests;
 pub mod state;
 pub mod view;

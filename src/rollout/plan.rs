@@ -32,11 +32,13 @@ pub struct RawPlan {
     /// How the lane is compared with base.
     #[serde(default)]
     pub analysis: Option<RawAnalysis>,
-    /// A check judges a window only when the lane served at least this many
-    /// requests in it. Default 100.
+    /// No check decides a step before the lane served this many requests in
+    /// it (latency: before both histograms hold this many); a query check
+    /// judges only windows where the lane served this many. Default 100.
     #[serde(default)]
     pub min_requests: Option<u64>,
-    /// Failed windows in a row before rollback. Default 2.
+    /// Window ends in a row at which the step's evidence is past the fail
+    /// boundary before rollback. Default 2.
     #[serde(default)]
     pub failure_threshold: Option<u32>,
     /// How long a step may go without a verdict before the rollout pauses
@@ -165,13 +167,26 @@ pub struct RawErrorRate {
     /// Percentage points the lane's 5xx share may exceed base's. Default 1.
     #[serde(default)]
     pub tolerance: Option<f64>,
-    /// One-sided confidence of the test. Default 0.99.
+    /// Confidence of a rollback: the chance that the rollout rolls back a
+    /// version as good as base, over all its steps, is at most 1 − this.
+    /// Default 0.99.
     #[serde(default)]
     pub confidence: Option<f64>,
-    /// Lane judged alone (base below `minRequests`): highest 5xx share in
-    /// percent. Default 1.
+    /// Confidence of a step's pass: a version worse than base by more than
+    /// `tolerance` passes a step with a chance of at most 1 − this.
+    /// Default 0.9.
+    #[serde(default, rename = "passConfidence")]
+    pub pass_confidence: Option<f64>,
+    /// A fixed highest 5xx share in percent, checked as well when set.
+    /// Unset, 1 % applies only to a lane judged alone when the rollout
+    /// never saw base.
     #[serde(default)]
     pub max: Option<f64>,
+    /// Design effect for requests that are not independent (a user who
+    /// hits a bug retries): counts are divided by it before the bounds are
+    /// taken. Default 1.
+    #[serde(default)]
+    pub inflation: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -601,13 +616,31 @@ fn check_criteria(raw: Option<&RawAnalysis>, min_requests: u64) -> Result<Criter
                 "a probability from 0.5 to 0.999999",
             )?;
         }
+        if let Some(v) = e.pass_confidence {
+            c.pass_confidence = check_number(
+                "analysis.errorRate.passConfidence",
+                v,
+                0.5,
+                0.999_999,
+                "a probability from 0.5 to 0.999999",
+            )?;
+        }
         if let Some(m) = e.max {
-            c.error_max_alone_pct = check_number(
+            c.error_max_pct = Some(check_number(
                 "analysis.errorRate.max",
                 m,
                 0.0,
                 100.0,
                 "a percent, 0 to 100",
+            )?);
+        }
+        if let Some(k) = e.inflation {
+            c.inflation = check_number(
+                "analysis.errorRate.inflation",
+                k,
+                1.0,
+                1000.0,
+                "a design effect from 1 (independent requests) to 1000",
             )?;
         }
     }
@@ -733,9 +766,12 @@ fn check(raw: &RawPlan, base: &Path, path: PathBuf) -> Result<Plan, ConfigError>
             base: c.base.clone(),
         },
     };
-    let criteria = check_criteria(analysis, min_requests)?;
+    let mut criteria = check_criteria(analysis, min_requests)?;
     let queries = check_queries(analysis, &source)?;
     let waves = check_waves(raw.waves.as_deref(), deliver.len(), &source)?;
+    // Every step is judged once per wave: the rollback's error is spread
+    // over them all.
+    criteria.looks = steps.len() * waves.len().max(1);
     Ok(Plan {
         path,
         config: std::path::absolute(&config).unwrap_or(config),

@@ -5,7 +5,7 @@
 //! a read-modify-write under the plan's lock file ([`Store::update`]), so
 //! a running rollout, `abort` and `promote` never write over each other.
 
-use super::analysis::{Action, Check, Verdict};
+use super::analysis::{Action, Check, Histogram, Sample, Verdict};
 use super::delivery::atomic_write;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -55,6 +55,19 @@ pub struct Numbers {
     /// 5xx share in percent (`None`: no requests).
     pub error_pct: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// The window's latency buckets: a step adds them up.
+    #[serde(default, skip_serializing_if = "Histogram::is_empty")]
+    pub latency: Histogram,
+}
+
+impl Numbers {
+    pub fn sample(&self) -> Sample {
+        Sample {
+            requests: self.requests,
+            errors: self.errors,
+            latency: self.latency.clone(),
+        }
+    }
 }
 
 /// One analysis window and what was decided after it.
@@ -178,6 +191,44 @@ impl State {
             .filter(|w| w.step == self.step && w.wave == self.wave)
             .map(|w| w.verdict)
             .collect()
+    }
+
+    /// What the step in force (on its wave) has measured so far: every
+    /// trusted window's numbers added up (a window with notes, such as a
+    /// failing metrics source or a restart, adds nothing).
+    pub fn step_totals(&self) -> (Sample, Sample) {
+        let (mut lane, mut base) = (Sample::default(), Sample::default());
+        for w in self
+            .windows
+            .iter()
+            .filter(|w| w.step == self.step && w.wave == self.wave && w.notes.is_empty())
+        {
+            lane.add(&w.lane.sample());
+            base.add(&w.base.sample());
+        }
+        (lane, base)
+    }
+
+    /// Base as measured over the last earlier step (or wave) where it
+    /// served at least `min` requests: what a lane judged alone at 100 %
+    /// is compared with.
+    pub fn recorded_base(&self, min: u64) -> Option<Sample> {
+        let mut groups: Vec<((usize, usize), Sample)> = Vec::new();
+        for w in self.windows.iter().filter(|w| w.notes.is_empty()) {
+            let at = (w.step, w.wave);
+            if at == (self.step, self.wave) {
+                continue;
+            }
+            match groups.last_mut() {
+                Some((k, s)) if *k == at => s.add(&w.base.sample()),
+                _ => groups.push((at, w.base.sample())),
+            }
+        }
+        groups
+            .into_iter()
+            .rev()
+            .map(|(_, s)| s)
+            .find(|s| s.requests >= min)
     }
 
     pub fn step_windows(&self) -> usize {

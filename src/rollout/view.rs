@@ -42,6 +42,7 @@ fn verdict_word(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "pass",
         Verdict::Fail => "FAIL",
+        Verdict::Continue => "continue",
         Verdict::Insufficient => "insufficient data",
     }
 }
@@ -111,7 +112,7 @@ impl View {
 
     pub fn window(&self, w: &WindowRecord, of_steps: usize) {
         let mut text = format!(
-            "step {}/{} ({} %) window: {} -> {}\n  lane {}; base {}; admitted {} of {} decided",
+            "step {}/{} ({} %) window: step {} -> {}\n  window: lane {}; base {}; admitted {} of {} decided",
             w.step + 1,
             of_steps,
             w.percent,

@@ -1024,7 +1024,7 @@ mod exit_tests {
     fn watched_sh(script: &str) -> Arc<Mutex<Option<Child>>> {
         let dir = scratch_dir("exit");
         let log = dir.join("envoy.log");
-        let out = log_file(&log);
+        let out = super::log_file(&log);
         let child = Command::new("sh")
             .args(["-c", script])
             .current_dir(&dir)

@@ -59,28 +59,30 @@ fn graylane_bin() -> PathBuf {
     bin
 }
 
-/// A version's backend: answers 200, or 503 to every `fail_every`-th
-/// request, after `delay_ms`.
+/// A version's backend: answers 200, or 503 to a share of its requests
+/// (`failing`, in 1/10,000ths, spread evenly: request n fails when
+/// ⌊n·r⌋ > ⌊(n−1)·r⌋, so 2,500 is every 4th and 150 three in 200), after
+/// `delay_ms`.
 struct Backend {
     server: Server,
-    fail_every: Arc<AtomicU64>,
+    failing: Arc<AtomicU64>,
     delay_ms: Arc<AtomicU64>,
 }
 
 impl Backend {
     fn start(name: &'static str) -> Backend {
-        let fail_every = Arc::new(AtomicU64::new(0));
+        let failing = Arc::new(AtomicU64::new(0));
         let delay_ms = Arc::new(AtomicU64::new(0));
         let served = Arc::new(AtomicU64::new(0));
-        let (f, d) = (Arc::clone(&fail_every), Arc::clone(&delay_ms));
+        let (f, d) = (Arc::clone(&failing), Arc::clone(&delay_ms));
         let server = Server::start(Arc::new(move |_req: &Received| {
             let n = served.fetch_add(1, Ordering::SeqCst) + 1;
             let delay = d.load(Ordering::SeqCst);
             if delay > 0 {
                 thread::sleep(Duration::from_millis(delay));
             }
-            let every = f.load(Ordering::SeqCst);
-            let status = if every > 0 && n.is_multiple_of(every) {
+            let r = f.load(Ordering::SeqCst);
+            let status = if n * r / 10_000 > (n - 1) * r / 10_000 {
                 503
             } else {
                 200
@@ -93,9 +95,14 @@ impl Backend {
         }));
         Backend {
             server,
-            fail_every,
+            failing,
             delay_ms,
         }
+    }
+
+    /// Fails `per_10k` of its requests from now on.
+    fn fail(&self, per_10k: u64) {
+        self.failing.store(per_10k, Ordering::SeqCst);
     }
 }
 
@@ -119,6 +126,12 @@ struct Traffic {
 
 impl Traffic {
     fn start(port: u16, users: u64) -> Traffic {
+        Traffic::paced(port, users, None)
+    }
+
+    /// [`Traffic::start`], each client waiting `pace` after each request
+    /// (a few requests a second: a low-traffic service).
+    fn paced(port: u16, users: u64, pace: Option<Duration>) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..2u64)
@@ -139,6 +152,9 @@ impl Traffic {
                                 status: r.status,
                             }),
                             Err(_) => thread::sleep(Duration::from_millis(20)),
+                        }
+                        if let Some(p) = pace {
+                            thread::sleep(p);
                         }
                     }
                 })
@@ -205,8 +221,8 @@ struct Lab {
     lane: Backend,
     /// Lane `android`'s backend, in a lab of two rolled-out lanes.
     android: Option<Backend>,
-    /// Kept running for the lab's lifetime.
-    _base: Backend,
+    /// Base's backend.
+    base: Backend,
 }
 
 impl Drop for Lab {
@@ -342,7 +358,7 @@ static_resources:
             ecds,
             lane,
             android,
-            _base: base,
+            base,
         }
     }
 
@@ -757,17 +773,16 @@ fn healthy_lane_is_promoted_step_by_step_and_sticky() {
 }
 
 /// Failing lane: every 4th of gray's answers is a 503 (25 %, against none
-/// from base). Any window with minRequests (20) lane requests holds at
-/// least 5 of them and fails (exact binomial against 1 % at 0.99: p below
-/// 2e-6), whatever the machine's speed; a window with fewer is
-/// insufficient and neither breaks nor adds to the run. So the rollout
-/// rolls back at exactly the failureThreshold-th (2nd) failed window, at
-/// the first step, and no request reaches gray but those the bucket rule
-/// admits at the percent in force.
+/// from base). The step's evidence crosses the fail boundary as soon as it
+/// holds minRequests (20) lane requests (their lower bound is above 2 %
+/// from 40 requests, base's upper bound under 1.1 % from its ~760), and
+/// stays past it, so the rollout rolls back at the failureThreshold-th
+/// (2nd) window end past it, at the first step, and no request reaches
+/// gray but those the bucket rule admits at the percent in force.
 #[test]
 fn failing_lane_is_rolled_back() {
     let lab = Lab::start();
-    lab.lane.fail_every.store(4, Ordering::SeqCst);
+    lab.lane.fail(2500);
     let traffic = Traffic::start(lab.gateway, 5000);
     let plan = lab.plan("[5, 25, 50, 100]", &traffic.interval_for(5.0, 2.0), "");
     let t0 = now();
@@ -783,17 +798,20 @@ fn failing_lane_is_rolled_back() {
         .iter()
         .filter(|w| w["verdict"] != "insufficient")
         .collect();
-    assert_eq!(
-        judged
-            .iter()
-            .map(|w| w["verdict"].as_str().unwrap())
-            .collect::<Vec<_>>(),
-        vec!["fail", "fail"],
-        "every judged window fails, and the second rolls back: {}",
+    let verdicts: Vec<&str> = judged
+        .iter()
+        .map(|w| w["verdict"].as_str().unwrap())
+        .collect();
+    assert!(
+        verdicts.ends_with(&["fail", "fail"])
+            && verdicts[..verdicts.len() - 2]
+                .iter()
+                .all(|v| *v == "continue"),
+        "the evidence crosses the fail boundary and stays: {verdicts:?}\n{}",
         out.dump()
     );
     assert_eq!(windows.last().unwrap()["action"], "rollback");
-    for w in &judged {
+    for w in judged.iter().filter(|w| w["verdict"] == "fail") {
         let check = w["checks"]
             .as_array()
             .unwrap()
@@ -802,6 +820,15 @@ fn failing_lane_is_rolled_back() {
             .unwrap();
         assert_eq!(check["verdict"], "fail", "{w}");
     }
+    let decisive = decisive_check(&out, "errorRate");
+    assert!(decisive["lower"].as_f64().unwrap() > 1.0, "{decisive}");
+    assert!(
+        decisive["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("shown above (fail)"),
+        "{decisive}"
+    );
     // What reached the failing version: only the users the bucket rule
     // admits at the percent in force, and nobody after the rollback.
     assert_every_request_follows_the_rule(&out, &sent);
@@ -818,9 +845,10 @@ fn failing_lane_is_rolled_back() {
 }
 
 /// Slow lane: 100 ms more on gray. The latency check (p99 at most 1.5 x
-/// base's and 25 ms above it) rolls it back: the lane's p99 is above 50 ms
-/// (Envoy's bucket below 100 ms ends there), so only a base p99 above
-/// 33 ms in every judged window could pass it, where base answers in 1 ms.
+/// base's and 25 ms above it) rolls it back: base answers in about 1 ms,
+/// so the limit lies in Envoy's bucket ending at 50 ms at most, and every
+/// lane request (100 ms or more) is above it: the share of slow lane
+/// requests is shown above 1 % as soon as the step has minRequests.
 #[test]
 fn slow_lane_is_rolled_back_by_latency() {
     let lab = Lab::start();
@@ -867,6 +895,15 @@ fn slow_lane_is_rolled_back_by_latency() {
     assert_ne!(
         errors["verdict"], "fail",
         "the error check is not what failed"
+    );
+    let decisive = decisive_check(&out, "latency");
+    assert_eq!(decisive["verdict"], "fail", "{decisive}");
+    assert!(
+        decisive["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("shown above (fail)"),
+        "{decisive}"
     );
 }
 
@@ -1376,6 +1413,18 @@ fn a_failing_metrics_source_is_insufficient_data_not_a_failure() {
     for w in failing {
         assert_eq!(w["verdict"], "insufficient", "{w}");
         assert!(w["notes"].to_string().contains("not as a failure"), "{w}");
+        // Insufficient because the source failed, whatever the step has
+        // counted so far: every check says so.
+        for c in w["checks"].as_array().unwrap() {
+            assert_eq!(c["verdict"], "insufficient", "{c}");
+            assert!(
+                c["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("metrics source failed"),
+                "{c}"
+            );
+        }
     }
 }
 
@@ -1428,11 +1477,7 @@ fn candidates(spans: &[(f64, f64, f64)], at: f64) -> Vec<f64> {
 #[test]
 fn two_lanes_rolled_out_at_once_on_one_gateway_compose() {
     let lab = Lab::start_two_lanes();
-    lab.android
-        .as_ref()
-        .unwrap()
-        .fail_every
-        .store(4, Ordering::SeqCst);
+    lab.android.as_ref().unwrap().fail(2500);
     let traffic = Traffic::start(lab.gateway, 5000);
     let interval = traffic.interval_for(10.0, 2.0);
     let gray = lab.plan_as("plan-gray.yaml", "[10, 50, 100]", &interval, "");
@@ -1637,7 +1682,7 @@ fn killed_right_after_a_delivery_resume_finishes_it_forward() {
 #[test]
 fn killed_right_after_a_rollback_decision_resume_delivers_it() {
     let lab = Lab::start();
-    lab.lane.fail_every.store(4, Ordering::SeqCst);
+    lab.lane.fail(2500);
     let traffic = Traffic::start(lab.gateway, 5000);
     let plan = lab.plan("[5, 25, 50, 100]", &traffic.interval_for(5.0, 2.0), "");
     let first = rollout_env(
@@ -1670,7 +1715,7 @@ fn killed_right_after_a_rollback_decision_resume_delivers_it() {
 #[test]
 fn a_fault_in_the_first_wave_rolls_back_before_the_second_gets_the_step() {
     let (one, two) = (Lab::start(), Lab::start());
-    one.lane.fail_every.store(4, Ordering::SeqCst);
+    one.lane.fail(2500);
     let (t1, t2) = (
         Traffic::start(one.gateway, 5000),
         Traffic::start(two.gateway, 5000),
@@ -1721,4 +1766,209 @@ fn a_fault_in_the_first_wave_rolls_back_before_the_second_gets_the_step() {
         "{}",
         out.dump()
     );
+}
+
+/// The step's judged windows (not insufficient), and the check `name` of
+/// the decisive one: the last window, whose verdict the action followed.
+fn decisive_check<'o>(out: &'o Outcome, name: &str) -> &'o Value {
+    let windows = out.windows();
+    let last = windows
+        .last()
+        .unwrap_or_else(|| panic!("no window: {}", out.dump()));
+    last["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check: {last}"))
+}
+
+/// `graylane rollout plan PLAN --rps RPS --base-errors PCT --json`: the
+/// planner's steps.
+fn planner(plan: &std::path::Path, rps: f64, base_errors: f64) -> Vec<Value> {
+    let out = rollout(
+        &[
+            "plan",
+            plan.to_str().unwrap(),
+            "--rps",
+            &format!("{rps:.1}"),
+            "--base-errors",
+            &base_errors.to_string(),
+            "--json",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let event = out.of("plan");
+    eprintln!("planner: {}", event[0]["message"].as_str().unwrap_or(""));
+    event[0]["steps"].as_array().unwrap().clone()
+}
+
+/// Lane requests counted in the windows of step `step` (0-based).
+fn lane_requests_in_step(out: &Outcome, step: u64) -> u64 {
+    out.windows()
+        .iter()
+        .filter(|w| w["step"] == step)
+        .map(|w| w["lane"]["requests"].as_u64().unwrap())
+        .sum()
+}
+
+/// Base and lane both answer 503 to 1.5 % of their requests: a version as
+/// good as base. Every step passes once its evidence suffices (tolerance
+/// 2 pp here, so that the steps fit the test's traffic), none fails, and
+/// at 100 %, where base serves nothing, the lane is judged against base's
+/// rate as recorded at 50 % (never against a fixed 1 %, which 1.5 % would
+/// exceed).
+#[test]
+fn a_version_as_good_as_base_at_1_5_percent_5xx_is_promoted() {
+    let lab = Lab::start();
+    lab.base.fail(150);
+    lab.lane.fail(150);
+    let traffic = Traffic::start(lab.gateway, 5000);
+    let rate = traffic.rate();
+    let interval = traffic.interval_for(10.0, 2.0);
+    let plan = lab.plan(
+        "[10, 50, 100]",
+        &interval,
+        "  errorRate: { tolerance: 2 }\n",
+    );
+    let steps = planner(&plan, rate, 1.5);
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
+    drop(traffic.stop());
+    print_windows("1.5 % on both", &out);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert_eq!(out.delivered(), vec![10.0, 50.0, 100.0], "{}", out.dump());
+    for w in out.windows() {
+        assert_ne!(w["verdict"], "fail", "{w}");
+    }
+    let last = decisive_check(&out, "errorRate");
+    assert_eq!(last["verdict"], "pass", "{last}");
+    let reason = last["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("vs base as recorded earlier in this rollout 1."),
+        "{reason}"
+    );
+    assert!(reason.ends_with("shown within (pass)"), "{reason}");
+    // The first step needed about what the planner said (the errors are
+    // spread evenly, as the planner's expected counts are).
+    let needed = lane_requests_in_step(&out, 0);
+    let planned = steps[0]["passRequests"]
+        .as_u64()
+        .expect("the planner's step 1");
+    eprintln!("step 1 passed after {needed} lane requests; planner: {planned}");
+    assert!(
+        (needed as f64) <= planned as f64 * 1.5 + 2.0 * MIN_REQUESTS as f64 * 2.0,
+        "step 1 took {needed} lane requests, the planner said {planned}"
+    );
+}
+
+/// A lane 5 pp worse than base (6.5 % against 1.5 %) is rolled back at the
+/// first step, within the lane requests the planner predicts (±50 %); with
+/// tolerance 2.5 pp, 5 pp is the planner's "worse by 2t".
+#[test]
+fn a_lane_5_points_worse_is_rolled_back_within_the_planned_requests() {
+    let lab = Lab::start();
+    lab.base.fail(150);
+    lab.lane.fail(650);
+    let traffic = Traffic::start(lab.gateway, 5000);
+    let rate = traffic.rate();
+    let interval = traffic.interval_for(10.0, 2.0);
+    let plan = lab.plan(
+        "[10, 50, 100]",
+        &interval,
+        "  errorRate: { tolerance: 2.5 }\n",
+    );
+    let steps = planner(&plan, rate, 1.5);
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
+    drop(traffic.stop());
+    print_windows("5 pp worse", &out);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert_eq!(out.delivered(), vec![10.0, 0.0], "{}", out.dump());
+    let check = decisive_check(&out, "errorRate");
+    assert_eq!(check["verdict"], "fail", "{check}");
+    assert!(check["lower"].as_f64().unwrap() > 2.5, "{check}");
+    assert!(
+        check["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("shown above (fail)"),
+        "{check}"
+    );
+    let needed = lane_requests_in_step(&out, 0) as f64;
+    let planned = steps[0]["rollbackRequests"]
+        .as_u64()
+        .expect("the planner's step 1") as f64;
+    eprintln!("rolled back after {needed} lane requests; planner: {planned}");
+    assert!(
+        needed >= planned * 0.5 && needed <= planned * 1.5,
+        "rolled back after {needed} lane requests, the planner said {planned}"
+    );
+}
+
+/// A version as good as base on a service with a few requests a second:
+/// the step continues while the evidence is short, and pauses at its
+/// deadline (or passes); it is never rolled back.
+#[test]
+fn a_version_as_good_as_base_at_low_traffic_is_never_rolled_back() {
+    let lab = Lab::start();
+    lab.base.fail(150);
+    lab.lane.fail(150);
+    // Two clients, each pausing 250 ms: about 8 requests a second.
+    let traffic = Traffic::paced(lab.gateway, 5000, Some(Duration::from_millis(250)));
+    let plan = lab.plan("[50, 100]", "2s", "deadline: 30s\n");
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
+    let sent = traffic.stop();
+    print_windows("low traffic", &out);
+    eprintln!("low traffic: {} requests sent", sent.len());
+    assert!(out.code == 3 || out.code == 0, "{}", out.dump());
+    assert!(!out.delivered().contains(&0.0), "{}", out.dump());
+    let verdicts: Vec<&str> = out
+        .windows()
+        .iter()
+        .map(|w| w["verdict"].as_str().unwrap())
+        .collect();
+    assert!(!verdicts.contains(&"fail"), "{verdicts:?}");
+    assert!(
+        verdicts.contains(&"continue"),
+        "the evidence was short at first: {verdicts:?}"
+    );
+}
+
+/// A query check at low traffic: a query whose value breaks its bound
+/// (`vector(5)` against max 1) is judged only in windows where the lane
+/// served minRequests; below that it is insufficient data, so a
+/// low-traffic rollout pauses at its deadline and is never rolled back.
+#[test]
+fn a_query_check_at_low_traffic_never_rolls_back() {
+    let lab = Lab::start();
+    let prom = Prometheus::start(&[("gateway", lab.envoy.admin)]);
+    let traffic = Traffic::paced(lab.gateway, 5000, Some(Duration::from_millis(500)));
+    let source = format!("{{ prometheus: \"http://127.0.0.1:{}\" }}", prom.port);
+    let queries =
+        "  queries:\n  - name: always-high\n    query: 'vector(5)'\n    max: 1\ndeadline: 6s\n";
+    let plan = lab.plan_with("query.yaml", "[10, 100]", "2s", &source, queries);
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
+    let sent = traffic.stop();
+    print_windows("query at low traffic", &out);
+    eprintln!("query at low traffic: {} requests sent", sent.len());
+    assert_eq!(out.code, 3, "{}", out.dump());
+    assert!(!out.delivered().contains(&0.0), "{}", out.dump());
+    for w in out.windows() {
+        let q = w["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "always-high")
+            .unwrap_or_else(|| panic!("no query check: {w}"));
+        let lane = w["lane"]["requests"].as_u64().unwrap();
+        assert!(lane < MIN_REQUESTS as u64, "the traffic was low: {w}");
+        assert_eq!(q["verdict"], "insufficient", "{q}");
+        assert!(
+            q["reason"]
+                .as_str()
+                .unwrap()
+                .contains("fewer than minRequests"),
+            "{q}"
+        );
+    }
 }
