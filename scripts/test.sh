@@ -90,6 +90,9 @@ cargo build --quiet --bin graylane
 # Not --quiet: the log names each test binary, so a failure names its test.
 run_tests e2e cargo test -p graylane-wasm-tests -- --test-threads 2
 
+step "the Quick start: scripts/run.sh --config with a config of one's own"
+bash scripts/quickstart-check.sh
+
 step "Envoy version matrix: each minor from 1.36 to the pinned one (about 1 min each)"
 bash scripts/compat.sh || {
     FAILED_TESTS="$(paste -sd ' ' - <"$TOOLS/compat/failed.txt" 2>/dev/null || true)"

@@ -181,6 +181,12 @@ pub fn report(state: &State, steps: &[f64]) -> String {
             }
         ));
     }
+    if state.windows.is_empty() {
+        out.push_str(
+            "\n## Windows\n\nNo analysis window ended before the rollout stopped: nothing was judged.\n",
+        );
+        return out;
+    }
     out.push_str(
         "\n## Windows\n\n| # | step | percent | seconds | lane requests | lane 5xx | lane p99 | base requests | base 5xx | base p99 | admitted / decided | verdict | action |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
@@ -220,4 +226,25 @@ pub fn report(state: &State, steps: &[f64]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rollout aborted before its first window ended says so, instead of
+    /// an empty table.
+    #[test]
+    fn a_report_without_windows_says_nothing_was_judged() {
+        let state: State = serde_json::from_value(json!({
+            "plan": "/p/plan.yaml", "planDigest": "d", "lane": "gray", "status": "aborted",
+            "reason": "aborted by `graylane rollout abort`", "step": 0, "percent": 0.0,
+            "stepStarted": 1.0, "deadlineFrom": 0, "promoteRequested": null, "pid": null,
+            "started": 1.0, "updated": 2.0, "deliveries": [], "windows": []
+        }))
+        .unwrap();
+        let text = report(&state, &[10.0, 100.0]);
+        assert!(text.contains("No analysis window ended before the rollout stopped"), "{text}");
+        assert!(!text.contains("| # | step"), "{text}");
+    }
 }
