@@ -355,7 +355,7 @@ where
 
 /// What an edit will keep: computed by [`plan`], written by [`write`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct EditPlan {
     /// Members dropped: invalid, or past the limits.
     pub dropped: usize,
     /// Length in bytes of the edited header (0: no member left).
@@ -369,7 +369,7 @@ pub struct Plan {
     as_is: u64,
 }
 
-impl Plan {
+impl EditPlan {
     /// Whether the result is exactly `current`, the one header value the
     /// members were read from, without writing it: nothing dropped, edited
     /// or added, and the members (joined by commas) make up its every byte.
@@ -497,7 +497,7 @@ fn for_each_raw<'a, I: IntoIterator<Item = &'a [u8]>>(values: I, mut f: impl FnM
 /// `(key, None)` removes the key. Invalid members are dropped. Plain
 /// members are dropped from the end, never an edited one, until the result
 /// fits [`MAX_MEMBERS`] and [`MAX_BYTES`].
-pub fn plan<'a, I>(values: I, edits: &[(&str, Option<&str>)]) -> Plan
+pub fn plan<'a, I>(values: I, edits: &[(&str, Option<&str>)]) -> EditPlan
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
@@ -530,7 +530,7 @@ where
             full = true;
         }
     });
-    Plan {
+    EditPlan {
         dropped: invalid + (plain_total - plain_kept),
         len: bytes,
         plain_kept,
@@ -546,7 +546,7 @@ where
 /// properties included (`lane=gray;p=x` stays so), when the longer result
 /// still fits [`MAX_BYTES`]. No second pass over the header: the caller
 /// found `first` already (a hop reads its tag before it edits).
-pub fn keep_as_is(first: &Member<'_>, edits: &[(&str, Option<&str>)], plan: &mut Plan) {
+pub fn keep_as_is(first: &Member<'_>, edits: &[(&str, Option<&str>)], plan: &mut EditPlan) {
     let Some(i) = edits.iter().position(|(k, _)| *k == first.key) else {
         return;
     };
@@ -562,7 +562,7 @@ pub fn keep_as_is(first: &Member<'_>, edits: &[(&str, Option<&str>)], plan: &mut
 }
 
 /// Writes what [`plan`] planned for the same `values` and `edits`.
-pub fn write<'a, I, S>(values: I, edits: &[(&str, Option<&str>)], plan: &Plan, sink: &mut S)
+pub fn write<'a, I, S>(values: I, edits: &[(&str, Option<&str>)], plan: &EditPlan, sink: &mut S)
 where
     I: IntoIterator<Item = &'a [u8]>,
     S: Sink + ?Sized,

@@ -5,7 +5,6 @@
 // comment.
 #![deny(unsafe_code)]
 
-pub mod analysis;
 pub mod baggage;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;

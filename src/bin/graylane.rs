@@ -1,5 +1,7 @@
-//! `graylane`: check a configuration, explain a request's lane, print the
-//! configuration's JSON Schema. See `graylane help` and `graylane::cli`.
+//! `graylane`: `check` a configuration, `explain` a request's lane, run a
+//! staged `rollout` (and its `status`, `plan`, `promote`, `abort`,
+//! `resume`), write the `istio` recipe's manifests, print a JSON `schema`,
+//! print shell `completions`. See `graylane help` and `graylane::cli`.
 #![deny(unsafe_code)]
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,10 +1,20 @@
-//! The native `graylane` command line (README "The `graylane` CLI"): `check`, `explain`,
-//! `schema` and `completions`, on the same parsing, analysis and engine as
-//! the filter. Arguments are parsed by clap.
+//! The native `graylane` command line (README "The `graylane` CLI"), on the
+//! same parsing, analysis and engine as the filter; arguments parsed by
+//! clap, exit statuses in [`exit`]. Its subcommands:
+//! - `check CONFIG...`: validate plugin configurations (`check.rs`);
+//! - `explain CONFIG -H ...`: a request's lane, step by step (`explain.rs`);
+//! - `rollout PLAN`, and `rollout status | plan | promote | abort | resume
+//!   PLAN`: the staged rollout ([`crate::rollout`]);
+//! - `istio MESH`: the Istio recipe's manifests from a mesh description
+//!   (`istio.rs`);
+//! - `schema [config|rollout|istio]`: the JSON Schemas ([`schema`]);
+//! - `completions SHELL`: shell completions.
+//!
 //! Native only: none of this reaches the `.wasm`.
 
 mod args;
 mod check;
+pub mod exit;
 mod explain;
 pub mod input;
 mod istio;
@@ -14,14 +24,7 @@ use args::{Cli, Command};
 use clap::{CommandFactory, Parser};
 use std::io::Write;
 
-/// The configuration is valid (warnings allowed) / the command did its work.
-pub const EXIT_OK: i32 = 0;
-/// The configuration is invalid.
-pub const EXIT_INVALID: i32 = 1;
-/// Bad command line, or a file that cannot be read.
-pub const EXIT_USAGE: i32 = 2;
-/// `explain`: the explanation and the filter's decision disagree (a bug).
-pub const EXIT_INTERNAL: i32 = 3;
+pub use exit::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 
 /// Runs the command line `args` (without the program name); returns the
 /// exit code. `--help` and `--version` print to `out` and exit 0; a usage

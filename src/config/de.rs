@@ -82,12 +82,44 @@ pub fn read<T: DeserializeOwned>(text: &[u8]) -> Read<T> {
     }
 }
 
-/// The JSON text of a YAML or JSON document (a document starting with `{`
-/// is taken as JSON as it is), for the files the CLI reads: rollout plans
-/// and mesh descriptions.
+/// Whether a file is JSON (else YAML): its first non-blank character is
+/// `{` or `[`. The one rule of every file the CLI, the playground and the
+/// rollout read: plugin configurations, manifests, plans, mesh
+/// descriptions, delivery targets.
+#[cfg(not(target_os = "wasi"))]
+pub fn is_json(text: &[u8]) -> bool {
+    matches!(text.trim_ascii_start().first(), Some(b'{' | b'['))
+}
+
+/// The documents of a YAML or JSON file ([`is_json`]): a JSON file is one
+/// document; a YAML file's empty documents are skipped.
+#[cfg(not(target_os = "wasi"))]
+pub fn documents(text: &[u8]) -> Result<Vec<serde_json::Value>, String> {
+    use serde::Deserialize;
+    if is_json(text) {
+        return serde_json::from_slice(text)
+            .map(|v| vec![v])
+            .map_err(|e| e.to_string());
+    }
+    let text = std::str::from_utf8(text)
+        .map_err(|e| format!("the file is neither JSON nor UTF-8 YAML: {e}"))?;
+    let mut docs = Vec::new();
+    for doc in serde_norway::Deserializer::from_str(text) {
+        let value =
+            serde_json::Value::deserialize(doc).map_err(|e| format!("invalid YAML: {e}"))?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
+}
+
+/// The JSON text of a one-document YAML or JSON file ([`documents`]); a
+/// JSON file is handed on as it is, so that its errors keep their
+/// positions. For the rollout plan and the mesh description.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn json_of_yaml_or_json(text: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ConfigError> {
-    if text.trim_ascii_start().starts_with(b"{") {
+    if is_json(text) {
         return Ok(std::borrow::Cow::Borrowed(text));
     }
     let syntax = |message: String| ConfigError {
@@ -95,8 +127,11 @@ pub fn json_of_yaml_or_json(text: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, C
         kind: ErrorKind::Syntax,
         message,
     };
-    let value: serde_json::Value =
-        serde_norway::from_slice(text).map_err(|e| syntax(format!("invalid YAML: {e}")))?;
+    let value = match documents(text).map_err(syntax)?.as_mut_slice() {
+        [] => serde_json::Value::Null,
+        [one] => one.take(),
+        many => return Err(syntax(format!("{} YAML documents; give one", many.len()))),
+    };
     serde_json::to_vec(&value)
         .map(std::borrow::Cow::Owned)
         .map_err(|e| syntax(e.to_string()))

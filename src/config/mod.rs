@@ -7,17 +7,17 @@
 mod cond;
 pub(crate) mod de;
 mod error;
+pub mod lint;
 mod names;
 mod path;
 pub mod raw;
 mod split;
 
-use crate::analysis;
-pub use crate::analysis::{Warning, WarningKind};
 pub use crate::engine::{Compiled, Service, Shadow, BASE};
 use crate::engine::{Lane, LaneId, Rules};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 use hashbrown::HashMap;
+pub use lint::{Warning, WarningKind};
 pub use names::{
     baggage_key_symbols, is_baggage_key_char, is_token_char, MAX_BAGGAGE_KEY, MAX_LANE_NAME,
     TOKEN_SYMBOLS,
@@ -95,7 +95,7 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigErrors> {
     }
     let rules = Rules::new(lanes.compiled);
     let mut warnings = c.warnings;
-    warnings.extend(analysis::analyze(&rules));
+    warnings.extend(lint::analyze(&rules));
     Ok(Config {
         compiled: Compiled {
             lane_header,

@@ -20,16 +20,6 @@ pub enum Incoming {
     Trust,
 }
 
-/// What a split does when its key is absent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase")]
-pub enum OnMissingKey {
-    #[default]
-    Random,
-    Exclude,
-}
-
 /// Mirrored-traffic marking, compiled.
 #[derive(Debug, Clone)]
 pub struct Shadow {

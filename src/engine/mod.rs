@@ -7,10 +7,10 @@ mod rules;
 pub mod split;
 mod view;
 
-pub use compiled::{Compiled, Incoming, OnMissingKey, Service, Shadow, BASE};
+pub use compiled::{Compiled, Incoming, Service, Shadow, BASE};
 pub use rules::{
-    literal_prefix, Attr, CompiledRegex, Cond, KeySource, Lane, LaneId, Leaf, Op, Rules, Split,
-    SplitKey,
+    literal_prefix, Attr, CompiledRegex, Cond, KeySource, Lane, LaneId, Leaf, OnMissingKey, Op,
+    Rules, Split, SplitKey,
 };
 pub use split::{bucket, AssignedCookie, SplitResult, BUCKETS};
 pub use view::{View, MAX_VALUE_LEN};

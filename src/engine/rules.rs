@@ -1,8 +1,18 @@
 //! The compiled lane rules, and the index that keeps decision cost flat as
 //! the number of lanes grows.
 
-use super::compiled::OnMissingKey;
 use hashbrown::{HashMap, HashSet};
+use serde::Deserialize;
+
+/// What a split does when its key is absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum OnMissingKey {
+    #[default]
+    Random,
+    Exclude,
+}
 
 /// Index of a lane in config order.
 pub type LaneId = usize;

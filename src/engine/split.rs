@@ -1,6 +1,6 @@
 //! Traffic splits: the bucket of a key (README "Split") and the split decision.
 
-use super::compiled::OnMissingKey;
+use super::rules::OnMissingKey;
 use super::rules::{KeySource, Split};
 use super::view::View;
 use super::Request;

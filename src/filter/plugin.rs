@@ -112,9 +112,9 @@ fn read_configuration(current: &Metrics) -> Option<(Rc<Config>, Rc<Metrics>)> {
             metrics.config_accepted(&config);
             log::info!(
                 "configuration accepted: {}, {}, {}, incoming={:?}",
-                crate::analysis::counted(config.rules.lanes.len(), "lane"),
-                crate::analysis::counted(config.services.len(), "service"),
-                crate::analysis::counted(config.warnings.len(), "warning"),
+                crate::config::lint::counted(config.rules.lanes.len(), "lane"),
+                crate::config::lint::counted(config.services.len(), "service"),
+                crate::config::lint::counted(config.warnings.len(), "warning"),
                 config.incoming
             );
             current.flush();

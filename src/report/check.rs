@@ -1,7 +1,7 @@
 //! The text and the data of `graylane check`.
 
 use super::input::{self, InputError};
-use crate::analysis;
+use crate::config::lint;
 use crate::config::{Config, ConfigErrors, Warning, WarningKind};
 use crate::engine::LaneId;
 use serde_json::{json, Value};
@@ -56,8 +56,8 @@ pub fn text(result: &Result<Config, ConfigErrors>, prefix: &str) -> String {
             }
             s.push_str(&format!(
                 "{prefix}ok: {}, {}\n",
-                analysis::counted(config.rules.lanes.len(), "lane"),
-                analysis::counted(config.services.len(), "service")
+                lint::counted(config.rules.lanes.len(), "lane"),
+                lint::counted(config.services.len(), "service")
             ));
         }
         Err(errors) => {
@@ -107,7 +107,7 @@ pub fn shadowed_by(config: &Config) -> Vec<(LaneId, LaneId)> {
             rules
                 .lanes
                 .get(high_id)
-                .is_some_and(|high| analysis::shadows(high, low))
+                .is_some_and(|high| lint::shadows(high, low))
         });
         if let Some(&high_id) = high {
             out.push((low_id, high_id));

@@ -4,7 +4,6 @@
 //! whose wasm filters carry it as a `google.protobuf.StringValue`.
 //! Shared by `graylane check` / `explain` and the browser playground.
 
-use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;
 
@@ -66,17 +65,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Document>, InputError> {
             place: Vec::new(),
         }]);
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        InputError::Invalid(format!("the file is neither JSON nor UTF-8 YAML: {e}"))
-    })?;
-    let mut values = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(text) {
-        let value = Value::deserialize(doc)
-            .map_err(|e| InputError::Invalid(format!("invalid YAML: {e}")))?;
-        if !value.is_null() {
-            values.push(value);
-        }
-    }
+    let values = crate::config::de::documents(bytes).map_err(InputError::Invalid)?;
     let mut docs = Vec::new();
     for value in &values {
         collect(value, &mut docs)?;

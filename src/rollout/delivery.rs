@@ -5,7 +5,7 @@
 //! lanes on one target therefore compose, and so do hand edits.
 
 use super::plan::{Plan, Target, TargetKind};
-use crate::config::Config;
+use crate::config::{de, Config};
 use serde_json::Value;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -122,10 +122,12 @@ pub fn rule_change(before: &Value, now: &Value) -> String {
 pub fn read_config(plan: &Plan) -> Result<StartConfig, String> {
     let text = std::fs::read(&plan.config)
         .map_err(|e| format!("config: cannot read {}: {e}", plan.config.display()))?;
-    let value: Value = if text.trim_ascii_start().starts_with(b"{") {
-        serde_json::from_slice(&text).map_err(|e| format!("config: {e}"))?
-    } else {
-        serde_norway::from_slice(&text).map_err(|e| format!("config: invalid YAML: {e}"))?
+    let value = match de::documents(&text)
+        .map_err(|e| format!("config: {e}"))?
+        .as_mut_slice()
+    {
+        [one] => one.take(),
+        docs => return Err(format!("config: {} documents; give one", docs.len())),
     };
     // The whole configuration must already be one the filter accepts.
     let json = serde_json::to_string(&value).map_err(|e| e.to_string())?;
@@ -162,26 +164,14 @@ pub fn compose(config: &Value, lane: &str, percent: f64) -> Result<Rendered, Str
     })
 }
 
-/// Whether the file is JSON (else YAML), by its first character.
-fn is_json(text: &str) -> bool {
-    text.trim_start().starts_with('{') || text.trim_start().starts_with('[')
+/// The documents of a target file (one reader for every file: config::de).
+fn documents(text: &str) -> Result<Vec<Value>, String> {
+    de::documents(text.as_bytes())
 }
 
-/// The YAML documents of a file (a JSON file is one document).
-fn documents(text: &str) -> Result<Vec<Value>, String> {
-    if is_json(text) {
-        return serde_json::from_str(text)
-            .map(|v| vec![v])
-            .map_err(|e| e.to_string());
-    }
-    let mut docs = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(text) {
-        let v = <Value as serde::Deserialize>::deserialize(doc).map_err(|e| e.to_string())?;
-        if !v.is_null() {
-            docs.push(v);
-        }
-    }
-    Ok(docs)
+/// Whether a target file is JSON (written back as JSON).
+fn is_json(text: &str) -> bool {
+    de::is_json(text.as_bytes())
 }
 
 fn write_documents(docs: &[Value], json: bool) -> Result<String, String> {

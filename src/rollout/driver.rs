@@ -17,27 +17,14 @@ use super::metrics::{self, Metrics, Reader, Snapshot};
 use super::plan::{self, Plan};
 use super::planner;
 use super::state::{self, Delivery, Files, Numbers, Pending, State, Status, Store, WindowRecord};
-use super::view::{self, View};
+use super::view::{self, Events};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Exit status: the version is promoted (ready to become base); also
-/// `status` (any state), `abort` (the lane is at 0 %) and `promote` of a
-/// running rollout.
-pub const EXIT_PROMOTED: i32 = 0;
-/// Exit status: rolled back (by analysis or `abort`).
-pub const EXIT_ROLLED_BACK: i32 = 1;
-/// Exit status: bad plan, configuration or delivery.
-pub const EXIT_BAD: i32 = 2;
-/// Exit status: paused (a manual step, past a deadline, the lane's rule
-/// changed by someone else) or interrupted.
-pub const EXIT_PAUSED: i32 = 3;
-/// Exit status of a run stopped at a crash point (native tests only; the
-/// process itself is killed there).
-pub const EXIT_CRASHED: i32 = 137;
+pub use crate::cli::exit::{EXIT_BAD, EXIT_CRASHED, EXIT_PAUSED, EXIT_PROMOTED, EXIT_ROLLED_BACK};
 
 /// The environment switch that stops the process at a named instant
 /// (`POINT` or `POINT#N`, the N-th time it is reached): for the tests of
@@ -80,7 +67,7 @@ pub struct World<'w> {
     pub crash: Box<dyn FnMut(&str) -> bool + 'w>,
     /// Set by Ctrl-C or SIGTERM.
     pub stop: Arc<AtomicBool>,
-    pub view: View,
+    pub view: Events,
 }
 
 /// Set by Ctrl-C or SIGTERM.
@@ -126,7 +113,7 @@ fn env_crash() -> Box<dyn FnMut(&str) -> bool> {
 #[derive(Debug)]
 pub struct End(pub i32);
 
-fn bad(view: &View, message: &str) -> i32 {
+fn bad(view: &Events, message: &str) -> i32 {
     view.say(
         "error",
         &format!("graylane rollout: {message}"),
@@ -147,7 +134,7 @@ fn rollout_open(path: &Path) -> bool {
 
 /// The real world of a plan file: its targets, its waves' metrics
 /// sources, its state file, the clock; `Err` is the message for exit 2.
-fn open_world(path: &Path, view: View) -> Result<(World<'static>, String), (View, String)> {
+fn open_world(path: &Path, view: Events) -> Result<(World<'static>, String), (Events, String)> {
     let plan = match plan::load(path) {
         Ok(p) => p,
         Err(e) => return Err((view, format!("plan {}: {e}", path.display()))),
@@ -175,7 +162,7 @@ fn open_world(path: &Path, view: View) -> Result<(World<'static>, String), (View
         }
         metrics.push(Box::new(reader));
     }
-    let text = std::fs::read(path).map_err(|e| (View::new(false), e.to_string()));
+    let text = std::fs::read(path).map_err(|e| (Events::new(false), e.to_string()));
     let text = match text {
         Ok(t) => t,
         Err((_, e)) => return Err((view, e)),
@@ -199,7 +186,7 @@ fn open_world(path: &Path, view: View) -> Result<(World<'static>, String), (View
 pub fn start(path: &Path, json: bool) -> i32 {
     if let Ok(plan) = plan::load(path) {
         if let Ok(lines) = planned(&plan, None, None) {
-            let view = View::new(json);
+            let view = Events::new(json);
             view.say("plan", lines.0.trim_end(), lines.1);
             view.finish();
         }
@@ -269,7 +256,7 @@ fn planned(
 /// `graylane rollout plan PLAN [--rps N] [--base-errors PCT]`: exit 0, or
 /// 2 for a bad plan or an unreachable metrics source.
 pub fn plan(path: &Path, rps: Option<f64>, base_errors: Option<f64>, json: bool) -> i32 {
-    let view = View::new(json);
+    let view = Events::new(json);
     let plan = match plan::load(path) {
         Ok(p) => p,
         Err(e) => return bad(&view, &format!("plan {}: {e}", path.display())),
@@ -288,7 +275,7 @@ pub fn plan(path: &Path, rps: Option<f64>, base_errors: Option<f64>, json: bool)
                 print!("{text}");
             }
             view.finish();
-            0
+            EXIT_PROMOTED
         }
         Err(e) => bad(
             &view,
@@ -300,7 +287,7 @@ pub fn plan(path: &Path, rps: Option<f64>, base_errors: Option<f64>, json: bool)
 /// Opens the plan's world and runs `f` in it while this process holds the
 /// claim on the plan (a second process driving it is refused).
 fn drive_plan(path: &Path, json: bool, f: fn(World<'static>, &str) -> i32) -> i32 {
-    let (world, digest) = match open_world(path, View::new(json)) {
+    let (world, digest) = match open_world(path, Events::new(json)) {
         Ok(w) => w,
         Err((view, e)) => return bad(&view, &e),
     };
@@ -858,7 +845,7 @@ impl<'w> Run<'w> {
             if now >= until {
                 return Ok(Waited::Done);
             }
-            if matches!(self.w.view, View::Human(Some(_))) && now - last_live >= 1.0 {
+            if matches!(self.w.view, Events::Human(Some(_))) && now - last_live >= 1.0 {
                 last_live = now;
                 let wave = self.state.wave;
                 let live = match (start, self.w.metrics.get(wave).map(|m| m.snapshot())) {
@@ -1189,7 +1176,7 @@ impl<'w> Run<'w> {
         let text = view::report(&self.state, &steps);
         match self.w.store.write_report(&text) {
             Ok(path) => {
-                if matches!(self.w.view, View::Human(_)) {
+                if matches!(self.w.view, Events::Human(_)) {
                     self.w.view.finish();
                     println!("{text}");
                 }
@@ -1318,7 +1305,7 @@ pub fn status(path: &Path, json: bool, out: &mut dyn std::io::Write) -> i32 {
 /// running rollout stops without delivering anything above 0, and a
 /// `resume` after a crash here finishes it.
 pub fn abort(path: &Path, json: bool) -> i32 {
-    let view = View::new(json);
+    let view = Events::new(json);
     let plan = match plan::load(path) {
         Ok(p) => p,
         Err(e) => return bad(&view, &format!("plan {}: {e}", path.display())),
@@ -1407,7 +1394,7 @@ pub fn promote(path: &Path, json: bool) -> i32 {
         s.promote_requested = Some(s.step);
         Ok(())
     });
-    let view = View::new(json);
+    let view = Events::new(json);
     match asked {
         Err(e) => bad(&view, &e),
         Ok(None) => EXIT_BAD,

@@ -276,7 +276,7 @@ fn world<'a>(sim: &Rc<Sim>, plan: &Plan, crash_at: Option<(String, usize)>) -> W
             _ => false,
         }),
         stop: Arc::new(AtomicBool::new(false)),
-        view: View::Quiet,
+        view: Events::Quiet,
     }
 }
 

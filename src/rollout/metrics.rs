@@ -4,7 +4,7 @@
 //! per-window deltas between two snapshots, with counter resets detected.
 
 use super::analysis::{Histogram, Sample};
-use super::plan::{Clusters, Plan, Query, Source};
+use super::plan::{Clusters, MetricsSource, Plan, Query};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -209,7 +209,7 @@ fn collect(snap: &mut Snapshot, m: &ClusterMatcher, origin: &str, text: &str) {
 
 /// Reads the counters now.
 pub struct Reader {
-    source: Source,
+    source: MetricsSource,
     matcher: ClusterMatcher,
     agent: ureq::Agent,
     lane: String,
@@ -354,7 +354,7 @@ impl Reader {
     }
 
     /// A reader of `source` (a wave's) with the plan's clusters.
-    pub fn of(plan: &Plan, source: &Source) -> Reader {
+    pub fn of(plan: &Plan, source: &MetricsSource) -> Reader {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(5)))
             .build()
@@ -370,8 +370,8 @@ impl Reader {
     /// Where the counters come from, for messages.
     pub fn describe(&self) -> String {
         match &self.source {
-            Source::Envoy(urls) => format!("Envoy admin {}", urls.join(", ")),
-            Source::Prometheus(url) => format!("Prometheus {url}"),
+            MetricsSource::Envoy(urls) => format!("Envoy admin {}", urls.join(", ")),
+            MetricsSource::Prometheus(url) => format!("Prometheus {url}"),
         }
     }
 
@@ -379,7 +379,7 @@ impl Reader {
     pub fn snapshot(&self) -> Result<Snapshot, String> {
         let mut snap = Snapshot::new();
         match &self.source {
-            Source::Envoy(urls) => {
+            MetricsSource::Envoy(urls) => {
                 for url in urls {
                     let text = http_get(
                         &self.agent,
@@ -388,7 +388,7 @@ impl Reader {
                     collect(&mut snap, &self.matcher, url, &text);
                 }
             }
-            Source::Prometheus(url) => {
+            MetricsSource::Prometheus(url) => {
                 for family in [
                     RQ_TOTAL,
                     RQ_XX,
@@ -412,7 +412,7 @@ impl Reader {
 
     /// A `queries` check's value now (`None`: the query returned nothing).
     pub fn query(&self, q: &Query, interval: Duration) -> Result<Vec<f64>, String> {
-        let Source::Prometheus(url) = &self.source else {
+        let MetricsSource::Prometheus(url) = &self.source else {
             return Err("queries need a Prometheus source".into());
         };
         let text = q
@@ -549,7 +549,7 @@ fn histogram(buckets: &BTreeMap<u64, f64>) -> Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::plan::{Clusters, Source};
+    use crate::rollout::plan::{Clusters, MetricsSource};
 
     fn matcher(lane: &str) -> ClusterMatcher {
         ClusterMatcher {
@@ -701,6 +701,6 @@ graylane_requests{source="default",lane="base"} 900
         let d = delta(&Snapshot::new(), &s);
         assert_eq!(d.lane.requests, 42);
         assert!(prometheus_lines(r#"{"status":"error","error":"bad"}"#).is_err());
-        let _ = (Clusters::Convention, Source::Envoy(vec![]));
+        let _ = (Clusters::Convention, MetricsSource::Envoy(vec![]));
     }
 }

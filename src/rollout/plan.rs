@@ -231,7 +231,7 @@ pub struct Plan {
     pub steps: Vec<Step>,
     pub interval: Duration,
     pub deadline: Duration,
-    pub source: Source,
+    pub source: MetricsSource,
     pub clusters: Clusters,
     pub criteria: Criteria,
     pub failure_threshold: u32,
@@ -290,11 +290,11 @@ pub struct Target {
 pub struct Wave {
     /// Indices into [`Plan::deliver`].
     pub targets: Vec<usize>,
-    pub source: Source,
+    pub source: MetricsSource,
 }
 
 #[derive(Debug, Clone)]
-pub enum Source {
+pub enum MetricsSource {
     Envoy(Vec<String>),
     Prometheus(String),
 }
@@ -488,7 +488,7 @@ fn check_target(i: usize, t: &RawTarget, base: &Path) -> Result<Target, ConfigEr
 fn check_waves(
     raw: Option<&[RawWave]>,
     targets: usize,
-    source: &Source,
+    source: &MetricsSource,
 ) -> Result<Vec<Wave>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(vec![Wave {
@@ -554,9 +554,9 @@ fn check_waves(
     Ok(waves)
 }
 
-fn check_source(raw: Option<&RawSource>) -> Result<Source, ConfigError> {
+fn check_source(raw: Option<&RawSource>) -> Result<MetricsSource, ConfigError> {
     let Some(raw) = raw else {
-        return Ok(Source::Envoy(vec![DEFAULT_ENVOY_ADMIN.to_string()]));
+        return Ok(MetricsSource::Envoy(vec![DEFAULT_ENVOY_ADMIN.to_string()]));
     };
     let url_ok = |u: &str| u.starts_with("http://");
     match (&raw.envoy, &raw.prometheus) {
@@ -572,9 +572,9 @@ fn check_source(raw: Option<&RawSource>) -> Result<Source, ConfigError> {
                     );
                 }
             }
-            Ok(Source::Envoy(urls.clone()))
+            Ok(MetricsSource::Envoy(urls.clone()))
         }
-        (None, Some(u)) if url_ok(u) => Ok(Source::Prometheus(u.clone())),
+        (None, Some(u)) if url_ok(u) => Ok(MetricsSource::Prometheus(u.clone())),
         (None, Some(u)) => error(
             "analysis.source.prometheus",
             format!("\"{u}\": expected an http:// URL of Prometheus"),
@@ -676,14 +676,17 @@ fn check_criteria(raw: Option<&RawAnalysis>, min_requests: u64) -> Result<Criter
     Ok(c)
 }
 
-fn check_queries(raw: Option<&RawAnalysis>, source: &Source) -> Result<Vec<Query>, ConfigError> {
+fn check_queries(
+    raw: Option<&RawAnalysis>,
+    source: &MetricsSource,
+) -> Result<Vec<Query>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for (i, q) in raw.queries.iter().enumerate() {
         let path = format!("analysis.queries[{i}]");
-        if !matches!(source, Source::Prometheus(_)) {
+        if !matches!(source, MetricsSource::Prometheus(_)) {
             return error(
                 path,
                 "queries run in Prometheus; set analysis.source to {prometheus: URL}",

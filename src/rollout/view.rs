@@ -11,7 +11,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 /// Where the rollout's events go.
-pub enum View {
+pub enum Events {
     /// `--json`: one event per line on stdout.
     Json,
     /// A person: lines on stderr; with a live line when stderr is a terminal.
@@ -56,10 +56,10 @@ fn action_word(a: Action) -> &'static str {
     }
 }
 
-impl View {
-    pub fn new(json: bool) -> View {
+impl Events {
+    pub fn new(json: bool) -> Events {
         if json {
-            return View::Json;
+            return Events::Json;
         }
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new_spinner();
@@ -70,21 +70,21 @@ impl View {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        View::Human(bar)
+        Events::Human(bar)
     }
 
     fn line(&self, text: &str) {
         match self {
-            View::Human(Some(bar)) => bar.println(text),
-            View::Human(None) => {
+            Events::Human(Some(bar)) => bar.println(text),
+            Events::Human(None) => {
                 let _ = writeln!(std::io::stderr(), "{text}");
             }
-            View::Json | View::Quiet => {}
+            Events::Json | Events::Quiet => {}
         }
     }
 
     fn event(&self, event: &str, mut body: Value) {
-        if let (View::Json, Some(obj)) = (self, body.as_object_mut()) {
+        if let (Events::Json, Some(obj)) = (self, body.as_object_mut()) {
             obj.insert("event".into(), json!(event));
             obj.insert("time".into(), json!(super::state::now()));
             let mut out = std::io::stdout().lock();
@@ -105,7 +105,7 @@ impl View {
 
     /// The live line (terminal only): where the window stands.
     pub fn progress(&self, text: &str) {
-        if let View::Human(Some(bar)) = self {
+        if let Events::Human(Some(bar)) = self {
             bar.set_message(text.to_string());
         }
     }
@@ -140,7 +140,7 @@ impl View {
 
     /// Clears the live line (it may be called more than once).
     pub fn finish(&self) {
-        if let View::Human(Some(bar)) = self {
+        if let Events::Human(Some(bar)) = self {
             if !bar.is_finished() {
                 bar.finish_and_clear();
             }
@@ -244,7 +244,10 @@ mod tests {
         }))
         .unwrap();
         let text = report(&state, &[10.0, 100.0]);
-        assert!(text.contains("No analysis window ended before the rollout stopped"), "{text}");
+        assert!(
+            text.contains("No analysis window ended before the rollout stopped"),
+            "{text}"
+        );
         assert!(!text.contains("| # | step"), "{text}");
     }
 }
