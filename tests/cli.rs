@@ -1374,27 +1374,15 @@ fn the_readme_planner_output_is_the_cli_s() {
     let command = "$ graylane rollout plan envoy/rollout/plan.yaml --rps 100 --base-errors 0\n";
     let start = readme.find(command).expect("the README shows the planner") + command.len();
     let shown = &readme[start..start + readme[start..].find("```").unwrap()];
-    let run = graylane(&[
-        "rollout",
-        "plan",
-        "envoy/rollout/plan.yaml",
-        "--rps",
-        "100",
-        "--base-errors",
-        "0",
-    ]);
+    let plan = |more: &[&str]| {
+        let mut args = vec!["rollout", "plan", "envoy/rollout/plan.yaml"];
+        args.extend_from_slice(more);
+        graylane(&args)
+    };
+    let run = plan(&["--rps", "100", "--base-errors", "0"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout, shown);
-    let json = graylane(&[
-        "rollout",
-        "plan",
-        "envoy/rollout/plan.yaml",
-        "--rps",
-        "100",
-        "--base-errors",
-        "1.5",
-        "--json",
-    ]);
+    let json = plan(&["--rps", "100", "--base-errors", "1.5", "--json"]);
     assert_eq!(json.code, 0, "{}", json.stderr);
     let event: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
     assert_eq!(event["event"], "plan");
@@ -1405,8 +1393,6 @@ fn the_readme_planner_output_is_the_cli_s() {
         .unwrap()
         .contains("cannot pass before its deadline"));
     for bad in [&["--rps", "0"][..], &["--base-errors", "101"][..]] {
-        let mut args = vec!["rollout", "plan", "envoy/rollout/plan.yaml"];
-        args.extend_from_slice(bad);
-        assert_eq!(graylane(&args).code, 2, "{bad:?}");
+        assert_eq!(plan(bad).code, 2, "{bad:?}");
     }
 }

@@ -1813,6 +1813,25 @@ fn lane_requests_in_step(out: &Outcome, step: u64) -> u64 {
         .sum()
 }
 
+/// A rollout of `[10, 50, 100]` with base and lane answering 503 to
+/// `base` and `lane` of 10,000 requests, at `tolerance` pp; and the
+/// planner's steps for it at the traffic measured and base's 1.5 %.
+fn with_errors(base: u64, lane: u64, tolerance: f64, what: &str) -> (Outcome, Vec<Value>) {
+    let lab = Lab::start();
+    lab.base.fail(base);
+    lab.lane.fail(lane);
+    let traffic = Traffic::start(lab.gateway, 5000);
+    let rate = traffic.rate();
+    let interval = traffic.interval_for(10.0, 2.0);
+    let extra = format!("  errorRate: {{ tolerance: {tolerance} }}\n");
+    let plan = lab.plan("[10, 50, 100]", &interval, &extra);
+    let steps = planner(&plan, rate, base as f64 / 100.0);
+    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
+    drop(traffic.stop());
+    print_windows(what, &out);
+    (out, steps)
+}
+
 /// Base and lane both answer 503 to 1.5 % of their requests: a version as
 /// good as base. Every step passes once its evidence suffices (tolerance
 /// 2 pp here, so that the steps fit the test's traffic), none fails, and
@@ -1821,21 +1840,7 @@ fn lane_requests_in_step(out: &Outcome, step: u64) -> u64 {
 /// exceed).
 #[test]
 fn a_version_as_good_as_base_at_1_5_percent_5xx_is_promoted() {
-    let lab = Lab::start();
-    lab.base.fail(150);
-    lab.lane.fail(150);
-    let traffic = Traffic::start(lab.gateway, 5000);
-    let rate = traffic.rate();
-    let interval = traffic.interval_for(10.0, 2.0);
-    let plan = lab.plan(
-        "[10, 50, 100]",
-        &interval,
-        "  errorRate: { tolerance: 2 }\n",
-    );
-    let steps = planner(&plan, rate, 1.5);
-    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
-    drop(traffic.stop());
-    print_windows("1.5 % on both", &out);
+    let (out, steps) = with_errors(150, 150, 2.0, "1.5 % on both");
     assert_eq!(out.code, 0, "{}", out.dump());
     assert_eq!(out.delivered(), vec![10.0, 50.0, 100.0], "{}", out.dump());
     for w in out.windows() {
@@ -1867,21 +1872,7 @@ fn a_version_as_good_as_base_at_1_5_percent_5xx_is_promoted() {
 /// tolerance 2.5 pp, 5 pp is the planner's "worse by 2t".
 #[test]
 fn a_lane_5_points_worse_is_rolled_back_within_the_planned_requests() {
-    let lab = Lab::start();
-    lab.base.fail(150);
-    lab.lane.fail(650);
-    let traffic = Traffic::start(lab.gateway, 5000);
-    let rate = traffic.rate();
-    let interval = traffic.interval_for(10.0, 2.0);
-    let plan = lab.plan(
-        "[10, 50, 100]",
-        &interval,
-        "  errorRate: { tolerance: 2.5 }\n",
-    );
-    let steps = planner(&plan, rate, 1.5);
-    let out = rollout(&[plan.to_str().unwrap(), "--json"], ROLLOUT_LIMIT);
-    drop(traffic.stop());
-    print_windows("5 pp worse", &out);
+    let (out, steps) = with_errors(150, 650, 2.5, "5 pp worse");
     assert_eq!(out.code, 1, "{}", out.dump());
     assert_eq!(out.delivered(), vec![10.0, 0.0], "{}", out.dump());
     let check = decisive_check(&out, "errorRate");
