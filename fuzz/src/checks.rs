@@ -429,6 +429,7 @@ fn check_one(config: &Config, name: &str, req: &HeaderList, seed: u64, tags_inva
             );
         }
         Source::Propagated => {}
+        Source::Continued => panic!("{name}: the engine alone never continues a trace"),
     }
     let lane = d.lane.map(|id| config.lane_name(Some(id)));
 
