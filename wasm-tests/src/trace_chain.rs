@@ -30,8 +30,11 @@ pub struct Options {
     pub b_gray: bool,
     /// The apps forward `baggage` too.
     pub forward_baggage: bool,
-    /// `continuity` of the sidecars (JSON object text).
+    /// `continuity` of the sidecars (JSON object text, without `side`).
     pub continuity: String,
+    /// Listeners carry no `traffic_direction`; each listener's plugin
+    /// config sets `continuity.side` instead.
+    pub side_from_config: bool,
 }
 
 impl Options {
@@ -42,6 +45,7 @@ impl Options {
             forward_baggage: false,
             continuity:
                 r#"{"from": ["traceparent", "x-request-id"], "ttl": "60s", "slots": 65536}"#.into(),
+            side_from_config: false,
         }
     }
 }
@@ -325,31 +329,47 @@ impl TraceChain {
         let c_base = start_app("C", "base", None);
         let c_gray = start_app("C", "gray", None);
 
-        let sidecar = |plugin: &str,
-                       inbound: &[(&str, u16, u16)],
-                       out: Option<(u16, &[(&str, u16)])>| {
-            let filter = wasm_filter(plugin);
-            let mut listeners = String::new();
-            let mut clusters = String::new();
-            for (name, listen, app_port) in inbound {
-                listeners += &directed_listener(
-                    &format!("{name}-in"),
-                    *listen,
-                    "INBOUND",
-                    &filter,
-                    &to_cluster(&format!("app-{name}")),
+        // With directions, one plugin config for both sides (as an Istio
+        // WasmPlugin in CLIENT_AND_SERVER mode); without, one per side.
+        let with_side = |plugin: &str, side: &str| -> (String, &'static str) {
+            if opts.side_from_config {
+                let sided = plugin.replacen(
+                    r#""continuity": {"#,
+                    &format!(r#""continuity": {{"side": "{side}", "#),
+                    1,
                 );
-                clusters += &cluster(&format!("app-{name}"), *app_port);
+                (wasm_filter(&sided), "UNSPECIFIED")
+            } else if side == "inbound" {
+                (wasm_filter(plugin), "INBOUND")
+            } else {
+                (wasm_filter(plugin), "OUTBOUND")
             }
-            if let Some((listen, next)) = out {
-                listeners +=
-                    &directed_listener("out", listen, "OUTBOUND", &filter, &by_cluster_header());
-                for (name, p) in next {
-                    clusters += &cluster(name, *p);
-                }
-            }
-            Envoy::start_with(&bootstrap(&listeners, &clusters), &[], 2)
         };
+        let sidecar =
+            |plugin: &str, inbound: &[(&str, u16, u16)], out: Option<(u16, &[(&str, u16)])>| {
+                let mut listeners = String::new();
+                let mut clusters = String::new();
+                for (name, listen, app_port) in inbound {
+                    let (filter, direction) = with_side(plugin, "inbound");
+                    listeners += &directed_listener(
+                        &format!("{name}-in"),
+                        *listen,
+                        direction,
+                        &filter,
+                        &to_cluster(&format!("app-{name}")),
+                    );
+                    clusters += &cluster(&format!("app-{name}"), *app_port);
+                }
+                if let Some((listen, next)) = out {
+                    let (filter, direction) = with_side(plugin, "outbound");
+                    listeners +=
+                        &directed_listener("out", listen, direction, &filter, &by_cluster_header());
+                    for (name, p) in next {
+                        clusters += &cluster(name, *p);
+                    }
+                }
+                Envoy::start_with(&bootstrap(&listeners, &clusters), &[], 2)
+            };
         let sidecar_c = sidecar(
             &sidecar_plugin(None, &opts.continuity),
             &[
@@ -410,9 +430,21 @@ impl TraceChain {
 
     /// Sends a request to the edge; the trace and the ids the apps saw.
     pub fn call(&self, headers: &[(&str, &str)]) -> Answer {
+        call_at(self.edge_port, "svc-a", headers)
+    }
+
+    /// Calls svc-b as app A does, through A's outbound listener.
+    pub fn call_as_a(&self, headers: &[(&str, &str)]) -> Answer {
+        call_at(self.a_out, "svc-b", headers)
+    }
+}
+
+/// A call to `host` through a listener; the trace and the ids the apps saw.
+pub fn call_at(port: u16, host: &str, headers: &[(&str, &str)]) -> Answer {
+    {
         let mut raw: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-        raw.push(("host", b"svc-a"));
-        let r = request(self.edge_port, "GET", "/", &raw).expect("edge request");
+        raw.push(("host", host.as_bytes()));
+        let r = request(port, "GET", "/", &raw).expect("request");
         assert_eq!(r.status, 200, "chain failed: {}", r.text());
         let v = r.json();
         Answer {
@@ -427,7 +459,9 @@ impl TraceChain {
                 .unwrap_or_default(),
         }
     }
+}
 
+impl TraceChain {
     /// A gray call (`location: cn-shenzhen`) or a base one.
     pub fn call_lane(&self, gray: bool, extra: &[(&str, &str)]) -> Answer {
         let mut h = extra.to_vec();

@@ -60,3 +60,264 @@ fn b_without_gray_falls_back_and_c_is_gray_again() {
         .wait_counter("wasmcustom.graylane.fallbacks.service.svc-b", 1);
     assert_eq!(lanes(&gray.trace), ["gray", "base", "gray"]);
 }
+
+#[test]
+fn side_from_config_where_listeners_have_no_direction() {
+    let mut opts = Options::new(Forward::Traceparent);
+    opts.side_from_config = true;
+    let chain = TraceChain::start(&opts);
+    assert_eq!(
+        chain.call_lane(true, &[]).trace,
+        "A[gray] -> B[gray] -> C[gray]"
+    );
+    assert_eq!(
+        chain.call_lane(false, &[]).trace,
+        "A[base] -> B[base] -> C[base]"
+    );
+}
+
+/// Whether a trace's lanes are its own: the trace's lane up to some hop
+/// (the first), then base after a miss; never a lane the trace was not in.
+fn own_lanes(lanes: &[&str], gray: bool) -> bool {
+    let first_base = lanes
+        .iter()
+        .position(|l| *l == "base")
+        .unwrap_or(lanes.len());
+    let (head, tail) = lanes.split_at(first_base);
+    tail.iter().all(|l| *l == "base")
+        && if gray {
+            !head.is_empty() && head.iter().all(|l| *l == "gray")
+        } else {
+            head.is_empty()
+        }
+}
+
+#[test]
+fn own_lanes_rule() {
+    assert!(own_lanes(&["gray", "gray", "gray"], true));
+    assert!(own_lanes(&["gray", "base", "base"], true));
+    assert!(!own_lanes(&["gray", "base", "gray"], true));
+    assert!(!own_lanes(&["base", "base", "base"], true));
+    assert!(own_lanes(&["base", "base", "base"], false));
+    assert!(!own_lanes(&["base", "gray", "gray"], false));
+}
+
+/// Load: `users` users, each sending `per_user` traces, gray and base
+/// interleaved (even users gray), from `threads` clients at once. Returns
+/// (traces, traces fully in their lane, traces with a miss); fails on any
+/// trace continued into a lane that is not its own, or whose apps saw
+/// different trace ids, or an id shared by two traces.
+fn load(
+    chain: &TraceChain,
+    users: usize,
+    per_user: usize,
+    threads: usize,
+) -> (usize, usize, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let n = next.fetch_add(1, Ordering::SeqCst);
+                if n >= users * per_user {
+                    break;
+                }
+                let user = n % users;
+                let gray = user.is_multiple_of(2);
+                let name = format!("user-{user}");
+                let a = chain.call_lane(gray, &[("x-user", &name)]);
+                results.lock().unwrap().push((gray, a));
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    let mut ids = std::collections::HashSet::new();
+    let (mut full, mut missed) = (0, 0);
+    for (gray, a) in &results {
+        let l = lanes(&a.trace);
+        assert_eq!(l.len(), 3, "{a:?}");
+        assert!(
+            own_lanes(&l, *gray),
+            "continued into another trace's lane: gray={gray} {a:?}"
+        );
+        assert!(a.ids.iter().all(|id| *id == a.ids[0] && id != "-"), "{a:?}");
+        assert!(ids.insert(a.ids[0].clone()), "trace id seen twice: {a:?}");
+        if l.iter().all(|x| *x == if *gray { "gray" } else { "base" }) {
+            full += 1;
+        } else {
+            missed += 1;
+        }
+    }
+    eprintln!(
+        "load: {} traces ({} users x {per_user}, {threads} at once), {} requests through sidecars, {full} fully in their lane, {missed} fell back to base after a miss, 0 in another trace's lane",
+        results.len(),
+        users,
+        results.len() * 5
+    );
+    (results.len(), full, missed)
+}
+
+#[test]
+fn concurrent_traces_of_2000_users_never_cross_lanes() {
+    let chain = TraceChain::start(&Options::new(Forward::Traceparent));
+    let (traces, full, _) = load(&chain, 2000, 2, 8);
+    assert_eq!(traces, 4000);
+    // A miss needs two traces in flight in one slot of 65,536 at once.
+    assert!(
+        full >= traces * 99 / 100,
+        "only {full} of {traces} traces fully in their lane"
+    );
+    let hits = chain.sidecar_a.wait_counter(HITS, 4000 * 99 / 100);
+    eprintln!("A's sidecar: {hits} hits");
+}
+
+#[test]
+fn more_live_traces_than_slots_give_misses_never_wrong_lanes() {
+    let mut opts = Options::new(Forward::Traceparent);
+    opts.continuity = r#"{"from": ["traceparent"], "slots": 2}"#.into();
+    let chain = TraceChain::start(&opts);
+    // One gray trace held at A while a base trace passes: with few slots
+    // the base trace may take the gray one's slot; then A's call misses.
+    let mut collided = false;
+    for _ in 0..20 {
+        let held = std::thread::scope(|s| {
+            let t = s.spawn(|| chain.call_lane(true, &[("x-hold", "1")]));
+            chain.hold.wait_held();
+            let base = chain.call_lane(false, &[]);
+            assert_eq!(base.trace, "A[base] -> B[base] -> C[base]");
+            chain.hold.release();
+            t.join().unwrap()
+        });
+        chain
+            .hold
+            .held
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        chain
+            .hold
+            .released
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let l = lanes(&held.trace);
+        assert!(own_lanes(&l, true), "{held:?}");
+        if l == ["gray", "base", "base"] {
+            collided = true;
+            break;
+        }
+    }
+    assert!(collided, "no collision in 20 tries with 2 slots");
+    chain
+        .sidecar_a
+        .wait_counter("wasmcustom.graylane.continuity.collisions", 1);
+    // Under load: many misses, counted; never another trace's lane.
+    let (_, _, missed) = load(&chain, 200, 1, 8);
+    let misses = chain
+        .sidecar_a
+        .wait_counter("wasmcustom.graylane.continuity.misses", 1);
+    eprintln!(
+        "2 slots: {missed} of 200 traces fell back to base; A's sidecar counted {misses} misses"
+    );
+}
+
+#[test]
+fn a_call_after_the_ttl_stays_base() {
+    let mut opts = Options::new(Forward::Traceparent);
+    opts.continuity = r#"{"from": ["traceparent"], "ttl": "300ms"}"#.into();
+    let chain = TraceChain::start(&opts);
+    assert_eq!(
+        chain.call_lane(true, &[]).trace,
+        "A[gray] -> B[gray] -> C[gray]"
+    );
+    let held = std::thread::scope(|s| {
+        let t = s.spawn(|| chain.call_lane(true, &[("x-hold", "1")]));
+        chain.hold.wait_held();
+        // The app works for longer than the ttl before it calls B.
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        chain.hold.release();
+        t.join().unwrap()
+    });
+    assert_eq!(held.trace, "A[gray] -> B[base] -> C[base]");
+    chain
+        .sidecar_a
+        .wait_counter("wasmcustom.graylane.continuity.expiries", 1);
+}
+
+#[test]
+fn a_request_carrying_a_tag_is_never_changed_and_baggage_wins() {
+    let mut opts = Options::new(Forward::Traceparent);
+    opts.forward_baggage = true;
+    let chain = TraceChain::start(&opts);
+    let gray = chain.call_lane(true, &[]);
+    assert_eq!(gray.trace, "A[gray] -> B[gray] -> C[gray]");
+    // Apps that forward baggage: their calls carry the tag, so no lookup
+    // is made.
+    chain.sidecar_b.wait_counter(
+        "wasmcustom.graylane.requests.source.propagated.lane.gray",
+        2,
+    );
+    chain.sidecar_a.settle_counters();
+    assert_eq!(chain.sidecar_a.counter(HITS), 0);
+    assert_eq!(chain.sidecar_b.counter(HITS), 0);
+    assert_eq!(chain.sidecar_b.counter(CONTINUED_GRAY), 0);
+    let trace_id = &gray.ids[0];
+    let tp = graylane_wasm_tests::trace_chain::traceparent(trace_id);
+    // As app A: the remembered gray restores an untagged call...
+    let untagged = chain.call_as_a(&[("traceparent", &tp)]);
+    assert_eq!(untagged.trace, "B[gray] -> C[gray]");
+    // ...but not one that carries a tag, even one the hop drops.
+    let tagged = chain.call_as_a(&[("traceparent", &tp), ("baggage", "lane=nope")]);
+    assert_eq!(tagged.trace, "B[base] -> C[base]");
+    let tagged = chain.call_as_a(&[("traceparent", &tp), ("x-graylane", "nope")]);
+    assert_eq!(tagged.trace, "B[base] -> C[base]");
+    // One lookup at A: the untagged call's.
+    chain.sidecar_a.settle_counters();
+    assert_eq!(chain.sidecar_a.counter(HITS), 1);
+}
+
+fn forged_ids_reach_no_lane(forward: Forward) {
+    let mut opts = Options::new(forward);
+    if forward == Forward::RequestId {
+        opts.continuity = r#"{"from": ["x-request-id"]}"#.into();
+    }
+    let chain = TraceChain::start(&opts);
+    let gray = chain.call_lane(true, &[]);
+    assert_eq!(gray.trace, "A[gray] -> B[gray] -> C[gray]");
+    let victim = gray.ids[0].clone();
+    let forged_tp =
+        graylane_wasm_tests::trace_chain::traceparent(if forward == Forward::Traceparent {
+            &victim
+        } else {
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        });
+    for _ in 0..20 {
+        let a = chain.call_lane(
+            false,
+            &[
+                ("traceparent", &forged_tp),
+                ("tracestate", "x=1"),
+                ("x-request-id", &victim),
+            ],
+        );
+        assert_eq!(a.trace, "A[base] -> B[base] -> C[base]", "{a:?}");
+        // The edge gave the request a trace id of its own.
+        assert_ne!(a.ids[0], victim, "{a:?}");
+    }
+    // The victim's trace keeps its lane.
+    let tp;
+    let again = if forward == Forward::Traceparent {
+        tp = graylane_wasm_tests::trace_chain::traceparent(&victim);
+        chain.call_as_a(&[("traceparent", &tp)])
+    } else {
+        chain.call_as_a(&[("x-request-id", &victim)])
+    };
+    assert_eq!(again.trace, "B[gray] -> C[gray]");
+}
+
+#[test]
+fn forged_traceparent_at_the_recommended_edge_reaches_no_lane() {
+    forged_ids_reach_no_lane(Forward::Traceparent);
+}
+
+#[test]
+fn forged_request_id_at_the_recommended_edge_reaches_no_lane() {
+    forged_ids_reach_no_lane(Forward::RequestId);
+}
