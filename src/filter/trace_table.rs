@@ -8,10 +8,10 @@ use std::cell::RefCell;
 
 /// The traffic direction of the listener the request came in on, as Envoy
 /// gives it to a stream: `xds.listener_direction` (a path of two
-/// NUL-separated segments); older Envoys had only the top-level
-/// `listener_direction`.
+/// NUL-separated segments). Envoy 1.36 to 1.40 answer it; the top-level
+/// `listener_direction` that older proxy-wasm filters read is not found in
+/// any of them.
 const LISTENER_DIRECTION: &str = "xds\0listener_direction";
-const LEGACY_LISTENER_DIRECTION: &str = "listener_direction";
 
 thread_local! {
     /// A slot value being written, reused.
@@ -38,11 +38,7 @@ impl Table for HostTable {
 /// The side of this request: the listener's direction when Envoy gives
 /// one, else `continuity.side`; `None`: neither (continuity does nothing).
 pub fn side(c: &Continuity) -> Option<Side> {
-    let direction = match abi::property_i64(LISTENER_DIRECTION) {
-        Err(abi::Status::NotFound) => abi::property_i64(LEGACY_LISTENER_DIRECTION),
-        other => other,
-    };
-    direction
+    abi::property_i64(LISTENER_DIRECTION)
         .ok()
         .flatten()
         .and_then(Side::from_direction)
