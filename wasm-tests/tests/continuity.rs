@@ -210,9 +210,13 @@ fn more_live_traces_than_slots_give_misses_never_wrong_lanes() {
         .wait_counter("wasmcustom.graylane.continuity.collisions", 1);
     // Under load: many misses, counted; never another trace's lane.
     let (_, _, missed) = load(&chain, 200, 1, 8);
-    let misses = chain
+    chain
         .sidecar_a
         .wait_counter("wasmcustom.graylane.continuity.misses", 1);
+    chain.sidecar_a.settle_counters();
+    let misses = chain
+        .sidecar_a
+        .counter("wasmcustom.graylane.continuity.misses");
     eprintln!(
         "2 slots: {missed} of 200 traces fell back to base; A's sidecar counted {misses} misses"
     );
@@ -320,4 +324,148 @@ fn forged_traceparent_at_the_recommended_edge_reaches_no_lane() {
 #[test]
 fn forged_request_id_at_the_recommended_edge_reaches_no_lane() {
     forged_ids_reach_no_lane(Forward::RequestId);
+}
+
+/// Soak (ignored; long): requests alternate between a sidecar's inbound
+/// side (trace `t` arrives, gray for even `t`, base for odd) and its
+/// outbound side (the app's untagged call in trace `t`), over 100,000
+/// distinct trace ids in 65,536 slots. No outbound call is ever continued
+/// into gray for a base trace; Envoy's RSS is flat after warm-up.
+/// `GRAYLANE_SOAK_REQUESTS` (default 1,000,000), `GRAYLANE_SOAK_CONNECTIONS`
+/// (default 8).
+#[test]
+#[ignore = "long: a soak"]
+fn soak_continuity_100k_traces_flat_memory() {
+    use graylane_wasm_tests::configs::{bootstrap, cluster, listener, wasm_filter};
+    use graylane_wasm_tests::harness::{free_port, Envoy};
+    use graylane_wasm_tests::load::{self, App, Plan, Reply, Target};
+    use graylane_wasm_tests::trace_chain::{by_cluster_header, directed_listener, to_cluster};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const TRACES: usize = 100_000;
+    let requests = load::env_usize("GRAYLANE_SOAK_REQUESTS", 1_000_000);
+    let connections = load::env_usize("GRAYLANE_SOAK_CONNECTIONS", 8);
+    let backend = |name: &'static str| {
+        App::start(Arc::new(move |_| {
+            (
+                200,
+                vec![("x-backend".to_string(), name.to_string())],
+                b"ok".to_vec(),
+            )
+        }))
+    };
+    let (app, b_base, b_gray) = (backend("app"), backend("base"), backend("gray"));
+    let (front, inbound, outbound) = (free_port(), free_port(), free_port());
+    let plugin = r#"{"incoming": "trust", "propagate": ["gray"],
+      "services": {"svc-b": {"base": "b-base", "lanes": {"gray": "b-gray"}}},
+      "continuity": {"from": ["traceparent"], "ttl": "10m", "slots": 65536}}"#;
+    let front_hosts = r#"
+            - name: front
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/", headers: [ { name: x-to, string_match: { exact: "in" } } ] }
+                route: { cluster: inbound }
+              - match: { prefix: "/" }
+                route: { cluster: outbound }"#;
+    let listeners = listener("front", front, "", front_hosts)
+        + &directed_listener(
+            "in",
+            inbound,
+            "INBOUND",
+            &wasm_filter(plugin),
+            &to_cluster("app"),
+        )
+        + &directed_listener(
+            "out",
+            outbound,
+            "OUTBOUND",
+            &wasm_filter(plugin),
+            &by_cluster_header(),
+        );
+    let clusters = cluster("inbound", inbound)
+        + &cluster("outbound", outbound)
+        + &cluster("app", app.port)
+        + &cluster("b-base", b_base.port)
+        + &cluster("b-gray", b_gray.port);
+    let yaml = bootstrap(&listeners, &clusters).replace("path: /dev/stdout", "path: /dev/null");
+    let envoy = Envoy::start_logging(&yaml, &[], 2, "info");
+    let pid = envoy.pid().expect("envoy pid");
+
+    let trace_of = |i: usize| (i / 2) % TRACES;
+    let target = move |i: usize| {
+        let t = trace_of(i);
+        let tp = format!("00-{:032x}-00f067aa0ba902b7-01", t + 1);
+        if i.is_multiple_of(2) {
+            let mut h = vec![("x-to", "in"), ("traceparent", tp.as_str())];
+            if t % 2 == 0 {
+                h.push(("baggage", "lane=gray"));
+            }
+            Target::new("/", &h)
+        } else {
+            Target::new(
+                "/",
+                &[("x-to", "out"), ("host", "svc-b"), ("traceparent", &tp)],
+            )
+        }
+    };
+    let plan = Plan {
+        port: front,
+        connections,
+        requests,
+        rate: None,
+        keep_samples: false,
+    };
+    let start_rss = load::rss_kb(pid).unwrap_or(0);
+    let run = load::start(
+        &plan,
+        Arc::new(target),
+        Arc::new(move |i, r: &Reply| {
+            let got = r.header("x-backend").unwrap_or("none");
+            let t = trace_of(i);
+            match (r.status, i % 2, got) {
+                (200, 0, "app") => "inbound".to_string(),
+                (200, 1, "gray") if t % 2 == 0 => "outbound gray (continued)".to_string(),
+                (200, 1, "base") if t % 2 == 0 => "outbound base (missed)".to_string(),
+                (200, 1, "base") => "outbound base".to_string(),
+                _ => format!("WRONG {} {got} for trace {t}", r.status),
+            }
+        }),
+    );
+    let warm_at = requests / 5;
+    let (mut warm, mut series) = (None, Vec::new());
+    let mut next = Instant::now();
+    while !run.finished() {
+        if Instant::now() >= next {
+            let (done, rss) = (run.done(), load::rss_kb(pid).unwrap_or(0));
+            series.push((done, rss));
+            if warm.is_none() && done >= warm_at {
+                warm = Some(rss);
+            }
+            next += Duration::from_secs(5);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = run.join();
+    let end_rss = load::rss_kb(pid).unwrap_or(0);
+    let warm_rss = warm.unwrap_or(end_rss);
+    let summary = format!(
+        "continuity soak: {} requests ({TRACES} trace ids) at {connections} connections in {:.0} s; \
+         answers {:?}; Envoy RSS start {start_rss} kB, after warm-up ({warm_at}) {warm_rss} kB, \
+         end {end_rss} kB; series {series:?}",
+        report.requests,
+        report.elapsed.as_secs_f64(),
+        report.labels,
+    );
+    println!("{summary}");
+    assert_eq!(report.failed(), 0, "{summary}");
+    assert!(
+        report.labels.keys().all(|l| !l.starts_with("WRONG")),
+        "{summary}"
+    );
+    let growth = end_rss.saturating_sub(warm_rss);
+    assert!(
+        growth < 8 * 1024 + warm_rss / 20,
+        "RSS grew by {growth} kB after warm-up:\n{summary}"
+    );
 }
