@@ -152,12 +152,15 @@ function state() {
   const s = { config: configField($('config').value), headers: headerPairs() };
   const random = $('random').value.trim();
   if (/^\d+$/.test(random)) s.random = Number(random);
+  const remembered = $('remembered').value.trim();
+  if (remembered) s.remembered = remembered;
   if (!$('plugin-box').hidden && $('plugin').value) s.plugin = $('plugin').value;
   return s;
 }
 
 function requestJson(s) {
-  return JSON.stringify({ headers: s.headers, random: s.random ?? null, plugin: s.plugin ?? null });
+  return JSON.stringify({ headers: s.headers, random: s.random ?? null, plugin: s.plugin ?? null,
+    remembered: s.remembered ?? null });
 }
 
 function loadFragment(hash) {
@@ -174,6 +177,7 @@ function loadFragment(hash) {
   $('config').value = typeof c === 'string' ? c : JSON.stringify(c ?? {}, null, 2);
   setHeaders(Array.isArray(s.headers) ? s.headers : []);
   $('random').value = Number.isInteger(s.random) ? String(s.random) : '';
+  $('remembered').value = typeof s.remembered === 'string' ? s.remembered : '';
   pendingPlugin = typeof s.plugin === 'string' ? s.plugin : null;
   return true;
 }

@@ -16,7 +16,7 @@ cd "$ROOT/fuzz"
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(config baggage decision)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(config baggage trace_context decision)
 MAX_CRASHES=5
 
 toolchains="$(rustup toolchain list)"

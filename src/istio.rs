@@ -63,6 +63,13 @@ pub struct RawMesh {
     pub outlier_detection: Option<RawOutlier>,
     /// The services by name (the Kubernetes `Service`, as the apps call it).
     pub services: BTreeMap<String, RawMeshService>,
+    /// Lane continuity from trace context for apps that forward
+    /// `traceparent` or `x-request-id` but not `baggage` (the plugin
+    /// config's `continuity`, without `side`: Istio sets every sidecar
+    /// listener's direction). Written into the sidecars' `WasmPlugin`, which
+    /// then runs on both sides (`mode: CLIENT_AND_SERVER`). Absent = off.
+    #[serde(default)]
+    pub continuity: Option<crate::config::raw::RawContinuity>,
 }
 
 /// The ingress gateway the edge `WasmPlugin` runs on.
@@ -238,6 +245,19 @@ pub fn generate(config_json: &[u8], mesh: &RawMesh) -> Result<Vec<File>, Error> 
         .unwrap_or_else(|| mesh.namespace.clone());
     check_name("envoyFilterNamespace", &ef_namespace)?;
     let outlier = outlier_detection(mesh.outlier_detection.as_ref())?;
+    if let Some(c) = &mesh.continuity {
+        if c.side.is_some() {
+            return mesh_err(
+                "continuity.side",
+                "Istio gives every sidecar listener its direction; leave side out".to_string(),
+            );
+        }
+        // The sidecars' continuity compiles, or its errors name the field.
+        let probe = json!({"propagate": ["x"], "continuity": {"from": c.from, "ttl": c.ttl, "slots": c.slots}});
+        if let Err(errors) = config::Config::from_json(probe.to_string().as_bytes()) {
+            return mesh_err("continuity", errors.to_string());
+        }
+    }
     let services = services(mesh, &plugin)?;
     let gateway = gateway(mesh)?;
 
@@ -554,6 +574,18 @@ fn hop_file(mesh: &RawMesh, plugin: &PluginConfig) -> File {
             hop.insert(key.into(), v.clone());
         }
     }
+    // With continuity the sidecars' inbound side remembers each trace's
+    // lane, so the plugin runs on both sides.
+    let mode = match &mesh.continuity {
+        Some(c) => {
+            hop.insert(
+                "continuity".into(),
+                json!({"from": c.from, "ttl": c.ttl, "slots": c.slots}),
+            );
+            "CLIENT_AND_SERVER"
+        }
+        None => "CLIENT",
+    };
     let doc = wasm_plugin(
         mesh,
         "graylane-hop",
@@ -563,7 +595,7 @@ fn hop_file(mesh: &RawMesh, plugin: &PluginConfig) -> File {
             "imagePullPolicy": "IfNotPresent",
             "pluginName": "graylane",
             "type": "HTTP",
-            "match": [{"mode": "CLIENT"}],
+            "match": [{"mode": mode}],
             "phase": "AUTHZ",
             "priority": 1000,
             "failStrategy": "FAIL_OPEN",
@@ -944,6 +976,39 @@ mod tests {
         );
         // svc-b has no lane: no EnvoyFilter.
         assert!(!a[4].text.contains("EnvoyFilter"), "{}", a[4].text);
+    }
+
+    #[test]
+    fn continuity_runs_the_sidecar_plugin_on_both_sides() {
+        let plain = generate(CONFIG.as_bytes(), &mesh(MESH)).unwrap();
+        assert!(
+            plain[2].text.contains("mode: CLIENT\n"),
+            "{}",
+            plain[2].text
+        );
+        assert!(!plain[2].text.contains("continuity"), "{}", plain[2].text);
+        let with = format!("{MESH}continuity: {{from: [traceparent], ttl: 30s}}\n");
+        let files = generate(CONFIG.as_bytes(), &mesh(&with)).unwrap();
+        let hop = &files[2].text;
+        assert!(hop.contains("mode: CLIENT_AND_SERVER"), "{hop}");
+        assert!(hop.contains("continuity:"), "{hop}");
+        assert!(hop.contains("- traceparent"), "{hop}");
+        assert!(hop.contains("ttl: 30s"), "{hop}");
+        assert!(hop.contains("slots: 65536"), "{hop}");
+        // The edge is unchanged.
+        assert_eq!(files[0].text, plain[0].text);
+        let bad = format!("{MESH}continuity: {{ttl: soon}}\n");
+        assert!(
+            err(CONFIG, &bad).contains("mesh: continuity: continuity.ttl:"),
+            "{}",
+            err(CONFIG, &bad)
+        );
+        let sided = format!("{MESH}continuity: {{side: inbound}}\n");
+        assert!(
+            err(CONFIG, &sided).contains("mesh: continuity.side:"),
+            "{}",
+            err(CONFIG, &sided)
+        );
     }
 
     #[test]

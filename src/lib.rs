@@ -9,6 +9,7 @@ pub mod baggage;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod config;
+pub mod continuity;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;

@@ -14,6 +14,18 @@ pub const CONFIG_ACCEPTED: &str = "graylane.config_accepted";
 pub const CONFIG_REJECTED: &str = "graylane.config_rejected";
 pub const CONFIG_WARNINGS: &str = "graylane.config_warnings";
 pub const SHADOWED_RULES: &str = "graylane.shadowed_rules";
+/// Lane continuity (README "Lane continuity from trace context"), defined
+/// only when `continuity` is set. Outbound lookups: `hits` found a live
+/// entry of the trace (a lane, counted again by source `continued`, or
+/// base); `misses` did not, including those counted in `expiries` and
+/// `collisions`.
+pub const CONTINUITY_HITS: &str = "graylane.continuity.hits";
+pub const CONTINUITY_MISSES: &str = "graylane.continuity.misses";
+pub const CONTINUITY_EXPIRIES: &str = "graylane.continuity.expiries";
+pub const CONTINUITY_COLLISIONS: &str = "graylane.continuity.collisions";
+/// Inbound: lanes (and base) remembered, and writes that failed.
+pub const CONTINUITY_REMEMBERED: &str = "graylane.continuity.remembered";
+pub const CONTINUITY_NOT_REMEMBERED: &str = "graylane.continuity.not_remembered";
 
 /// Requests decided into `lane` (`None`: base) by `source`.
 pub fn requests(source: Source, lane: Option<&str>) -> String {

@@ -1396,3 +1396,81 @@ fn the_readme_planner_output_is_the_cli_s() {
         assert_eq!(plan(bad).code, 2, "{bad:?}");
     }
 }
+
+// ---------------------------------------------------------------- continuity
+
+const CONTINUITY_CONFIG: &str = r#"{"incoming": "trust", "propagate": ["gray"],
+  "services": {"svc-b": {"base": "b", "lanes": {"gray": "b-gray"}}},
+  "continuity": {"from": ["traceparent", "x-request-id"], "ttl": "2m"}}"#;
+const TRACEPARENT: &str = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[test]
+fn check_shows_continuity_and_names_its_errors() {
+    let run = check(CONTINUITY_CONFIG);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        "ok: 1 lane, 1 service\ncontinuity: trace id from traceparent, x-request-id; ttl 120000 ms; 65536 slots; side from the listener's direction\n"
+    );
+    let run = check(r#"{"propagate": ["gray"], "continuity": {"ttl": "soon", "slots": 0}}"#);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stdout.contains("error: continuity.ttl: "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("error: continuity.slots: "),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn explain_shows_what_continuity_remembers_and_restores() {
+    // Inbound: the decision is remembered for the trace.
+    let json = explain_json(
+        CONTINUITY_CONFIG,
+        &["-H", TRACEPARENT, "--baggage", "lane=gray"],
+    );
+    assert_eq!(json["lane"], "gray");
+    assert_eq!(
+        json["continuity"],
+        "inbound: remembers trace 4bf92f3577b34da6a3ce929d0e0e4736 -> gray for 120000 ms"
+    );
+    // Outbound with a remembered lane: continued, as if from baggage.
+    let json = explain_json(
+        CONTINUITY_CONFIG,
+        &["-H", TRACEPARENT, "--host", "svc-b", "--remembered", "gray"],
+    );
+    assert_eq!(json["lane"], "gray");
+    assert_eq!(json["source"], "continued");
+    assert_eq!(json["cluster"], "b-gray");
+    assert_eq!(json["headers"]["baggage"], "lane=gray");
+    // A request carrying a tag is never changed by the lookup.
+    let json = explain_json(
+        CONTINUITY_CONFIG,
+        &[
+            "-H",
+            TRACEPARENT,
+            "--baggage",
+            "lane=nope",
+            "--remembered",
+            "gray",
+        ],
+    );
+    assert_eq!(json["lane"], "base");
+    assert_eq!(
+        json["continuity"],
+        "not continued: the request carries a tag (trace 4bf92f3577b34da6a3ce929d0e0e4736)"
+    );
+    // An undeclared remembered lane is never admitted.
+    let json = explain_json(
+        CONTINUITY_CONFIG,
+        &["-H", TRACEPARENT, "--remembered", "blue"],
+    );
+    assert_eq!(json["lane"], "base");
+    // No continuity key without the field.
+    let json = explain_json(r#"{"lanes": [{"name": "gray"}]}"#, &[]);
+    assert!(json.get("continuity").is_none());
+}

@@ -1,6 +1,6 @@
 //! Replays every input under `fuzz/regressions/` through the same checks the
 //! fuzz targets run (`fuzz/src/checks.rs`), natively, in `cargo test`:
-//! `config/*` raw bytes, `baggage/*` raw bytes in the baggage target's
+//! `config/*` raw bytes, `trace_context/*` raw bytes, `baggage/*` raw bytes in the baggage target's
 //! format, `decision/*.json` a request as `{"seed": N, "headers": [[name,
 //! value], ...]}` (a value is text, or an array of bytes when not UTF-8).
 #![allow(
@@ -84,6 +84,13 @@ fn config_regressions() {
 fn baggage_regressions() {
     replay("baggage", |f| {
         checks::check_baggage(&std::fs::read(f).unwrap())
+    });
+}
+
+#[test]
+fn trace_context_regressions() {
+    replay("trace_context", |f| {
+        checks::check_trace_context(&std::fs::read(f).unwrap())
     });
 }
 

@@ -7,6 +7,7 @@
 
 use graylane::baggage::{Baggage, MAX_BYTES, MAX_MEMBERS};
 use graylane::config::{Config, Incoming};
+use graylane::continuity;
 use graylane::engine::{self, Attr, Cond, Decision, HeaderList, KeySource, Source};
 use graylane::testvectors::{DECISION_TABLE, TABLE_CONFIG};
 use std::borrow::Cow;
@@ -25,6 +26,9 @@ pub fn check_config(data: &[u8]) {
         !config.rules.lanes.is_empty(),
         "an accepted config has at least one lane"
     );
+    if let Some(c) = &config.continuity {
+        check_continuity_settings(c);
+    }
     // A rule that reads the tag headers legitimately depends on them.
     let tags_invariant = !reads_tags(&config);
     for (pairs, _) in DECISION_TABLE {
@@ -429,6 +433,7 @@ fn check_one(config: &Config, name: &str, req: &HeaderList, seed: u64, tags_inva
             );
         }
         Source::Propagated => {}
+        Source::Continued => panic!("{name}: the engine alone never continues a trace"),
     }
     let lane = d.lane.map(|id| config.lane_name(Some(id)));
 
@@ -553,4 +558,117 @@ pub fn check_decision(req: &HeaderList, seed: u64) {
     for c in configs() {
         check_one(&c.config, c.name, req, seed, true);
     }
+}
+
+// ---------------------------------------------------------------- trace context
+
+/// An accepted `continuity` is within the documented bounds.
+fn check_continuity_settings(c: &continuity::Continuity) {
+    assert!(
+        (continuity::MIN_SLOTS..=continuity::MAX_SLOTS).contains(&c.slots),
+        "slots {} accepted",
+        c.slots
+    );
+    assert!(
+        (continuity::MIN_TTL_MS..=continuity::MAX_TTL_MS).contains(&c.ttl_ms),
+        "ttl {} ms accepted",
+        c.ttl_ms
+    );
+    assert!(!c.from.is_empty(), "continuity.from accepted empty");
+    for (i, h) in c.from.iter().enumerate() {
+        assert!(!c.from[..i].contains(h), "{} listed twice", h.name());
+        assert_eq!(
+            h.name(),
+            h.name().to_ascii_lowercase(),
+            "header name not lower-cased"
+        );
+    }
+}
+
+/// W3C Trace Context's `traceparent`, written the plain way: the reference
+/// the parser is compared with.
+fn reference_trace_id(v: &[u8]) -> Option<&[u8]> {
+    let hex = |s: &[u8]| {
+        s.iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    };
+    if v.len() < 55 {
+        return None;
+    }
+    let (version, trace, parent, flags) = (&v[0..2], &v[3..35], &v[36..52], &v[53..55]);
+    let dashes = v[2] == b'-' && v[35] == b'-' && v[52] == b'-';
+    let ok = dashes
+        && hex(version)
+        && version != b"ff"
+        && hex(trace)
+        && hex(parent)
+        && hex(flags)
+        && trace.iter().any(|&b| b != b'0')
+        && parent.iter().any(|&b| b != b'0')
+        && if version == b"00" {
+            v.len() == 55
+        } else {
+            v.len() == 55 || v[55] == b'-'
+        };
+    ok.then_some(trace)
+}
+
+/// Trace-context parsing and the continuity table's encoding on arbitrary
+/// bytes: `traceparent` agrees with the reference; a whole-value id is
+/// bounded and visible ASCII; a slot value round-trips and the judgement of
+/// a slot never gives another trace's lane; slots stay in range.
+pub fn check_trace_context(data: &[u8]) {
+    assert_eq!(
+        continuity::traceparent_trace_id(data),
+        reference_trace_id(data),
+        "traceparent {:?}",
+        String::from_utf8_lossy(data)
+    );
+    if let Some(id) = continuity::whole_trace_id(data) {
+        assert!(!id.is_empty() && id.len() <= continuity::MAX_KEY_LEN);
+        assert!(id.iter().all(|b| (0x21..=0x7e).contains(b)));
+    }
+    // A slot value read from arbitrary bytes never panics and, when it
+    // decodes, writes back to the same bytes.
+    if let Some(e) = continuity::decode(data) {
+        let mut buf = Vec::new();
+        continuity::encode(e.trace_id, e.lane, e.expires_ms, &mut buf);
+        assert_eq!(buf, data, "decode then encode changed the value");
+    }
+    // The first byte splits the rest into a trace id and a lane name.
+    let (split, rest) = data.split_first().unwrap_or((&0, &[]));
+    let at = usize::from(*split).min(rest.len());
+    let (id, lane) = rest.split_at(at);
+    let lane = std::str::from_utf8(lane).unwrap_or("gray");
+    let mut buf = Vec::new();
+    continuity::encode(id, lane, 1000, &mut buf);
+    if id.len() <= usize::from(u8::MAX) && !lane.is_empty() {
+        assert_eq!(
+            continuity::find(Some(&buf), id, 999),
+            continuity::Found::Hit(lane),
+            "a live entry of this trace"
+        );
+        assert_eq!(
+            continuity::find(Some(&buf), id, 1000),
+            continuity::Found::Expired
+        );
+        let mut other = id.to_vec();
+        other.push(b'x');
+        assert_eq!(
+            continuity::find(Some(&buf), &other, 0),
+            continuity::Found::Collision,
+            "another trace's entry is a miss"
+        );
+    }
+    let slots = u32::from_le_bytes([
+        *data.first().unwrap_or(&1),
+        *data.get(1).unwrap_or(&0),
+        *data.get(2).unwrap_or(&0),
+        0,
+    ])
+    .max(1);
+    let slot = continuity::slot_of(data, slots);
+    assert!(slot < slots, "slot {slot} of {slots}");
+    let key = continuity::SlotKey::new(slot);
+    assert!(key.as_str().starts_with(continuity::SLOT_KEY_PREFIX));
 }

@@ -7,7 +7,9 @@
 //! (`graylane::report`), and the decision is the filter's engine.
 //!
 //! The request argument is JSON: `{"headers": [["name", "value"], ...],
-//! "random": N, "plugin": "NAME"}`, where `random` (optional) fixes every
+//! "random": N, "plugin": "NAME", "remembered": "LANE"}`, where
+//! `remembered` (optional) is the lane a sidecar remembered for the
+//! request's trace (`graylane explain --remembered`), `random` (optional) fixes every
 //! random draw like `graylane explain --random N`, and `plugin` (optional)
 //! chooses one of several plugin configurations (default: the first).
 
@@ -80,6 +82,9 @@ struct Case {
     config: Result<Config, String>,
     request: HeaderList,
     random: Option<u64>,
+    /// With `continuity`: the lane remembered for the request's trace
+    /// (`graylane explain --remembered`).
+    remembered: Option<String>,
 }
 
 fn case(config: &str, request: &str) -> Result<Case, String> {
@@ -96,6 +101,11 @@ fn case(config: &str, request: &str) -> Result<Case, String> {
         })
         .collect();
     let random = request.get("random").and_then(Value::as_u64);
+    let remembered = request
+        .get("remembered")
+        .and_then(Value::as_str)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string);
     let wanted = request.get("plugin").and_then(Value::as_str);
     let docs =
         input::parse(config.as_bytes()).map_err(|e| format!("error: {}", input_message(e)))?;
@@ -111,6 +121,7 @@ fn case(config: &str, request: &str) -> Result<Case, String> {
         config: Config::from_json(&doc.json).map_err(|e| format!("error: {e}")),
         request: explaining::request(pairs),
         random,
+        remembered,
     })
 }
 
@@ -122,7 +133,12 @@ pub fn explain_value(config: &str, request: &str) -> Value {
     };
     match &c.config {
         Ok(config) => {
-            let report = explaining::explain(config, &c.request, c.random);
+            let report = explaining::explain_remembered(
+                config,
+                &c.request,
+                c.random,
+                c.remembered.as_deref(),
+            );
             json!({
                 "plugin": c.plugin,
                 "plugins": c.plugins,
@@ -182,6 +198,27 @@ mod tests {
         let bars: Value = serde_json::from_str(&buckets(YAML, req)).unwrap();
         assert_eq!(bars["bars"][0]["salt"], "gray");
         assert_eq!(bars["bars"][0]["lanes"][0]["request"], Value::Null);
+    }
+
+    #[test]
+    fn a_remembered_lane_is_continued() {
+        let config = r#"{"incoming": "trust", "propagate": ["gray"], "continuity": {}}"#;
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let req = format!(r#"{{"headers": [["traceparent", "{tp}"]], "remembered": "gray"}}"#);
+        let out: Value = serde_json::from_str(&explain(config, &req)).unwrap();
+        assert_eq!(out["report"]["lane"], "gray");
+        assert_eq!(out["report"]["source"], "continued");
+        assert_eq!(
+            out["report"]["continuity"],
+            "continued from trace 4bf92f3577b34da6a3ce929d0e0e4736 (remembered lane gray)"
+        );
+        let req = format!(r#"{{"headers": [["traceparent", "{tp}"]]}}"#);
+        let out: Value = serde_json::from_str(&explain(config, &req)).unwrap();
+        assert_eq!(out["report"]["source"], "default");
+        assert!(out["text"]
+            .as_str()
+            .unwrap()
+            .contains("continuity: inbound: remembers trace"));
     }
 
     #[test]

@@ -56,7 +56,14 @@ CONFIG_C = {"incoming": "ignore", "lanes": lanes_c()}
 CONFIG_E = {"incoming": "ignore", "lanes": lanes_e()}
 # A hop (sidecar) behind the edge: the same lanes, the incoming tag trusted.
 CONFIG_HOP = {"incoming": "trust", "lanes": lanes_c()}
-CONFIGS = {"c": CONFIG_C, "e": CONFIG_E, "hop": CONFIG_HOP}
+# The same hop with lane continuity from trace context, one config per side
+# (the cost meter's host gives no listener direction).
+CONFIG_HOP_INBOUND = {"incoming": "trust", "lanes": lanes_c(),
+                      "continuity": {"from": ["traceparent"], "side": "inbound"}}
+CONFIG_HOP_OUTBOUND = {"incoming": "trust", "lanes": lanes_c(),
+                       "continuity": {"from": ["traceparent"], "side": "outbound"}}
+CONFIGS = {"c": CONFIG_C, "e": CONFIG_E, "hop": CONFIG_HOP,
+           "hop-inbound": CONFIG_HOP_INBOUND, "hop-outbound": CONFIG_HOP_OUTBOUND}
 
 # The bench request (wrk sends these on every request; x-user-id and
 # x-region vary per request, see scripts/bench.sh).
@@ -93,6 +100,7 @@ def envoy_request(extra, baggage=None):
 
 
 BASE_BAGGAGE = dict(HEADERS)["baggage"]
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 RESPONSE = [(":status", "200"), ("content-length", "4"), ("content-type", "text/plain"),
             ("date", "Sun, 29 Nov 2026 23:00:00 GMT"), ("server", "envoy")]
 
@@ -108,6 +116,17 @@ COST_KINDS = [
                               baggage=BASE_BAGGAGE + ",lane=ck-2")},
     {"kind": "base-1000", "config": "e", "lane": None,
      "request": envoy_request([("x-user-id", BASE_USER), ("x-region", NO_REGION)])},
+    # Continuity: the inbound side decides the hop's lane and remembers it
+    # for the trace (a shared-data read and write); the outbound side looks
+    # an untagged request's trace up (a read; the table is empty, so a miss,
+    # then the usual decision).
+    {"kind": "hop-inbound", "config": "hop-inbound", "lane": "ck-2",
+     "request": envoy_request([("x-user-id", BASE_USER), ("x-region", NO_REGION),
+                               ("traceparent", TRACEPARENT)],
+                              baggage=BASE_BAGGAGE + ",lane=ck-2")},
+    {"kind": "hop-outbound-miss", "config": "hop-outbound", "lane": None,
+     "request": envoy_request([("x-user-id", BASE_USER), ("x-region", NO_REGION),
+                               ("traceparent", TRACEPARENT)])},
 ]
 
 

@@ -213,6 +213,11 @@ pub struct ExplainCmd {
     /// output each run
     #[arg(long, value_name = "N", value_parser = parse_random, allow_hyphen_values = true)]
     pub random: Option<u64>,
+    /// With "continuity": explain the request on the sidecar's outbound side,
+    /// where its trace was remembered in LANE (without it: the inbound side,
+    /// which remembers the decision)
+    #[arg(long, value_name = "LANE")]
+    pub remembered: Option<String>,
     /// The plugin to use when CONFIG has several, as `check` labels it: its
     /// name, LISTENER/NAME (the last steps of LISTENER/VHOST/ROUTE/NAME are
     /// enough when unique), or its position N or #N (from 1, in file order)
@@ -239,6 +244,7 @@ pub struct ExplainArgs {
     pub queries: Vec<String>,
     pub baggage: Option<String>,
     pub random: Option<u64>,
+    pub remembered: Option<String>,
     pub json: bool,
 }
 
@@ -253,6 +259,7 @@ impl From<ExplainCmd> for ExplainArgs {
             queries: cmd.queries,
             baggage: cmd.baggage,
             random: cmd.random,
+            remembered: cmd.remembered,
             json: cmd.json,
             ..ExplainArgs::default()
         };

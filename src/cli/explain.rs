@@ -64,5 +64,10 @@ pub fn run(args: ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 /// Explains the request described by `args` against `config` (the code
 /// is shared with the browser playground: see [`crate::report::explain`]).
 pub fn explain(config: &Config, args: &ExplainArgs) -> Report {
-    crate::report::explain::explain(config, &args.request(), args.random)
+    crate::report::explain::explain_remembered(
+        config,
+        &args.request(),
+        args.random,
+        args.remembered.as_deref(),
+    )
 }

@@ -235,6 +235,27 @@ fn refine(v: &mut Value) -> Result<(), String> {
 
     extend(
         v,
+        "/$defs/RawContinuity/properties/from",
+        json!({"minItems": 1, "maxItems": 8, "uniqueItems": true, "items": {"pattern": token}}),
+    )?;
+    extend(
+        v,
+        "/$defs/RawContinuity/properties/ttl",
+        json!({"pattern": "^[0-9]+(ms|s|m|h)$"}),
+    )?;
+    extend(
+        v,
+        "/$defs/RawContinuity/properties/slots",
+        json!({"minimum": crate::continuity::MIN_SLOTS, "maximum": crate::continuity::MAX_SLOTS}),
+    )?;
+    extend(
+        v,
+        "/$defs/RawContinuity/properties/side",
+        json!({"enum": ["inbound", "outbound"]}),
+    )?;
+
+    extend(
+        v,
         "/$defs/RawLane/properties/name",
         json!({"pattern": LANE_NAME, "not": {"const": "base"}}),
     )?;

@@ -13,6 +13,7 @@ mod path;
 pub mod raw;
 mod split;
 
+use crate::continuity::{self, Continuity, TraceHeader};
 pub use crate::engine::{Compiled, Service, Shadow, BASE};
 use crate::engine::{Lane, LaneId, Rules};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
@@ -90,6 +91,7 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigErrors> {
     let shadow = c.shadow(raw);
     let lanes = c.lanes(raw);
     let services = c.services(raw, &lanes);
+    let continuity = c.continuity(raw);
     if let Some(errors) = ConfigErrors::from_vec(c.errors) {
         return Err(errors);
     }
@@ -106,6 +108,7 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigErrors> {
             shadow,
             services,
             rules,
+            continuity,
         },
         warnings,
     })
@@ -380,6 +383,84 @@ impl Compiler {
         })
     }
 }
+
+impl Compiler {
+    /// `continuity`: trace headers, ttl, slots.
+    fn continuity(&mut self, raw: &RawConfig) -> Option<Continuity> {
+        let rc = raw.continuity.as_ref()?;
+        let path = JsonPath::Root.field("continuity");
+        let before = self.errors.len();
+        let from_path = path.field("from");
+        if rc.from.is_empty() || rc.from.len() > MAX_TRACE_HEADERS {
+            self.report(
+                &from_path,
+                ErrorKind::EmptyList,
+                "must name 1 to 8 headers, such as \"traceparent\" and \"x-request-id\"",
+            );
+        }
+        let mut from = Vec::with_capacity(rc.from.len());
+        for (i, name) in rc.from.iter().enumerate() {
+            let item = from_path.index(i);
+            let Some(lower) = self.ok(names::header_name(&item, name, names::HeaderUse::Read))
+            else {
+                continue;
+            };
+            let header = match lower.as_str() {
+                "traceparent" => TraceHeader::Traceparent,
+                _ if lower.starts_with(':') => {
+                    self.report(
+                        &item,
+                        ErrorKind::HeaderName,
+                        "a pseudo-header carries no trace id; name a header such as \"traceparent\"",
+                    );
+                    continue;
+                }
+                _ => TraceHeader::Whole(lower),
+            };
+            if from.contains(&header) {
+                self.report(&item, ErrorKind::NotDistinct, "is listed twice");
+                continue;
+            }
+            from.push(header);
+        }
+        let ttl_ms = continuity::parse_ttl(&rc.ttl)
+            .filter(|ms| (continuity::MIN_TTL_MS..=continuity::MAX_TTL_MS).contains(ms));
+        if ttl_ms.is_none() {
+            self.report(
+                &path.field("ttl"),
+                ErrorKind::InvalidValue,
+                "expected a whole number and ms, s, m or h, from 1ms to 24h, such as \"60s\"",
+            );
+        }
+        let slots = u32::try_from(rc.slots)
+            .ok()
+            .filter(|n| (continuity::MIN_SLOTS..=continuity::MAX_SLOTS).contains(n));
+        if slots.is_none() {
+            self.report(
+                &path.field("slots"),
+                ErrorKind::InvalidValue,
+                "expected a whole number from 1 to 1048576",
+            );
+        }
+        let side = rc.side.as_deref().map(continuity::Side::from_name);
+        if side == Some(None) {
+            self.report(
+                &path.field("side"),
+                ErrorKind::UnknownVariant,
+                "expected \"inbound\" or \"outbound\"",
+            );
+        }
+        self.clean_since(before).then_some(Continuity {
+            from,
+            ttl_ms: ttl_ms.unwrap_or(0),
+            slots: slots.unwrap_or(1),
+            side: side.flatten(),
+        })
+    }
+}
+
+/// Most headers in `continuity.from`.
+const MAX_TRACE_HEADERS: usize = 8;
 
 /// Where lane `id` is declared: `lanes[i]` or `propagate[i]`.
 fn declared_at(raw: &RawConfig, id: LaneId) -> String {

@@ -38,6 +38,45 @@ pub struct RawConfig {
     /// without a rule of its own; a name may not also be in `lanes`.
     #[serde(default)]
     pub propagate: Vec<String>,
+    /// Lane continuity from trace context (README "Lane continuity from
+    /// trace context"); absent = off.
+    #[serde(default)]
+    pub continuity: Option<RawContinuity>,
+}
+
+/// Remember each trace's lane on a sidecar's inbound side and restore it on
+/// the app's untagged outgoing calls.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawContinuity {
+    /// Headers that carry the trace id, in order: the first one present is
+    /// used. `traceparent` gives its 32-hex trace id; any other header its
+    /// whole value (at most 128 visible ASCII characters).
+    #[serde(default = "default_continuity_from")]
+    pub from: Vec<String>,
+    /// How long a remembered lane lives: a whole number and `ms`, `s`, `m`
+    /// or `h` (`"60s"`), from 1 ms to 24 h.
+    #[serde(default = "default_continuity_ttl")]
+    pub ttl: String,
+    /// Slots of the shared table (1 to 1,048,576); memory is bounded by it.
+    /// The inbound and outbound sides of one Envoy must use the same value.
+    #[serde(default = "default_continuity_slots")]
+    pub slots: u64,
+    /// `inbound` or `outbound`: the side of this filter when Envoy's
+    /// listener gives no traffic direction (a listener's direction wins).
+    #[serde(default)]
+    pub side: Option<String>,
+}
+
+fn default_continuity_from() -> Vec<String> {
+    vec!["traceparent".into(), "x-request-id".into()]
+}
+fn default_continuity_ttl() -> String {
+    "60s".into()
+}
+fn default_continuity_slots() -> u64 {
+    65536
 }
 
 fn default_lane_header() -> String {

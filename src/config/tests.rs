@@ -766,3 +766,79 @@ fn malformed_json_errors_say_what_is_accepted() {
         assert_eq!(message(json), want, "{json}");
     }
 }
+
+#[test]
+fn continuity_defaults_and_settings() {
+    use crate::continuity::{Side, TraceHeader};
+    let c = Config::from_json(br#"{"propagate": ["gray"], "continuity": {}}"#).unwrap();
+    let k = c.continuity.as_ref().unwrap();
+    assert_eq!(
+        k.from,
+        vec![
+            TraceHeader::Traceparent,
+            TraceHeader::Whole("x-request-id".into())
+        ]
+    );
+    assert_eq!((k.ttl_ms, k.slots, k.side), (60_000, 65536, None));
+    let c = Config::from_json(
+        br#"{"propagate": ["gray"], "continuity": {"from": ["X-B3-TraceId"], "ttl": "250ms", "slots": 8, "side": "outbound"}}"#,
+    )
+    .unwrap();
+    let k = c.continuity.as_ref().unwrap();
+    assert_eq!(k.from, vec![TraceHeader::Whole("x-b3-traceid".into())]);
+    assert_eq!((k.ttl_ms, k.slots, k.side), (250, 8, Some(Side::Outbound)));
+    assert!(Config::from_json(br#"{"propagate": ["gray"]}"#)
+        .unwrap()
+        .continuity
+        .is_none());
+}
+
+#[test]
+fn continuity_errors_are_named_by_path() {
+    let cases: &[(&str, &[(&str, ErrorKind)])] = &[
+        (r#"{"from": []}"#, &[("continuity.from", EmptyList)]),
+        (
+            r#"{"from": ["traceparent", "TraceParent"]}"#,
+            &[("continuity.from[1]", NotDistinct)],
+        ),
+        (
+            r#"{"from": ["a b"]}"#,
+            &[("continuity.from[0]", HeaderName)],
+        ),
+        (
+            r#"{"from": [":path"]}"#,
+            &[("continuity.from[0]", HeaderName)],
+        ),
+        (r#"{"ttl": "60"}"#, &[("continuity.ttl", InvalidValue)]),
+        (r#"{"ttl": "0s"}"#, &[("continuity.ttl", InvalidValue)]),
+        (r#"{"ttl": "25h"}"#, &[("continuity.ttl", InvalidValue)]),
+        (r#"{"slots": 0}"#, &[("continuity.slots", InvalidValue)]),
+        (
+            r#"{"slots": 2000000}"#,
+            &[("continuity.slots", InvalidValue)],
+        ),
+        (
+            r#"{"side": "both"}"#,
+            &[("continuity.side", UnknownVariant)],
+        ),
+        (r#"{"slot": 8}"#, &[("continuity.slot", UnknownField)]),
+        (
+            r#"{"from": ["x", "x"], "ttl": "1d", "slots": 0}"#,
+            &[
+                ("continuity.from[1]", NotDistinct),
+                ("continuity.ttl", InvalidValue),
+                ("continuity.slots", InvalidValue),
+            ],
+        ),
+    ];
+    for (continuity, want) in cases {
+        let json = format!(r#"{{"propagate": ["gray"], "continuity": {continuity}}}"#);
+        let want: Vec<(String, ErrorKind)> =
+            want.iter().map(|(p, k)| (p.to_string(), *k)).collect();
+        assert_eq!(errors(&json), want, "{continuity}");
+    }
+    assert_eq!(
+        message(r#"{"propagate": ["gray"], "continuity": {"ttl": "60"}}"#),
+        "continuity.ttl: expected a whole number and ms, s, m or h, from 1ms to 24h, such as \"60s\""
+    );
+}

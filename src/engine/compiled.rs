@@ -48,6 +48,8 @@ pub struct Compiled {
     /// Keyed by lower-case host.
     pub services: HashMap<String, Service>,
     pub rules: Rules,
+    /// Lane continuity from trace context; `None`: off.
+    pub continuity: Option<crate::continuity::Continuity>,
 }
 
 impl Compiled {

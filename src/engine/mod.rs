@@ -66,16 +66,25 @@ pub enum Source {
     Rule,
     /// Nothing matched: base.
     Default,
+    /// Restored from the lane remembered for the request's trace (README
+    /// "Lane continuity from trace context").
+    Continued,
 }
 
 impl Source {
-    pub const ALL: [Source; 3] = [Source::Propagated, Source::Rule, Source::Default];
+    pub const ALL: [Source; 4] = [
+        Source::Propagated,
+        Source::Rule,
+        Source::Default,
+        Source::Continued,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Propagated => "propagated",
             Source::Rule => "rule",
             Source::Default => "default",
+            Source::Continued => "continued",
         }
     }
 }
@@ -204,6 +213,29 @@ fn start<R: Request + ?Sized>(
             ControlFlow::Continue(d)
         }
     }
+}
+
+/// Whether the request carries a lane tag (the `baggageKey` member or the
+/// lane header), valid or not: such a request is never changed by a
+/// continuity lookup.
+pub fn carries_tag<R: Request + ?Sized>(config: &Compiled, view: &View<'_, R>) -> bool {
+    view.tag_member(&config.baggage_key).is_some()
+        || view.first_header(&config.lane_header).is_some()
+}
+
+/// The decision for an untagged request whose trace was remembered in
+/// `lane` (README "Lane continuity from trace context"): that lane, exactly
+/// as if it had arrived in baggage, when the config declares it; `None`
+/// for `base` or an undeclared lane (the request is then decided as usual).
+pub fn continued(config: &Compiled, lane: &str) -> Option<Decision> {
+    let id = config.lane_id(lane)?;
+    Some(Decision {
+        lane: Some(id),
+        source: Source::Continued,
+        split: None,
+        invalid_tag: false,
+        assigned: Vec::new(),
+    })
 }
 
 /// README "How a request is decided": the decision, through the exact-value index.

@@ -100,6 +100,27 @@ extern "C" {
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
 }
 
 /// A host call's result other than `Ok` (proxy-wasm `WasmResult`).
@@ -110,6 +131,8 @@ pub enum Status {
     SerializationFailure,
     InvalidMemoryAccess,
     Empty,
+    /// A shared-data write whose CAS token is no longer current.
+    CasMismatch,
     InternalFailure,
     Unimplemented,
     /// Another code.
@@ -127,6 +150,7 @@ impl Status {
             Status::SerializationFailure => 3,
             Status::InvalidMemoryAccess => 6,
             Status::Empty => 7,
+            Status::CasMismatch => 8,
             Status::InternalFailure => 10,
             Status::Unimplemented => 12,
             Status::Other(code) => code,
@@ -166,6 +190,7 @@ fn result(status: u32) -> Result<(), Status> {
         3 => Status::SerializationFailure,
         6 => Status::InvalidMemoryAccess,
         7 => Status::Empty,
+        8 => Status::CasMismatch,
         10 => Status::InternalFailure,
         12 => Status::Unimplemented,
         code => Status::Other(code),
@@ -178,6 +203,11 @@ thread_local! {
     /// Set while the host is asked for the request headers: its allocation
     /// is then served from `HEADER_BUF`.
     static READING_HEADERS: Cell<bool> = const { Cell::new(false) };
+    /// The buffer the host writes a shared-data value or a property into,
+    /// reused (continuity: one or two small reads per request).
+    static SMALL_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Set while the host is asked for a value served from `SMALL_BUF`.
+    static READING_SMALL: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The host allocates what it returns to the module through this. During
@@ -188,6 +218,13 @@ thread_local! {
 pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
     if READING_HEADERS.get() {
         return HEADER_BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            buf.resize(size, 0);
+            buf.as_mut_ptr()
+        });
+    }
+    if READING_SMALL.get() {
+        return SMALL_BUF.with_borrow_mut(|buf| {
             buf.clear();
             buf.resize(size, 0);
             buf.as_mut_ptr()
@@ -297,4 +334,87 @@ pub fn increment(id: u32, by: i64) -> Result<(), Status> {
 pub fn set_tick_period(ms: u32) -> Result<(), Status> {
     // SAFETY: a plain value only.
     result(unsafe { proxy_set_tick_period_milliseconds(ms) })
+}
+
+/// Runs a host call that returns a value allocated through
+/// `proxy_on_memory_allocate`, serving that allocation from the reused
+/// small buffer, then `f` on the call's outcome (`Ok(None)`: the host
+/// returned no value).
+fn with_small_value<R>(
+    call: impl FnOnce(&mut *mut u8, &mut usize) -> u32,
+    f: impl FnOnce(Result<Option<&[u8]>, Status>) -> R,
+) -> R {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    READING_SMALL.set(true);
+    let status = call(&mut data, &mut size);
+    READING_SMALL.set(false);
+    if let Err(status) = result(status) {
+        return f(Err(status));
+    }
+    SMALL_BUF.with_borrow(|buf| {
+        if data.is_null() || size == 0 {
+            f(Ok(None))
+        } else if buf.as_ptr() != data.cast_const() {
+            f(Err(Status::Misplaced))
+        } else {
+            f(Ok(buf.get(..size)))
+        }
+    })
+}
+
+/// A property of the current context as a little-endian i64 (Envoy's
+/// serialization of an integer), at a one-segment path.
+pub fn property_i64(path: &str) -> Result<Option<i64>, Status> {
+    with_small_value(
+        // SAFETY: the path slice lives for the call; out-parameters are
+        // live locals; the host allocates in the small buffer.
+        |data, size| unsafe { proxy_get_property(path.as_ptr(), path.len(), data, size) },
+        |value| {
+            Ok(value?
+                .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                .map(i64::from_le_bytes))
+        },
+    )
+}
+
+/// Reads a shared-data value and its CAS token and runs `f` on them
+/// (`None`, 0: no value under that key).
+pub fn with_shared_data<R>(
+    key: &str,
+    f: impl FnOnce(Option<&[u8]>, u32) -> R,
+) -> Result<R, Status> {
+    let cas = Cell::new(0u32);
+    with_small_value(
+        |data, size| {
+            let mut token = 0u32;
+            // SAFETY: the key slice lives for the call; out-parameters are
+            // live locals; the host allocates in the small buffer.
+            let status =
+                unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), data, size, &mut token) };
+            cas.set(token);
+            status
+        },
+        |value| match value {
+            Ok(v) => Ok(f(v, cas.get())),
+            Err(Status::NotFound) => Ok(f(None, 0)),
+            Err(status) => Err(status),
+        },
+    )
+}
+
+/// Writes a shared-data value if `cas` is still current (0: in any case).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
+    // SAFETY: key and value slices live for the call.
+    result(unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    })
+}
+
+/// The host's wall clock, in milliseconds since the Unix epoch.
+pub fn now_ms() -> Result<u64, Status> {
+    let mut nanos = 0u64;
+    // SAFETY: `nanos` is a live local the host writes one u64 into.
+    result(unsafe { proxy_get_current_time_nanoseconds(&mut nanos) })?;
+    Ok(nanos / 1_000_000)
 }

@@ -5,6 +5,7 @@
 
 use super::abi;
 use crate::config::{Config, WarningKind};
+use crate::continuity::Event;
 use crate::engine::{Outcome, Source};
 use crate::metric_names as names;
 use hashbrown::HashMap;
@@ -56,6 +57,9 @@ pub struct Metrics {
     config_rejected: Option<usize>,
     config_warnings: Option<usize>,
     shadowed_rules: Option<usize>,
+    /// `[hits, misses, expiries, collisions, remembered, not_remembered]`,
+    /// defined only when `continuity` is set.
+    continuity: [Option<usize>; 6],
 }
 
 impl Metrics {
@@ -74,6 +78,7 @@ impl Metrics {
             config_rejected: slots.define(names::CONFIG_REJECTED),
             config_warnings: slots.define(names::CONFIG_WARNINGS),
             shadowed_rules: slots.define(names::SHADOWED_RULES),
+            continuity: [None; 6],
             slots,
         }
     }
@@ -90,6 +95,9 @@ impl Metrics {
                     .map(|lane| match (s, lane) {
                         (Source::Default, None) | (Source::Propagated, Some(_)) => {
                             slots.define(&names::requests(*s, lane.map(|l| l.name.as_str())))
+                        }
+                        (Source::Continued, Some(l)) if config.continuity.is_some() => {
+                            slots.define(&names::requests(*s, Some(l.name.as_str())))
                         }
                         (Source::Rule, Some(l)) if l.rule => {
                             slots.define(&names::requests(*s, Some(l.name.as_str())))
@@ -109,6 +117,17 @@ impl Metrics {
                     .flatten()
             })
             .collect();
+        if config.continuity.is_some() {
+            m.continuity = [
+                names::CONTINUITY_HITS,
+                names::CONTINUITY_MISSES,
+                names::CONTINUITY_EXPIRIES,
+                names::CONTINUITY_COLLISIONS,
+                names::CONTINUITY_REMEMBERED,
+                names::CONTINUITY_NOT_REMEMBERED,
+            ]
+            .map(|name| slots.define(name));
+        }
         m.fallbacks = config
             .services
             .keys()
@@ -166,6 +185,25 @@ impl Metrics {
 
     pub fn config_rejected(&self) {
         self.now(self.config_rejected, 1);
+    }
+
+    /// One continuity step (README "Lane continuity from trace context").
+    pub fn record_continuity(&self, event: Event) {
+        let [hits, misses, expiries, collisions, remembered, not_remembered] = self.continuity;
+        match event {
+            Event::Hit | Event::HitBase => self.inc(hits),
+            Event::Miss => self.inc(misses),
+            Event::Expired => {
+                self.inc(misses);
+                self.inc(expiries);
+            }
+            Event::Collision => {
+                self.inc(misses);
+                self.inc(collisions);
+            }
+            Event::Remembered => self.inc(remembered),
+            Event::NotRemembered => self.inc(not_remembered),
+        }
     }
 
     pub fn record(&self, out: &Outcome<'_>) {

@@ -16,6 +16,7 @@ mod headers;
 mod metrics;
 mod plugin;
 mod stages;
+mod trace_table;
 
 use crate::config::Config;
 use headers::Pair;

@@ -8,8 +8,10 @@ use super::abi;
 use super::headers::{HostHeaders, Pair};
 use super::metrics::Metrics;
 use super::stages::{self, Stage};
+use super::trace_table::{self, HostTable};
 use crate::config::Config;
-use crate::engine::{self, Outcome};
+use crate::continuity::{self, Event, Side};
+use crate::engine::{self, Decision, Outcome, Request, View};
 use std::rc::Rc;
 
 /// Filter state key; Envoy shows it as `%FILTER_STATE(wasm.graylane.lane:PLAIN)%`.
@@ -152,7 +154,10 @@ pub fn on_request(
     lap.end(Stage::Index);
     // `engine::process`, in its steps, for the stage timer.
     let view = engine::View::new(&headers);
-    let decision = engine::decide(config, &view, &mut random_u64);
+    let decision = match &config.continuity {
+        None => engine::decide(config, &view, &mut random_u64),
+        Some(c) => decide_continued(context_id, config, c, metrics, &view),
+    };
     lap.end(Stage::Decide);
     let effects = engine::effects(config, &view, decision.lane);
     lap.end(Stage::Effects);
@@ -169,6 +174,72 @@ pub fn on_request(
     }
     let response = out.decision.response_headers(config);
     (!response.is_empty()).then_some(response)
+}
+
+/// The decision with continuity on: restored on the outbound side, else
+/// decided as usual and, on the inbound side, remembered; counted.
+#[inline(never)]
+fn decide_continued<R: Request + ?Sized>(
+    context_id: u32,
+    config: &Config,
+    c: &continuity::Continuity,
+    metrics: &Metrics,
+    view: &View<'_, R>,
+) -> Decision {
+    let side = trace_table::side(c);
+    let (decision, event) = match side {
+        Some(Side::Outbound) => restore(config, view),
+        _ => (None, None),
+    };
+    let decision = decision.unwrap_or_else(|| engine::decide(config, view, &mut random_u64));
+    let event = match side {
+        Some(Side::Inbound) => remember(config, view, &decision),
+        _ => event,
+    };
+    if let Some(event) = event {
+        metrics.record_continuity(event);
+        if log::log_enabled!(log::Level::Debug) {
+            let side = side.map_or("-", Side::as_str);
+            log::debug!("#{context_id} continuity {side}: {event:?}");
+        }
+    }
+    decision
+}
+
+/// Outbound: the lane remembered for an untagged request's trace, as if it
+/// had arrived in baggage (README "Lane continuity from trace context").
+fn restore<R: Request + ?Sized>(
+    config: &Config,
+    view: &View<'_, R>,
+) -> (Option<Decision>, Option<Event>) {
+    let Some(c) = &config.continuity else {
+        return (None, None);
+    };
+    if engine::carries_tag(config, view) {
+        return (None, None);
+    }
+    let (Some(trace_id), Some(now)) = (continuity::trace_id(c, view), trace_table::now_ms()) else {
+        return (None, None);
+    };
+    let (event, decision) = continuity::lookup(&mut HostTable, c, trace_id, now, |lane| {
+        engine::continued(config, lane)
+    });
+    (decision, Some(event))
+}
+
+/// Inbound: remembers the lane just decided (or base) for the request's trace.
+fn remember<R: Request + ?Sized>(
+    config: &Config,
+    view: &View<'_, R>,
+    decision: &Decision,
+) -> Option<Event> {
+    let c = config.continuity.as_ref()?;
+    let trace_id = continuity::trace_id(c, view)?;
+    let now = trace_table::now_ms()?;
+    let lane = config.lane_name(decision.lane);
+    Some(trace_table::with_entry_buf(|buf| {
+        continuity::remember(&mut HostTable, c, trace_id, lane, now, buf)
+    }))
 }
 
 /// Adds a stream's response headers (cookies added, others replaced).

@@ -59,6 +59,18 @@ pub fn text(result: &Result<Config, ConfigErrors>, prefix: &str) -> String {
                 lint::counted(config.rules.lanes.len(), "lane"),
                 lint::counted(config.services.len(), "service")
             ));
+            if let Some(c) = &config.continuity {
+                let from: Vec<&str> = c.from.iter().map(|h| h.name()).collect();
+                let side = c
+                    .side
+                    .map_or("from the listener's direction", |s| s.as_str());
+                s.push_str(&format!(
+                    "{prefix}continuity: trace id from {}; ttl {} ms; {} slots; side {side}\n",
+                    from.join(", "),
+                    c.ttl_ms,
+                    c.slots
+                ));
+            }
         }
         Err(errors) => {
             for e in errors {

@@ -85,11 +85,91 @@ pub struct Report {
     pub response: Vec<(String, String)>,
     /// The explanation and the filter's own decision differ (a bug).
     pub disagreement: Option<String>,
+    /// With `continuity` set: what the sidecar remembers for the request's
+    /// trace (inbound), or whether the remembered lane was restored
+    /// (outbound, `--remembered`).
+    pub continuity: Option<String>,
 }
 
 /// Explains `request` against `config`. `random`: every random draw
 /// returns it (`--random N`); `None`: draws from [`rng`]`(None)`.
 pub fn explain(config: &Config, request: &HeaderList, random: Option<u64>) -> Report {
+    explain_remembered(config, request, random, None)
+}
+
+/// [`explain`] on a sidecar's outbound side where the request's trace was
+/// remembered in lane `remembered` (README "Lane continuity from trace
+/// context"); `None`: as the inbound side, which remembers the decision.
+pub fn explain_remembered(
+    config: &Config,
+    request: &HeaderList,
+    random: Option<u64>,
+    remembered: Option<&str>,
+) -> Report {
+    let mut report = explain_decided(config, request, random);
+    let Some(c) = &config.continuity else {
+        if remembered.is_some() {
+            report.continuity =
+                Some("not continued: the configuration has no \"continuity\"".into());
+        }
+        return report;
+    };
+    let view = engine::View::new(request);
+    let trace = crate::continuity::trace_id(c, &view).map(String::from_utf8_lossy);
+    let from = c
+        .from
+        .iter()
+        .map(|h| h.name())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Some(trace) = trace else {
+        report.continuity = Some(format!(
+            "no valid trace id in {from}: nothing is remembered or restored"
+        ));
+        return report;
+    };
+    let Some(lane) = remembered else {
+        report.continuity = Some(format!(
+            "inbound: remembers trace {trace} -> {} for {} ms",
+            report.lane, c.ttl_ms
+        ));
+        return report;
+    };
+    if engine::carries_tag(config, &view) {
+        report.continuity = Some(format!(
+            "not continued: the request carries a tag (trace {trace})"
+        ));
+        return report;
+    }
+    let Some(decision) = engine::continued(config, lane) else {
+        report.continuity = Some(format!(
+            "not continued: the remembered lane {lane:?} is base or not declared (trace {trace})"
+        ));
+        return report;
+    };
+    let effects = engine::effects(config, &view, decision.lane);
+    report.lane = config.lane_name(decision.lane).to_string();
+    report.source = decision.source.as_str();
+    report.rule = None;
+    report.bucket = None;
+    report.tried = Vec::new();
+    report.invalid_tag = false;
+    report.headers = effects
+        .set
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.as_deref().map(str::to_owned)))
+        .collect();
+    report.cluster = effects.cluster.map(str::to_owned);
+    report.fallback = effects.fallback.map(str::to_owned);
+    report.baggage_dropped = effects.baggage_dropped;
+    report.response = decision.response_headers(config);
+    report.continuity = Some(format!(
+        "continued from trace {trace} (remembered lane {lane})"
+    ));
+    report
+}
+
+fn explain_decided(config: &Config, request: &HeaderList, random: Option<u64>) -> Report {
     // Both walks draw from identical generators, so the same random draws
     // reach the same rules.
     let mut rng = rng(random);
@@ -162,6 +242,7 @@ pub fn explain(config: &Config, request: &HeaderList, random: Option<u64>) -> Re
         baggage_dropped: e.baggage_dropped,
         response,
         disagreement,
+        continuity: None,
     }
 }
 
@@ -253,6 +334,9 @@ impl Report {
         if self.invalid_tag {
             s.push_str("invalid tag: the incoming tag names no declared lane; dropped\n");
         }
+        if let Some(c) = &self.continuity {
+            s.push_str(&format!("continuity: {c}\n"));
+        }
         if !self.tried.is_empty() {
             s.push_str("tried:\n");
             for t in &self.tried {
@@ -319,7 +403,7 @@ impl Report {
             })
             .collect();
         let response: Vec<Value> = self.response.iter().map(|(k, v)| json!([k, v])).collect();
-        json!({
+        let mut v = json!({
             "lane": self.lane,
             "source": self.source,
             "rule": opt_str(self.rule.as_ref().map(|(_, name, _)| name.as_str())),
@@ -333,7 +417,11 @@ impl Report {
             "baggageDropped": self.baggage_dropped,
             "tried": tried,
             "response": response,
-        })
+        });
+        if let (Some(c), Some(map)) = (&self.continuity, v.as_object_mut()) {
+            map.insert("continuity".into(), Value::String(c.clone()));
+        }
+        v
     }
 }
 

@@ -27,3 +27,5 @@ pub mod manifests;
 pub mod outage;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod prometheus;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod trace_chain;

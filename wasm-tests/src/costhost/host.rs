@@ -46,6 +46,9 @@ pub struct HostState {
     pub(super) properties: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Properties set during the current stream (Envoy's filter state).
     pub(super) stream_properties: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Shared data: value and CAS token by key (one VM id).
+    pub(super) shared: BTreeMap<Vec<u8>, (Vec<u8>, u32)>,
+    pub(super) next_cas: u32,
     /// (name, type, value) by metric id.
     pub(super) metrics: Vec<(String, u32, i64)>,
     pub(super) calls: BTreeMap<String, u64>,
@@ -77,6 +80,8 @@ impl HostState {
             maps: Default::default(),
             properties,
             stream_properties: BTreeMap::new(),
+            shared: BTreeMap::new(),
+            next_cas: 0,
             metrics: Vec::new(),
             calls: BTreeMap::new(),
             fallbacks: BTreeMap::new(),
@@ -299,6 +304,8 @@ fn handler(name: &str) -> Option<Handler> {
         "proxy_remove_header_map_value" => proxy_remove_header_map_value,
         "proxy_get_property" => proxy_get_property,
         "proxy_set_property" => proxy_set_property,
+        "proxy_get_shared_data" => proxy_get_shared_data,
+        "proxy_set_shared_data" => proxy_set_shared_data,
         "proxy_define_metric" => proxy_define_metric,
         "proxy_increment_metric" => proxy_increment_metric,
         "proxy_record_metric" => proxy_record_metric,
@@ -551,6 +558,35 @@ fn proxy_get_property(caller: &mut Host<'_>, a: Args<'_>) -> Answer {
         return Ok(NOT_FOUND);
     };
     return_bytes(caller, &value, a.u32(2)?, a.u32(3)?)?;
+    Ok(OK)
+}
+
+/// Envoy's shared data: NotFound for an absent key, else the value
+/// (allocated in the module) and its CAS token.
+fn proxy_get_shared_data(caller: &mut Host<'_>, a: Args<'_>) -> Answer {
+    let key = read(caller, a.u32(0)?, a.u32(1)?)?;
+    let Some((value, cas)) = caller.data().shared.get(&key).cloned() else {
+        return Ok(NOT_FOUND);
+    };
+    return_bytes(caller, &value, a.u32(2)?, a.u32(3)?)?;
+    write_u32(caller, a.u32(4)?, cas)?;
+    Ok(OK)
+}
+
+/// Envoy's shared data write: refused with CasMismatch (8) when `cas` is
+/// not 0 and not the key's current token.
+fn proxy_set_shared_data(caller: &mut Host<'_>, a: Args<'_>) -> Answer {
+    let key = read(caller, a.u32(0)?, a.u32(1)?)?;
+    let value = read(caller, a.u32(2)?, a.u32(3)?)?;
+    let cas = a.u32(4)?;
+    let state = caller.data_mut();
+    let current = state.shared.get(&key).map_or(0, |(_, c)| *c);
+    if cas != 0 && cas != current {
+        return Ok(8);
+    }
+    state.next_cas += 1;
+    let token = state.next_cas;
+    state.shared.insert(key, (value, token));
     Ok(OK)
 }
 

@@ -4,7 +4,8 @@
 //! Envoy) where graylane's own layer returns it.
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+pub use proxy_wasm::types::Status;
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 use std::time::Duration;
 
 pub const REQUEST_HEADERS: MapType = MapType::HttpRequestHeaders;
@@ -88,4 +89,32 @@ pub fn increment(id: u32, by: i64) -> Result<(), u32> {
 
 pub fn set_tick_period(ms: u32) -> Result<(), u32> {
     hostcalls::set_tick_period(Duration::from_millis(u64::from(ms))).map_err(code)
+}
+
+// Lane continuity (src/filter/trace_table.rs), through the SDK.
+
+pub fn property_i64(path: &str) -> Result<Option<i64>, Status> {
+    let value = hostcalls::get_property(path.split('\0').collect())?;
+    Ok(value
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map(i64::from_le_bytes))
+}
+
+pub fn with_shared_data<R>(
+    key: &str,
+    f: impl FnOnce(Option<&[u8]>, u32) -> R,
+) -> Result<R, Status> {
+    let (value, cas) = hostcalls::get_shared_data(key)?;
+    Ok(f(value.as_deref(), cas.unwrap_or(0)))
+}
+
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
+    hostcalls::set_shared_data(key, Some(value), (cas != 0).then_some(cas))
+}
+
+pub fn now_ms() -> Result<u64, Status> {
+    let now = hostcalls::get_current_time()?;
+    Ok(now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
 }

@@ -4,7 +4,7 @@
 //! The request work is graylane's own (`plugin.rs`).
 
 // The shared files name these as `crate::…`.
-pub use graylane::{config, engine, metric_names};
+pub use graylane::{config, continuity, engine, metric_names};
 
 mod abi;
 #[path = "../../../../src/filter/headers.rs"]
@@ -15,6 +15,8 @@ mod metrics;
 mod plugin;
 #[path = "../../../../src/filter/stages.rs"]
 mod stages;
+#[path = "../../../../src/filter/trace_table.rs"]
+mod trace_table;
 
 use config::Config;
 use headers::Pair;
