@@ -24,9 +24,10 @@ readonly MIN_MINOR=36
 # The gateway tests, the Envoy Gateway recipe (Envoy Gateway 1.6 to 1.9
 # ship Envoy 1.36 to 1.39), the Istio recipe: the WasmPlugin parity and
 # ECDS, which is how istiod delivers the filter (README "Supported Envoy
-# versions" claims Istio from Envoy 1.36), and that the version calls every
-# callback the filter exports.
-readonly E2E_BINARIES=(gateway spoofing fulllink envoy_gateway_parity istio_parity ecds callbacks)
+# versions" claims Istio from Envoy 1.36), that the version calls every
+# callback the filter exports, and lane continuity from trace context (its
+# side comes from Envoy's xds.listener_direction).
+readonly E2E_BINARIES=(gateway spoofing fulllink envoy_gateway_parity istio_parity ecds callbacks continuity)
 E2E_TESTS=()
 for t in "${E2E_BINARIES[@]}"; do E2E_TESTS+=(--test "$t"); done
 readonly E2E_TESTS
