@@ -812,12 +812,7 @@ fn failing_lane_is_rolled_back() {
     );
     assert_eq!(windows.last().unwrap()["action"], "rollback");
     for w in judged.iter().filter(|w| w["verdict"] == "fail") {
-        let check = w["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "errorRate")
-            .unwrap();
+        let check = check_of(w, "errorRate");
         assert_eq!(check["verdict"], "fail", "{w}");
     }
     let decisive = decisive_check(&out, "errorRate");
@@ -874,24 +869,14 @@ fn slow_lane_is_rolled_back_by_latency() {
         .collect();
     assert!(!failed.is_empty());
     for w in &failed {
-        let latency = w["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "latency")
-            .unwrap();
+        let latency = check_of(w, "latency");
         assert_eq!(latency["verdict"], "fail", "{w}");
         // Every lane request took 100 ms or more: the p99, interpolated in
         // Envoy's histogram bucket (50, 100] ms or above, is above 50 ms.
         assert!(latency["laneValue"].as_f64().unwrap() > 50.0, "{latency}");
         eprintln!("slow lane window: {}", latency["reason"]);
     }
-    let errors = failed[0]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "errorRate")
-        .unwrap();
+    let errors = check_of(failed[0], "errorRate");
     assert_ne!(
         errors["verdict"], "fail",
         "the error check is not what failed"
@@ -1134,20 +1119,13 @@ fn healthy_rollout_through_prometheus() {
     );
     for w in &windows {
         assert_ne!(w["verdict"], "fail", "{w}");
-        let q = w["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "lane-traffic")
-            .unwrap_or_else(|| panic!("no query check: {w}"));
+        let q = check_of(w, "lane-traffic");
         assert_ne!(q["verdict"], "fail", "{q}");
     }
     assert!(
-        windows.iter().any(|w| w["checks"]
-            .as_array()
-            .unwrap()
+        windows
             .iter()
-            .any(|c| c["name"] == "lane-traffic" && c["verdict"] == "pass")),
+            .any(|w| check_of(w, "lane-traffic")["verdict"] == "pass"),
         "the query check passed at least once: {}",
         out.dump()
     );
@@ -1768,19 +1746,24 @@ fn a_fault_in_the_first_wave_rolls_back_before_the_second_gets_the_step() {
     );
 }
 
-/// The step's judged windows (not insufficient), and the check `name` of
-/// the decisive one: the last window, whose verdict the action followed.
+/// The check `name` of the decisive window: the last one, whose verdict the
+/// action followed.
 fn decisive_check<'o>(out: &'o Outcome, name: &str) -> &'o Value {
     let windows = out.windows();
     let last = windows
         .last()
         .unwrap_or_else(|| panic!("no window: {}", out.dump()));
-    last["checks"]
+    check_of(last, name)
+}
+
+/// A window's check `name` (a test fails when the window has none).
+fn check_of<'w>(window: &'w Value, name: &str) -> &'w Value {
+    window["checks"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} check: {last}"))
+        .unwrap_or_else(|| panic!("no {name} check: {window}"))
 }
 
 /// `graylane rollout plan PLAN --rps RPS --base-errors PCT --json`: the
@@ -1945,12 +1928,7 @@ fn a_query_check_at_low_traffic_never_rolls_back() {
     assert_eq!(out.code, 3, "{}", out.dump());
     assert!(!out.delivered().contains(&0.0), "{}", out.dump());
     for w in out.windows() {
-        let q = w["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "always-high")
-            .unwrap_or_else(|| panic!("no query check: {w}"));
+        let q = check_of(w, "always-high");
         let lane = w["lane"]["requests"].as_u64().unwrap();
         assert!(lane < MIN_REQUESTS as u64, "the traffic was low: {w}");
         assert_eq!(q["verdict"], "insufficient", "{q}");
