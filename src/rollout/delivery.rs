@@ -49,14 +49,11 @@ pub fn lane_names(config: &Value) -> Vec<String> {
 /// The rule of `lane` in a plugin configuration, or why it cannot be
 /// rolled out: it must have a split with `percent`.
 fn lane_rule_mut<'v>(config: &'v mut Value, lane: &str) -> Result<&'v mut Value, String> {
+    let names = lane_names(config);
     let lanes = config
         .get_mut("lanes")
         .and_then(Value::as_array_mut)
         .ok_or_else(|| format!("the config has no lanes, so no lane \"{lane}\""))?;
-    let names: Vec<String> = lanes
-        .iter()
-        .filter_map(|l| l.get("name").and_then(Value::as_str).map(String::from))
-        .collect();
     let Some(index) = names.iter().position(|n| n == lane) else {
         return Err(format!(
             "\"{lane}\" is not a lane of the config (its lanes: {})",
@@ -162,16 +159,6 @@ pub fn compose(config: &Value, lane: &str, percent: f64) -> Result<Rendered, Str
         warnings: checked.warnings.iter().map(ToString::to_string).collect(),
         json,
     })
-}
-
-/// The documents of a target file (one reader for every file: config::de).
-fn documents(text: &str) -> Result<Vec<Value>, String> {
-    de::documents(text.as_bytes())
-}
-
-/// Whether a target file is JSON (written back as JSON).
-fn is_json(text: &str) -> bool {
-    de::is_json(text.as_bytes())
 }
 
 fn write_documents(docs: &[Value], json: bool) -> Result<String, String> {
@@ -299,7 +286,7 @@ fn config_slot<'d>(t: &Target, docs: &'d mut [Value]) -> Result<&'d mut Value, S
 /// none yet (an empty ECDS value, a manifest without one).
 pub fn held_config(t: &Target, text: &str) -> Result<Option<Value>, String> {
     let fail = |e: String| format!("{}: {e}", t.path.display());
-    let mut docs = documents(text).map_err(fail)?;
+    let mut docs = de::documents(text.as_bytes()).map_err(fail)?;
     let slot = config_slot(t, &mut docs).map_err(fail)?;
     match slot {
         Value::Null => Ok(None),
@@ -315,13 +302,13 @@ pub fn held_config(t: &Target, text: &str) -> Result<Option<Value>, String> {
 /// A target's text with `rendered` in place of its plugin configuration.
 pub fn render_target(t: &Target, text: &str, rendered: &Rendered) -> Result<String, String> {
     let fail = |e: String| format!("{}: {e}", t.path.display());
-    let mut docs = documents(text).map_err(fail)?;
+    let mut docs = de::documents(text.as_bytes()).map_err(fail)?;
     let slot = config_slot(t, &mut docs).map_err(fail)?;
     *slot = match t.kind {
         TargetKind::Ecds => Value::String(rendered.json.clone()),
         _ => rendered.config.clone(),
     };
-    write_documents(&docs, is_json(text)).map_err(fail)
+    write_documents(&docs, de::is_json(text.as_bytes())).map_err(fail)
 }
 
 /// Writes `text` to `path` by atomic rename of a complete file beside it,

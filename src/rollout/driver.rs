@@ -132,6 +132,17 @@ fn rollout_open(path: &Path) -> bool {
         .is_some_and(|s| s.is_open())
 }
 
+/// A metrics reader per wave, its clusters matched against the config's
+/// `lanes` (exactly: a cluster is the longest lane name's it ends with).
+fn readers(plan: &Plan, lanes: &[String]) -> Vec<Box<dyn Metrics>> {
+    plan.waves
+        .iter()
+        .map(|w| {
+            Box::new(Reader::of(plan, &w.source).with_lanes(lanes.to_vec())) as Box<dyn Metrics>
+        })
+        .collect()
+}
+
 /// The real world of a plan file: its targets, its waves' metrics
 /// sources, its state file, the clock; `Err` is the message for exit 2.
 fn open_world(path: &Path, view: Events) -> Result<(World<'static>, String), (Events, String)> {
@@ -146,9 +157,8 @@ fn open_world(path: &Path, view: Events) -> Result<(World<'static>, String), (Ev
     if let Err(e) = delivery::check_targets(&plan, &start) {
         return Err((view, e));
     }
-    let mut metrics: Vec<Box<dyn Metrics>> = Vec::new();
-    for (w, wave) in plan.waves.iter().enumerate() {
-        let reader = Reader::of(&plan, &wave.source).with_lanes(delivery::lane_names(&start.value));
+    let metrics = readers(&plan, &delivery::lane_names(&start.value));
+    for (w, reader) in metrics.iter().enumerate() {
         if let Err(e) = reader.snapshot() {
             let which = if plan.waves.len() > 1 {
                 format!("waves[{w}].source")
@@ -160,7 +170,6 @@ fn open_world(path: &Path, view: Events) -> Result<(World<'static>, String), (Ev
                 format!("{which}: {} is unreachable: {e}", reader.describe()),
             ));
         }
-        metrics.push(Box::new(reader));
     }
     let text = std::fs::read(path).map_err(|e| (Events::new(false), e.to_string()));
     let text = match text {
@@ -184,14 +193,7 @@ fn open_world(path: &Path, view: Events) -> Result<(World<'static>, String), (Ev
 /// `graylane rollout PLAN`: the planner's table first (at the traffic the
 /// metrics source shows now), then the rollout.
 pub fn start(path: &Path, json: bool) -> i32 {
-    if let Ok(plan) = plan::load(path) {
-        if let Ok(lines) = planned(&plan, None, None) {
-            let view = Events::new(json);
-            view.say("plan", lines.0.trim_end(), lines.1);
-            view.finish();
-        }
-    }
-    drive_plan(path, json, start_in)
+    drive_plan(path, json, true, start_in)
 }
 
 /// How long `rollout plan` watches the counters for the rate.
@@ -202,14 +204,10 @@ const RATE_OVER: Duration = Duration::from_secs(2);
 /// percent (or the one they show so far).
 fn planned(
     plan: &Plan,
+    readers: &[Box<dyn Metrics + '_>],
     rps: Option<f64>,
     base_errors: Option<f64>,
 ) -> Result<(String, Value), String> {
-    let readers: Vec<Reader> = plan
-        .waves
-        .iter()
-        .map(|w| Reader::of(plan, &w.source))
-        .collect();
     let totals = |snaps: &[Snapshot]| {
         snaps.iter().fold(metrics::Delta::default(), |mut acc, s| {
             let d = metrics::delta(&Snapshot::new(), s);
@@ -267,7 +265,10 @@ pub fn plan(path: &Path, rps: Option<f64>, base_errors: Option<f64>, json: bool)
     if base_errors.is_some_and(|b| !(0.0..=100.0).contains(&b)) {
         return bad(&view, "--base-errors: a percent from 0 to 100");
     }
-    match planned(&plan, rps, base_errors) {
+    let lanes = delivery::read_config(&plan)
+        .map(|c| delivery::lane_names(&c.value))
+        .unwrap_or_default();
+    match planned(&plan, &readers(&plan, &lanes), rps, base_errors) {
         Ok((text, body)) => {
             if json {
                 view.say("plan", text.trim_end(), body);
@@ -286,11 +287,17 @@ pub fn plan(path: &Path, rps: Option<f64>, base_errors: Option<f64>, json: bool)
 
 /// Opens the plan's world and runs `f` in it while this process holds the
 /// claim on the plan (a second process driving it is refused).
-fn drive_plan(path: &Path, json: bool, f: fn(World<'static>, &str) -> i32) -> i32 {
+fn drive_plan(path: &Path, json: bool, announce: bool, f: fn(World<'static>, &str) -> i32) -> i32 {
     let (world, digest) = match open_world(path, Events::new(json)) {
         Ok(w) => w,
         Err((view, e)) => return bad(&view, &e),
     };
+    if announce {
+        // The planner's table at the traffic the metrics sources show now.
+        if let Ok((text, body)) = planned(&world.plan, &world.metrics, None, None) {
+            world.view.say("plan", text.trim_end(), body);
+        }
+    }
     let files = Files::of(&world.plan.path);
     let claim = match files.claim() {
         Ok(c) => c,
@@ -313,7 +320,7 @@ pub fn start_in(world: World<'_>, digest: &str) -> i32 {
 
 /// `graylane rollout resume PLAN` (and `promote` of a stopped rollout).
 pub fn resume(path: &Path, json: bool) -> i32 {
-    drive_plan(path, json, resume_in)
+    drive_plan(path, json, false, resume_in)
 }
 
 /// [`resume`] in a given world.

@@ -436,6 +436,15 @@ impl Reader {
     }
 }
 
+impl Delta {
+    /// Records why the window cannot be trusted, once per reason.
+    fn note(&mut self, msg: String) {
+        if !self.resets.contains(&msg) {
+            self.resets.push(msg);
+        }
+    }
+}
+
 /// The window between two snapshots. A series that went down was reset
 /// (Envoy restarted): such a window is reported, not judged.
 pub fn delta(start: &Snapshot, end: &Snapshot) -> Delta {
@@ -457,9 +466,7 @@ pub fn delta(start: &Snapshot, end: &Snapshot) -> Delta {
                 _ => None,
             };
             if let Some(msg) = changed {
-                if !d.resets.contains(&msg) {
-                    d.resets.push(msg);
-                }
+                d.note(msg);
             }
             continue;
         }
@@ -469,9 +476,7 @@ pub fn delta(start: &Snapshot, end: &Snapshot) -> Delta {
             let _side = parts.next();
             let origin = parts.next().unwrap_or("");
             let msg = format!("counter reset at {origin} ({family} went from {v0} to {v1})");
-            if !d.resets.contains(&msg) {
-                d.resets.push(msg);
-            }
+            d.note(msg);
             continue;
         }
         let inc = v1 - v0;
@@ -527,9 +532,7 @@ pub fn delta(start: &Snapshot, end: &Snapshot) -> Delta {
         if !end.contains_key(k) {
             let origin = k.split('|').nth(2).unwrap_or("");
             let msg = format!("counter reset at {origin} (a series disappeared)");
-            if !d.resets.contains(&msg) {
-                d.resets.push(msg);
-            }
+            d.note(msg);
         }
     }
     d.lane.latency = histogram(&lane_buckets);
