@@ -263,20 +263,14 @@ mod tests {
     /// p0 leave the sequence (at any of 2,000 looks) at most α of the time.
     #[test]
     fn the_sequence_covers_at_every_look() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = crate::rollout::simulation_tests::Rng(0x9e37_79b9_7f4a_7c15);
         let (p0, alpha, runs) = (0.02, 0.05, 400);
         let mut misses = 0;
         for _ in 0..runs {
             let mut bad = 0;
             let mut missed = false;
             for n in 1..=2000u64 {
-                bad += u64::from(next() < p0);
+                bad += u64::from(rng.uniform() < p0);
                 if n % 20 == 0 {
                     let b = share(bad, n, alpha, 1.0);
                     if p0 < b.lower || p0 > b.upper {

@@ -10,8 +10,9 @@
 
 use super::analysis::{self, Action, Criteria, Gate, Sample, Window};
 
-/// xorshift64*: small, fast, and the same everywhere.
-struct Rng(u64);
+/// xorshift64*: small, fast, and the same everywhere (also the
+/// confidence sequences' own coverage test).
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -22,7 +23,7 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    fn uniform(&mut self) -> f64 {
+    pub(super) fn uniform(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
