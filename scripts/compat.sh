@@ -23,7 +23,7 @@ cd "$ROOT"
 readonly MIN_MINOR=36
 # The gateway tests, the Envoy Gateway recipe (Envoy Gateway 1.6 to 1.9
 # ship Envoy 1.36 to 1.39), the Istio recipe: the WasmPlugin parity and
-# ECDS, which is how istiod delivers the filter (README "Supported Envoy
+# ECDS, which is how istiod delivers the filter (docs/compatibility.md "Supported Envoy
 # versions" claims Istio from Envoy 1.36), that the version calls every
 # callback the filter exports, and lane continuity from trace context (its
 # side comes from Envoy's xds.listener_direction).
@@ -34,12 +34,12 @@ readonly E2E_TESTS
 # Known Envoy bugs the E2E tests hit, one per line:
 #   MINORS|BINARY|TEST LEFT OUT|TEST RUN INSTEAD|WHY
 # (MINORS: space-separated Envoy minors; the tests are names in the wasm-tests
-# test BINARY). The one place that lists them; README "Supported Envoy
+# test BINARY). The one place that lists them; docs/compatibility.md "Supported Envoy
 # versions" describes each.
 readonly KNOWN_BUGS=(
-    "1.36 1.37|envoy_gateway_parity|policy_applied_to_a_running_gateway_takes_effect|policy_applied_to_a_gateway_with_the_warm_up_listener_takes_effect|Envoy 1.36/1.37 crash when LDS adds a wasm listener with no VM started at bootstrap; see README \"Supported Envoy versions\""
-    "1.36 1.37|istio_parity|image_pull_failure_fallbacks|image_pull_failure_fallbacks_with_the_warm_up_listener|Envoy 1.36/1.37 crash when the first wasm VM starts after the workers, here when an ECDS update replaces the image-pull fallback with the wasm filter; see README \"Supported Envoy versions\""
-    "1.36 1.37|ecds|remote_code_in_ecds_updates|remote_code_in_ecds_updates_with_the_warm_up_listener|Envoy 1.36/1.37 crash when the first wasm VM starts after the workers, here once an ECDS filter's remote module arrives; see README \"Supported Envoy versions\""
+    "1.36 1.37|envoy_gateway_parity|policy_applied_to_a_running_gateway_takes_effect|policy_applied_to_a_gateway_with_the_warm_up_listener_takes_effect|Envoy 1.36/1.37 crash when LDS adds a wasm listener with no VM started at bootstrap; see docs/compatibility.md \"Supported Envoy versions\""
+    "1.36 1.37|istio_parity|image_pull_failure_fallbacks|image_pull_failure_fallbacks_with_the_warm_up_listener|Envoy 1.36/1.37 crash when the first wasm VM starts after the workers, here when an ECDS update replaces the image-pull fallback with the wasm filter; see docs/compatibility.md \"Supported Envoy versions\""
+    "1.36 1.37|ecds|remote_code_in_ecds_updates|remote_code_in_ecds_updates_with_the_warm_up_listener|Envoy 1.36/1.37 crash when the first wasm VM starts after the workers, here once an ECDS filter's remote module arrives; see docs/compatibility.md \"Supported Envoy versions\""
 )
 LOGS="$TOOLS/compat"
 mkdir -p "$LOGS"

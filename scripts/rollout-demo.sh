@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The staged-rollout demo (README "Staged rollout"): builds the filter and
+# The staged-rollout demo (docs/rollout.md "Staged rollout"): builds the filter and
 # the CLI, starts the demo gateway of envoy/rollout/ from a copy in
 # .tools/rollout-demo/ (the rollout rewrites its filter file), sends steady
 # traffic from many user ids, and runs `graylane rollout` on the demo plan.

@@ -29,6 +29,12 @@ if [[ "$WBG_HAVE" != *"$WBG_VERSION"* ]]; then
     step "installing wasm-bindgen-cli $WBG_VERSION into .tools/cargo"
     cargo install --quiet wasm-bindgen-cli --version "$WBG_VERSION" --root "$TOOLS/cargo"
 fi
+# The book (docs/): mdBook, without its server and file watcher.
+MDBOOK_VERSION=0.5.4
+if [[ "$(mdbook --version 2>/dev/null)" != *"$MDBOOK_VERSION"* ]]; then
+    step "installing mdBook $MDBOOK_VERSION into .tools/cargo"
+    cargo install --quiet mdbook --version "$MDBOOK_VERSION" --locked --no-default-features --features search --root "$TOOLS/cargo"
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -47,6 +53,9 @@ cargo clippy --quiet --lib --target wasm32-wasip1 --features stage-timing -- -D 
 
 step "native tests"
 run_tests native cargo test --quiet -p graylane
+
+step "the book: mdbook build docs (into target/book/; links and citations: tests/references.rs)"
+mdbook build docs
 
 step "release filter"
 build_wasm

@@ -15,9 +15,9 @@
 
 use std::borrow::Cow;
 
-/// Most members a baggage header may carry (README "Behaviour details").
+/// Most members a baggage header may carry (docs/decision.md "Behaviour details").
 pub const MAX_MEMBERS: usize = 180;
-/// Most bytes a baggage header may carry (README "Behaviour details").
+/// Most bytes a baggage header may carry (docs/decision.md "Behaviour details").
 pub const MAX_BYTES: usize = 8192;
 
 /// One valid list-member, as the raw text it arrived with.
@@ -774,7 +774,7 @@ mod tests {
     #[test]
     fn scanner_agrees_with_the_plain_reading() {
         const ALPHABET: &[u8] = b"ab=;, \t%2\"\xc3\xa9\xffk1=";
-        let mut next = crate::engine_tests::rng(0x9e37_79b9_7f4a_7c15);
+        let mut next = crate::engine::tests::rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..200_000 {
             let len = (next() % 24) as usize;
             let text: Vec<u8> = (0..len)

@@ -1,4 +1,4 @@
-//! Lane continuity from trace context (README "Lane continuity from trace
+//! Lane continuity from trace context (docs/full-link.md "Lane continuity from trace
 //! context"): the pure part. A sidecar's inbound side remembers
 //! `trace id -> (lane, expiry)`; its outbound side looks the trace id of an
 //! untagged request up. The table is a fixed number of slots in the host's

@@ -1,4 +1,4 @@
-//! `graylane istio`: the whole Istio recipe (README "Istio recipe") from a
+//! `graylane istio`: the whole Istio recipe (docs/recipes/istio.md "Istio recipe") from a
 //! plugin configuration with `services` and a short mesh description.
 //!
 //! For each service: a `DestinationRule` with a subset per version, a

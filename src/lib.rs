@@ -11,8 +11,6 @@ pub mod cli;
 pub mod config;
 pub mod continuity;
 pub mod engine;
-#[cfg(test)]
-mod engine_tests;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod istio;
 pub mod metric_names;

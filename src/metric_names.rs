@@ -1,10 +1,10 @@
-//! Names of the filter's counters (README "Metrics"), shared by the filter, the
+//! Names of the filter's counters (docs/observability.md "Metrics"), shared by the filter, the
 //! shipped Envoy `stats_tags` and the tests. Labels are embedded in a fixed
 //! shape so that Envoy tag extraction can lift them out:
 //! `graylane.requests.source.<source>.lane.<lane>` becomes
 //! `graylane_requests{source="...",lane="..."}` in `/stats/prometheus`.
 
-use crate::engine::{Source, BASE};
+use crate::engine::{LaneSource, BASE};
 
 pub const INVALID_TAGS: &str = "graylane.invalid_tags";
 pub const MALFORMED_BAGGAGE: &str = "graylane.malformed_baggage";
@@ -14,7 +14,7 @@ pub const CONFIG_ACCEPTED: &str = "graylane.config_accepted";
 pub const CONFIG_REJECTED: &str = "graylane.config_rejected";
 pub const CONFIG_WARNINGS: &str = "graylane.config_warnings";
 pub const SHADOWED_RULES: &str = "graylane.shadowed_rules";
-/// Lane continuity (README "Lane continuity from trace context"), defined
+/// Lane continuity (docs/full-link.md "Lane continuity from trace context"), defined
 /// only when `continuity` is set. Outbound lookups: `hits` found a live
 /// entry of the trace (a lane, counted again by source `continued`, or
 /// base); `misses` did not, including those counted in `expiries` and
@@ -28,7 +28,7 @@ pub const CONTINUITY_REMEMBERED: &str = "graylane.continuity.remembered";
 pub const CONTINUITY_NOT_REMEMBERED: &str = "graylane.continuity.not_remembered";
 
 /// Requests decided into `lane` (`None`: base) by `source`.
-pub fn requests(source: Source, lane: Option<&str>) -> String {
+pub fn requests(source: LaneSource, lane: Option<&str>) -> String {
     format!(
         "graylane.requests.source.{}.lane.{}",
         source.as_str(),

@@ -1,5 +1,5 @@
 //! Fixed vectors shared by the native tests and the tests of the engine
-//! compiled to wasm: the bucket hash is pinned forever (README "Split"), and one
+//! compiled to wasm: the bucket hash is pinned forever (docs/configuration.md "Split"), and one
 //! decision table runs on both.
 
 /// `(salt, key, xxh64(salt + ":" + key), bucket)`, computed with an

@@ -969,7 +969,7 @@ fn committed_schema_is_fresh() {
     );
 }
 
-/// A config using every top-level field (README "Configuration reference").
+/// A config using every top-level field (docs/configuration.md "Configuration reference").
 const FULL_EXAMPLE: &str = r#"{
   "laneHeader": "x-graylane",
   "baggageKey": "lane",
@@ -1365,14 +1365,17 @@ fn committed_istio_schema_is_fresh_and_takes_the_demo_mesh() {
         .is_valid(&json!({"namespace": "d", "image": "oci://x", "services": {}, "gatway": {}})));
 }
 
-/// README "Planning a rollout" shows `graylane rollout plan` on the demo
+/// docs/rollout.md "Planning a rollout" shows `graylane rollout plan` on the demo
 /// plan: the block is what the CLI prints; bad arguments exit 2.
 #[test]
 fn the_readme_planner_output_is_the_cli_s() {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rollout.md")).unwrap();
     let command = "$ graylane rollout plan envoy/rollout/plan.yaml --rps 100 --base-errors 0\n";
-    let start = readme.find(command).expect("the README shows the planner") + command.len();
+    let start = readme
+        .find(command)
+        .expect("docs/rollout.md shows the planner")
+        + command.len();
     let shown = &readme[start..start + readme[start..].find("```").unwrap()];
     let plan = |more: &[&str]| {
         let mut args = vec!["rollout", "plan", "envoy/rollout/plan.yaml"];

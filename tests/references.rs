@@ -1,5 +1,5 @@
 //! Every reference in the repository leads somewhere inside it: a README
-//! section cited by name (`README "Metrics"`) is a heading of README.md, a
+//! section cited by name (`docs/observability.md "Metrics"`) is a heading of README.md, a
 //! repository path named in code, comments, scripts or docs exists, and
 //! nothing points at documents that are not part of the repository.
 
@@ -21,6 +21,7 @@ const SCANNED: &[&str] = &[
     "fuzz",
     "envoy",
     ".ci",
+    "docs",
 ];
 const SKIPPED_DIRS: &[&str] = &[
     "target",
@@ -31,7 +32,7 @@ const SKIPPED_DIRS: &[&str] = &[
     "seeds",
 ];
 /// Top-level folders whose paths are checked when a file names them.
-const PATH_ROOTS: &str = "src|tests|benches|wasm-tests|scripts|playground|fuzz|envoy|\\.ci";
+const PATH_ROOTS: &str = "src|tests|benches|wasm-tests|scripts|playground|fuzz|envoy|docs|\\.ci";
 
 fn files() -> Vec<PathBuf> {
     let root = Path::new(ROOT);
@@ -65,18 +66,31 @@ fn joined(text: &str) -> String {
     continuation.replace_all(text, " ").into_owned()
 }
 
-fn readme_headings() -> Vec<String> {
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+/// The headings of a Markdown file (outside code blocks).
+fn headings(file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
     let mut in_code = false;
     let mut out = Vec::new();
-    for line in readme.lines() {
-        if line.starts_with("```") {
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
             in_code = !in_code;
         } else if !in_code && line.starts_with('#') {
             out.push(line.trim_start_matches('#').trim().to_string());
         }
     }
     out
+}
+
+/// The README and the book's pages.
+fn documents() -> Vec<PathBuf> {
+    files()
+        .into_iter()
+        .filter(|f| {
+            f.extension().is_some_and(|e| e == "md")
+                && (f.ends_with("README.md") && f.parent() == Some(Path::new(ROOT))
+                    || f.starts_with(Path::new(ROOT).join("docs")))
+        })
+        .collect()
 }
 
 /// GitHub's anchor for a heading: lower case, spaces to '-', punctuation
@@ -121,15 +135,17 @@ fn nothing_points_outside_the_repository() {
     }
     assert!(
         found.is_empty(),
-        "references to documents outside the repository (cite a README section instead):\n{}",
+        "references to documents outside the repository (cite a README section or a docs/ page instead):\n{}",
         found.join("\n")
     );
 }
 
 #[test]
-fn cited_readme_sections_exist() {
-    let headings = readme_headings();
-    let citation = regex_lite::Regex::new(r#"README,? ((?:"[^"\n]+"(?:, )?)+)"#).expect("pattern");
+fn cited_sections_exist() {
+    let citation = regex_lite::Regex::new(
+        r#"(README(?:\.md)?|docs/[A-Za-z0-9_/-]+\.md),? ((?:"[^"\n]+"(?:, )?)+)"#,
+    )
+    .expect("pattern");
     let quoted = regex_lite::Regex::new(r#""([^"\n]+)""#).expect("pattern");
     let mut cited = 0;
     let mut missing = Vec::new();
@@ -138,40 +154,100 @@ fn cited_readme_sections_exist() {
             continue;
         };
         for m in citation.captures_iter(&joined(&text)) {
-            for name in quoted.captures_iter(&m[1]) {
+            let target =
+                Path::new(ROOT).join(m[1].replace("README", "README.md").replace(".md.md", ".md"));
+            let headings = headings(&target);
+            for name in quoted.captures_iter(&m[2]) {
                 cited += 1;
                 if !headings.iter().any(|h| h == &name[1]) {
-                    missing.push(format!("{}: README \"{}\"", relative(&file), &name[1]));
+                    missing.push(format!("{}: {} \"{}\"", relative(&file), &m[1], &name[1]));
                 }
             }
         }
     }
     assert!(
-        cited > 20,
+        cited > 100,
         "only {cited} citations found: is the pattern right?"
     );
     assert!(
         missing.is_empty(),
-        "cited README sections that are not headings of README.md:\n{}",
+        "cited sections that are not headings of the file named:\n{}",
         missing.join("\n")
     );
 }
 
 #[test]
-fn readme_links_to_its_own_sections_resolve() {
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
-    let anchors: Vec<String> = readme_headings().iter().map(|h| anchor(h)).collect();
-    let link = regex_lite::Regex::new(r"\]\(#([^)]+)\)").expect("pattern");
+fn links_in_the_readme_and_the_book_resolve() {
+    // `[text](target)`, and `![alt](target)`; a URL is not checked here.
+    let link = regex_lite::Regex::new(r"\]\(([^)\s]+)\)").expect("pattern");
     let mut links = 0;
     let mut broken = Vec::new();
-    for m in link.captures_iter(&readme) {
-        links += 1;
-        if !anchors.iter().any(|a| a == &m[1]) {
-            broken.push(m[1].to_string());
+    for doc in documents() {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        let mut in_code = false;
+        for line in text.lines() {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+            }
+            if in_code {
+                continue;
+            }
+            for m in link.captures_iter(line) {
+                let target = &m[1];
+                if target.contains("://") || target.starts_with("mailto:") {
+                    continue;
+                }
+                links += 1;
+                let (path, anchor_part) = target.split_once('#').unwrap_or((target, ""));
+                let file = if path.is_empty() {
+                    doc.clone()
+                } else {
+                    doc.parent().unwrap().join(path)
+                };
+                let ok = file.exists()
+                    && (anchor_part.is_empty()
+                        || headings(&file).iter().any(|h| anchor(h) == anchor_part));
+                if !ok {
+                    broken.push(format!("{}: {target}", relative(&doc)));
+                }
+            }
         }
     }
-    assert!(links > 5, "only {links} links found: is the pattern right?");
-    assert!(broken.is_empty(), "README links to no heading: {broken:?}");
+    assert!(
+        links > 30,
+        "only {links} links found: is the pattern right?"
+    );
+    assert!(
+        broken.is_empty(),
+        "links to no file or heading:\n{}",
+        broken.join("\n")
+    );
+}
+
+#[test]
+fn the_book_lists_every_page() {
+    let docs = Path::new(ROOT).join("docs");
+    let summary = std::fs::read_to_string(docs.join("SUMMARY.md")).unwrap();
+    let listed: Vec<PathBuf> = regex_lite::Regex::new(r"\]\(([^)]+\.md)\)")
+        .expect("pattern")
+        .captures_iter(&summary)
+        .map(|m| docs.join(&m[1]))
+        .collect();
+    let pages: Vec<PathBuf> = documents()
+        .into_iter()
+        .filter(|p| p.starts_with(&docs) && !p.ends_with("SUMMARY.md"))
+        .collect();
+    assert!(pages.len() >= 15, "{pages:?}");
+    let unlisted: Vec<_> = pages.iter().filter(|p| !listed.contains(p)).collect();
+    let absent: Vec<_> = listed.iter().filter(|p| !p.exists()).collect();
+    assert!(
+        unlisted.is_empty(),
+        "pages SUMMARY.md does not list: {unlisted:?}"
+    );
+    assert!(
+        absent.is_empty(),
+        "SUMMARY.md lists missing pages: {absent:?}"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@
 use graylane::baggage::{Baggage, MAX_BYTES, MAX_MEMBERS};
 use graylane::config::{Config, Incoming};
 use graylane::continuity;
-use graylane::engine::{self, Attr, Cond, Decision, HeaderList, KeySource, Source};
+use graylane::engine::{self, Attr, Cond, Decision, HeaderList, KeySource, LaneSource};
 use graylane::testvectors::{DECISION_TABLE, TABLE_CONFIG};
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -424,16 +424,16 @@ fn check_one(config: &Config, name: &str, req: &HeaderList, seed: u64, tags_inva
         "{name}: decide and explain disagree on {req:?}"
     );
     match d.source {
-        Source::Default => assert!(d.lane.is_none(), "{name}: default source with a lane"),
-        Source::Rule => {
+        LaneSource::Default => assert!(d.lane.is_none(), "{name}: default source with a lane"),
+        LaneSource::Rule => {
             let last = ex.tried.last().map(|(id, _)| *id);
             assert_eq!(
                 last, d.lane,
                 "{name}: explain's last rule is not the winner"
             );
         }
-        Source::Propagated => {}
-        Source::Continued => panic!("{name}: the engine alone never continues a trace"),
+        LaneSource::Propagated => {}
+        LaneSource::Continued => panic!("{name}: the engine alone never continues a trace"),
     }
     let lane = d.lane.map(|id| config.lane_name(Some(id)));
 
@@ -483,7 +483,7 @@ fn check_one(config: &Config, name: &str, req: &HeaderList, seed: u64, tags_inva
             .collect();
         match lane {
             // A hop forwards a kept tag as it arrived, percent-encoding
-            // included (README "Behaviour details"): its decoded value is
+            // included (docs/decision.md "Behaviour details"): its decoded value is
             // the lane.
             Some(l) => assert_eq!(tags, [l], "{name}: baggage tag after deciding {l}"),
             None => assert!(
@@ -522,7 +522,7 @@ fn check_one(config: &Config, name: &str, req: &HeaderList, seed: u64, tags_inva
     if config.incoming == Incoming::Ignore {
         assert_ne!(
             d.source,
-            Source::Propagated,
+            LaneSource::Propagated,
             "{name}: an edge trusted a client tag"
         );
         assert!(!d.invalid_tag, "{name}: an edge read a client tag");
@@ -535,7 +535,7 @@ fn check_one(config: &Config, name: &str, req: &HeaderList, seed: u64, tags_inva
             (base_line.lane, base_line.source, &base_line.split),
             "{name}: client tags changed the decision:\n with    {req:?}\n without {clean:?}"
         );
-    } else if d.source == Source::Propagated {
+    } else if d.source == LaneSource::Propagated {
         let view = engine::View::new(req);
         // The member counts wherever it stands (no member limit on reading).
         let tag = match graylane::baggage::find(view.baggage(), &config.baggage_key) {

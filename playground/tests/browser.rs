@@ -2,7 +2,7 @@
 //! chromedriver's W3C WebDriver HTTP API, the page served from
 //! `target/playground/` (built by `scripts/playground.sh`) on 127.0.0.1.
 //!
-//! Checks: a permalink (README "Playground", the link) decides the expected lane in
+//! Checks: a permalink (docs/playground.md "Playground", the link) decides the expected lane in
 //! `#lane`, also for a WasmPlugin YAML; an invalid config typed into the
 //! editor shows its JSON path in `#errors`, and the page's own link
 //! reproduces it; the page's decision (lane, source, rule, bucket) and its
@@ -568,7 +568,7 @@ fn cases() -> Vec<Case> {
     list
 }
 
-/// `#` + base64url (no padding) of the state JSON (README "Playground").
+/// `#` + base64url (no padding) of the state JSON (docs/playground.md "Playground").
 fn fragment(c: &Case) -> String {
     let headers: Vec<Value> = c.headers.iter().map(|(k, v)| json!([k, v])).collect();
     let mut state = json!({"config": c.config, "headers": headers});
@@ -688,7 +688,7 @@ fn playground_in_chromium() {
     let browser = Browser::start();
     let b = &browser;
 
-    // (a) A permalink in the README "Playground" form decides the expected lane.
+    // (a) A permalink in the docs/playground.md "Playground" form decides the expected lane.
     let beta = case(&splits_config(), &[(":path", "/"), ("x-beta", "on")], None);
     load(b, &page, &fragment(&beta));
     let lane = b.text(&b.find("#lane"));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # graylane on the proxy-wasm Rust SDK vs graylane's own ABI layer (the
 # shipped build), side by side: the decision behind src/filter/abi.rs
-# (README "The proxy-wasm Rust SDK, measured").
+# (docs/performance.md "The proxy-wasm Rust SDK, measured").
 #
 #   scripts/bench/sdk-compare.sh                  # 3 bench runs of 7 rounds, both modes
 #   SDK_RUNS=3 BENCH_ROUNDS=7 BENCH_MODES=direct BENCH_NICE=-10 scripts/bench/sdk-compare.sh

@@ -16,8 +16,8 @@
 #   read     proxy_get_header_map_pairs, with the host's call back into the VM
 #            (proxy_on_memory_allocate) for the buffer
 #   index    finding the header pairs in the buffer
-#   decide   the lane decision (README "How a request is decided")
-#   effects  the header changes (README "How a request is decided")
+#   decide   the lane decision (docs/decision.md "How a request is decided")
+#   effects  the header changes (docs/decision.md "How a request is decided")
 #   apply    header writes and the filter state (host calls)
 #   record   the counters (accumulated in the VM)
 #   engine_hot  decide + effects repeated 200 times in a row: the same work

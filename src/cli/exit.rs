@@ -1,5 +1,5 @@
 //! Every exit status of the `graylane` command line, in one table (README
-//! "The two commands", "Commands and exit status"): the `cli` commands and
+//! "The two commands", docs/rollout.md "Commands and exit status"): the `cli` commands and
 //! `rollout` use these constants and no other numbers.
 //!
 //! | status | `check`, `explain`, `schema`, `istio`, `completions` | `rollout PLAN`, `resume`, `promote` of a stopped rollout | `rollout status`, `abort` | `rollout plan` |

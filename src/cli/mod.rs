@@ -1,4 +1,4 @@
-//! The native `graylane` command line (README "The `graylane` CLI"), on the
+//! The native `graylane` command line (docs/cli.md "The `graylane` CLI"), on the
 //! same parsing, analysis and engine as the filter; arguments parsed by
 //! clap, exit statuses in [`exit`]. Its subcommands:
 //! - `check CONFIG...`: validate plugin configurations (`check.rs`);

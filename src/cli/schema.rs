@@ -1,4 +1,4 @@
-//! JSON Schema of the plugin configuration (README "Configuration reference"), for editors and CI
+//! JSON Schema of the plugin configuration (docs/configuration.md "Configuration reference"), for editors and CI
 //! checks of manifests. schemars derives it from the raw config structs
 //! (their doc comments become descriptions, `deny_unknown_fields` becomes
 //! `additionalProperties: false`); [`schema`] then adds what the types
@@ -171,7 +171,7 @@ fn one_of_required(names: &[&str]) -> Value {
     Value::Array(names.iter().map(|n| json!({"required": [n]})).collect())
 }
 
-/// Lane names (README "Top level").
+/// Lane names (docs/configuration.md "Top level").
 const LANE_NAME: &str = "^[a-z0-9][a-z0-9._-]{0,62}$";
 
 fn refine(v: &mut Value) -> Result<(), String> {

@@ -1,5 +1,5 @@
 //! Conditions: `all`, `any`, `not`, or a leaf of one attribute and one
-//! operator (README "Conditions").
+//! operator (docs/configuration.md "Conditions").
 
 use super::names::{self, HeaderUse};
 use super::raw::{RawCondition, RawRange};

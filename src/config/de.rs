@@ -11,7 +11,7 @@
 //! all, so past a value of the wrong type, a missing member or malformed
 //! JSON there is nothing to go on with.
 //!
-//! It also holds the config to the JSON of README "Configuration reference"
+//! It also holds the config to the JSON of docs/configuration.md "Configuration reference"
 //! where serde's data model is looser than the document: a struct is an
 //! object (serde would also take an array of its fields), an enum is a
 //! string (serde_json would also take `{"variant": null}`), and a member

@@ -1,4 +1,4 @@
-//! Static analysis of compiled rules (README "Warnings"): lanes that can never
+//! Static analysis of compiled rules (docs/configuration.md "Warnings"): lanes that can never
 //! win, and overlapping bucket ranges. Shared by the filter and the CLI.
 //!
 //! Sound, not complete: a lane is reported as shadowed only when it is
@@ -10,7 +10,7 @@ use std::fmt;
 /// What kind of warning: each has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WarningKind {
-    /// A lane that can never win (README "Warnings").
+    /// A lane that can never win (docs/configuration.md "Warnings").
     Shadowed,
     /// A lane with `percent: 0` (or no bucket) admits nothing.
     ZeroPercent,

@@ -1,4 +1,4 @@
-//! Parse, then compile: JSON (README "Configuration reference") ->
+//! Parse, then compile: JSON (docs/configuration.md "Configuration reference") ->
 //! [`RawConfig`] -> [`Config`], the structures the per-request code uses.
 //! Every error names the JSON path of the bad value and what would be
 //! accepted; one run reports every error it can (see [`de`] for what stops

@@ -123,7 +123,7 @@ pub fn not_empty(path: &JsonPath<'_>, value: &str, what: &str) -> Result<(), Con
     Ok(())
 }
 
-/// A lane name (README "Configuration reference").
+/// A lane name (docs/configuration.md "Configuration reference").
 pub fn lane_name(path: &JsonPath<'_>, name: &str) -> Result<(), ConfigError> {
     let valid_chars = name
         .bytes()

@@ -1,4 +1,4 @@
-//! The plugin configuration exactly as the JSON of README "Configuration reference" spells it.
+//! The plugin configuration exactly as the JSON of docs/configuration.md "Configuration reference" spells it.
 //! Every struct denies unknown fields: a typo must fail, not route to base.
 
 pub use crate::engine::{Incoming, OnMissingKey};
@@ -38,7 +38,7 @@ pub struct RawConfig {
     /// without a rule of its own; a name may not also be in `lanes`.
     #[serde(default)]
     pub propagate: Vec<String>,
-    /// Lane continuity from trace context (README "Lane continuity from
+    /// Lane continuity from trace context (docs/full-link.md "Lane continuity from
     /// trace context"); absent = off.
     #[serde(default)]
     pub continuity: Option<RawContinuity>,
@@ -98,7 +98,7 @@ fn default_priority() -> i64 {
     100
 }
 
-/// Mirrored-traffic marking (README "Shadow (mirrored) traffic").
+/// Mirrored-traffic marking (docs/full-link.md "Shadow (mirrored) traffic").
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

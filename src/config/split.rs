@@ -1,4 +1,4 @@
-//! Splits: the stickiness key and the admitted bucket ranges (README
+//! Splits: the stickiness key and the admitted bucket ranges (docs/configuration.md
 //! "Split").
 
 use super::names::{self, HeaderUse};

@@ -1,5 +1,5 @@
 //! The lane engine: given a request, decide its lane and the header changes
-//! that carry it (README "How a request is decided"). Host-independent: the filter implements
+//! that carry it (docs/decision.md "How a request is decided"). Host-independent: the filter implements
 //! [`Request`] with host calls, tests and the CLI with a header list.
 
 mod compiled;
@@ -59,32 +59,32 @@ impl Request for HeaderList {
 
 /// Where a request's lane came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub enum LaneSource {
     /// A valid incoming tag, kept by a hop (`incoming: trust`).
     Propagated,
     /// A lane rule admitted it.
     Rule,
     /// Nothing matched: base.
     Default,
-    /// Restored from the lane remembered for the request's trace (README
+    /// Restored from the lane remembered for the request's trace (docs/full-link.md
     /// "Lane continuity from trace context").
     Continued,
 }
 
-impl Source {
-    pub const ALL: [Source; 4] = [
-        Source::Propagated,
-        Source::Rule,
-        Source::Default,
-        Source::Continued,
+impl LaneSource {
+    pub const ALL: [LaneSource; 4] = [
+        LaneSource::Propagated,
+        LaneSource::Rule,
+        LaneSource::Default,
+        LaneSource::Continued,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Source::Propagated => "propagated",
-            Source::Rule => "rule",
-            Source::Default => "default",
-            Source::Continued => "continued",
+            LaneSource::Propagated => "propagated",
+            LaneSource::Rule => "rule",
+            LaneSource::Default => "default",
+            LaneSource::Continued => "continued",
         }
     }
 }
@@ -94,7 +94,7 @@ impl Source {
 pub struct Decision {
     /// `None`: base.
     pub lane: Option<LaneId>,
-    pub source: Source,
+    pub source: LaneSource,
     /// The winning rule's split, when it has one.
     pub split: Option<SplitResult>,
     /// An incoming tag named an undeclared lane and was dropped.
@@ -142,7 +142,7 @@ pub struct Explanation {
     pub tried: Vec<(LaneId, RuleOutcome)>,
 }
 
-/// Header changes and counters for one request (README "How a request is decided").
+/// Header changes and counters for one request (docs/decision.md "How a request is decided").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Effects<'c> {
     /// Request headers to set (`Some`) or remove (`None`); only real changes.
@@ -153,7 +153,7 @@ pub struct Effects<'c> {
     pub fallback: Option<&'c str>,
     /// Incoming baggage members dropped as invalid or over the limits.
     pub baggage_dropped: usize,
-    /// The request is a mirrored copy (README "Shadow (mirrored) traffic").
+    /// The request is a mirrored copy (docs/full-link.md "Shadow (mirrored) traffic").
     pub shadow: bool,
 }
 
@@ -177,7 +177,7 @@ pub fn process<'c, R: Request + ?Sized>(
     Outcome { decision, effects }
 }
 
-/// README "How a request is decided", step 1: the decision so far. `Break` holds a finished decision
+/// docs/decision.md "How a request is decided", step 1: the decision so far. `Break` holds a finished decision
 /// (a valid incoming tag at a trusting hop); `Continue` one for the rules
 /// to complete, noting a dropped invalid tag.
 fn start<R: Request + ?Sized>(
@@ -186,7 +186,7 @@ fn start<R: Request + ?Sized>(
 ) -> ControlFlow<Decision, Decision> {
     let mut d = Decision {
         lane: None,
-        source: Source::Default,
+        source: LaneSource::Default,
         split: None,
         invalid_tag: false,
         assigned: Vec::new(),
@@ -194,7 +194,7 @@ fn start<R: Request + ?Sized>(
     if config.incoming != Incoming::Trust {
         return ControlFlow::Continue(d);
     }
-    // The member counts wherever it stands in the incoming baggage (README "Behaviour details").
+    // The member counts wherever it stands in the incoming baggage (docs/decision.md "Behaviour details").
     let tag: Option<Cow<'_, str>> = match view.tag_member(&config.baggage_key) {
         Some(m) => m.decoded(),
         None => match view.first_header(&config.lane_header) {
@@ -205,7 +205,7 @@ fn start<R: Request + ?Sized>(
     match tag.and_then(|t| config.lane_id(&t)) {
         Some(id) => {
             d.lane = Some(id);
-            d.source = Source::Propagated;
+            d.source = LaneSource::Propagated;
             ControlFlow::Break(d)
         }
         None => {
@@ -224,21 +224,21 @@ pub fn carries_tag<R: Request + ?Sized>(config: &Compiled, view: &View<'_, R>) -
 }
 
 /// The decision for an untagged request whose trace was remembered in
-/// `lane` (README "Lane continuity from trace context"): that lane, exactly
+/// `lane` (docs/full-link.md "Lane continuity from trace context"): that lane, exactly
 /// as if it had arrived in baggage, when the config declares it; `None`
 /// for `base` or an undeclared lane (the request is then decided as usual).
 pub fn continued(config: &Compiled, lane: &str) -> Option<Decision> {
     let id = config.lane_id(lane)?;
     Some(Decision {
         lane: Some(id),
-        source: Source::Continued,
+        source: LaneSource::Continued,
         split: None,
         invalid_tag: false,
         assigned: Vec::new(),
     })
 }
 
-/// README "How a request is decided": the decision, through the exact-value index.
+/// docs/decision.md "How a request is decided": the decision, through the exact-value index.
 pub fn decide<R: Request + ?Sized>(
     config: &Compiled,
     view: &View<'_, R>,
@@ -262,7 +262,7 @@ pub fn decide<R: Request + ?Sized>(
             .map(|s| split::apply(s, view, rng, &mut d.assigned));
         if split.as_ref().is_none_or(SplitResult::admitted) {
             d.lane = Some(id);
-            d.source = Source::Rule;
+            d.source = LaneSource::Rule;
             d.split = split;
             return true;
         }
@@ -391,7 +391,7 @@ pub fn explain<R: Request + ?Sized>(
         let Some(s) = &lane.split else {
             tried.push((id, RuleOutcome::Won));
             d.lane = Some(id);
-            d.source = Source::Rule;
+            d.source = LaneSource::Rule;
             break;
         };
         let r = split::apply(s, &view, rng, &mut d.assigned);
@@ -399,7 +399,7 @@ pub fn explain<R: Request + ?Sized>(
         tried.push((id, RuleOutcome::Split(r.clone())));
         if admitted {
             d.lane = Some(id);
-            d.source = Source::Rule;
+            d.source = LaneSource::Rule;
             d.split = Some(r);
             break;
         }
@@ -509,13 +509,13 @@ fn leaf_holds<R: Request + ?Sized>(leaf: &Leaf, view: &View<'_, R>) -> bool {
     })
 }
 
-/// Whether operators may test a value: not oversized, and UTF-8 (README "Behaviour details").
+/// Whether operators may test a value: not oversized, and UTF-8 (docs/decision.md "Behaviour details").
 /// Values are nearly always ASCII, which is checked much faster.
 fn value_ok(v: &[u8]) -> bool {
     v.len() <= MAX_VALUE_LEN && (v.is_ascii() || std::str::from_utf8(v).is_ok())
 }
 
-/// A value that operators may test: UTF-8 and not oversized (README "Behaviour details").
+/// A value that operators may test: UTF-8 and not oversized (docs/decision.md "Behaviour details").
 fn value_str(v: &[u8]) -> Option<&str> {
     if v.len() > MAX_VALUE_LEN {
         return None;
@@ -642,7 +642,7 @@ fn service_for<'c, R: Request + ?Sized>(
     }
 }
 
-/// README "How a request is decided", "Shadow (mirrored) traffic": the header changes for a request in `lane`.
+/// docs/decision.md "How a request is decided", docs/full-link.md "Shadow (mirrored) traffic": the header changes for a request in `lane`.
 pub fn effects<'c, R: Request + ?Sized>(
     config: &'c Compiled,
     view: &View<'_, R>,
@@ -732,3 +732,6 @@ pub fn effects<'c, R: Request + ?Sized>(
     set_if_changed(&mut e.set, view, &config.cluster_header, cluster);
     e
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,4 +1,4 @@
-//! Traffic splits: the bucket of a key (README "Split") and the split decision.
+//! Traffic splits: the bucket of a key (docs/configuration.md "Split") and the split decision.
 
 use super::rules::OnMissingKey;
 use super::rules::{KeySource, Split};

@@ -1,4 +1,4 @@
-//! Attributes of one request (README "Conditions"), read in place from the
+//! Attributes of one request (docs/configuration.md "Conditions"), read in place from the
 //! header values: cookies, query parameters and baggage members are scanned
 //! on the bytes when asked for, without building lists.
 
@@ -7,7 +7,7 @@ use crate::baggage::{self, percent_decode, Item, Member};
 use std::borrow::Cow;
 use std::cell::Cell;
 
-/// Longest attribute value that can match; longer ones simply do not (README "Behaviour details").
+/// Longest attribute value that can match; longer ones simply do not (docs/decision.md "Behaviour details").
 pub const MAX_VALUE_LEN: usize = 8192;
 
 /// A request as the engine sees it.

@@ -2,36 +2,13 @@
 //! calls, each behind a safe wrapper.
 //!
 //! graylane implements the ABI itself (these wrappers, and the exports in
-//! `mod.rs`) instead of building on the proxy-wasm Rust SDK. Measured side
-//! by side on graylane itself (`scripts/bench/sdk-compare.sh`: the same
-//! engine, counters and request work, `plugin.rs`, compiled behind the
-//! SDK 0.2.5's dispatcher by `scripts/bench/sdk-filter`; README "The
-//! proxy-wasm Rust SDK, measured"), 2026-12-02:
-//!
-//! | per base request (20 lanes) | this layer | SDK 0.2.5 |
-//! |-----------------------------|-----------:|----------:|
-//! | fuel (≈ Wasm instructions)  |     28,160 | 36,396 (+29 %) |
-//! | - context create            |         76 |     1,868 |
-//! | - request headers           |     27,794 |    33,336 |
-//! | - response headers          |        142 |       240 |
-//! | - delete                    |        148 |       952 |
-//! | host calls                  |          2 |         2 |
-//! | shipped bytes               |    370,822 |   385,495 |
-//!
-//! The SDK's dispatcher alone (a boxed context per stream in a hash map,
-//! looked up on every callback, freed on delete) adds 2,694 fuel (+9.6 %)
-//! outside the request callback. Inside it, the SDK owns
-//! `proxy_on_memory_allocate`, so the host's copy of the headers lands in
-//! a fresh allocation per request instead of the reused buffer below, and
-//! its `set_property` builds the path in a new `Vec`. The rule was: build
-//! on the SDK if its base-request fuel is within +5 % of this layer's and
-//! the bench's (c_sdk − a)/(c_abi − a) is at most 1.05 in 2 of 3 runs. The
-//! bench gave 1.04, 1.08 and 1.03 (7 rounds each, builds of before the
-//! trace-level callback lines, on a loaded machine that cannot resolve the
-//! difference); the fuel rules the SDK out. What the SDK would otherwise
-//! give, keeping up with the host, is checked instead:
-//! wasm-tests/tests/callbacks.rs fails unless Envoy calls every callback
-//! this module exports.
+//! `mod.rs`) instead of building on the proxy-wasm Rust SDK: measured side
+//! by side on graylane itself (`scripts/bench/sdk-compare.sh`), the SDK's
+//! dispatcher costs more fuel per request than the rule allowed; the table,
+//! the rule and what was given up are docs/performance.md "The proxy-wasm
+//! Rust SDK, measured". What the SDK would otherwise give, keeping up with
+//! the host, is checked instead: wasm-tests/tests/callbacks.rs fails unless
+//! Envoy calls every callback this module exports.
 //!
 //! Every `unsafe` block below is a call into the host through this ABI:
 //! the pointers passed are to live Rust values (slices, locals) for the

@@ -1,4 +1,4 @@
-//! Counters of README "Metrics", defined per VM at configure time. Names carry
+//! Counters of docs/observability.md "Metrics", defined per VM at configure time. Names carry
 //! their labels in a fixed shape (`graylane.requests.source.S.lane.L`,
 //! `graylane.fallbacks.service.SVC`) that the `stats_tags` of the shipped
 //! Envoy configs turn into Prometheus labels; see `crate::metric_names`.
@@ -6,7 +6,7 @@
 use super::abi;
 use crate::config::{Config, WarningKind};
 use crate::continuity::Event;
-use crate::engine::{Outcome, Source};
+use crate::engine::{LaneSource, Outcome};
 use crate::metric_names as names;
 use hashbrown::HashMap;
 
@@ -40,7 +40,7 @@ impl Slots {
 }
 
 /// Counter slots of one configuration. Per-request counts accumulate in
-/// the VM and reach the host on `flush` (README "Metrics": at least once a second
+/// the VM and reach the host on `flush` (docs/observability.md "Metrics": at least once a second
 /// and when the root stops); configuration counts go to the host at once.
 pub struct Metrics {
     slots: Slots,
@@ -86,20 +86,20 @@ impl Metrics {
     pub fn for_config(config: &Config) -> Metrics {
         let mut m = Metrics::base();
         let slots = &mut m.slots;
-        m.requests = Source::ALL
+        m.requests = LaneSource::ALL
             .iter()
             .map(|s| {
                 // Only the pairs that can happen: base is always `default`.
                 std::iter::once(None)
                     .chain(config.rules.lanes.iter().map(Some))
                     .map(|lane| match (s, lane) {
-                        (Source::Default, None) | (Source::Propagated, Some(_)) => {
+                        (LaneSource::Default, None) | (LaneSource::Propagated, Some(_)) => {
                             slots.define(&names::requests(*s, lane.map(|l| l.name.as_str())))
                         }
-                        (Source::Continued, Some(l)) if config.continuity.is_some() => {
+                        (LaneSource::Continued, Some(l)) if config.continuity.is_some() => {
                             slots.define(&names::requests(*s, Some(l.name.as_str())))
                         }
-                        (Source::Rule, Some(l)) if l.rule => {
+                        (LaneSource::Rule, Some(l)) if l.rule => {
                             slots.define(&names::requests(*s, Some(l.name.as_str())))
                         }
                         _ => None,
@@ -187,7 +187,7 @@ impl Metrics {
         self.now(self.config_rejected, 1);
     }
 
-    /// One continuity step (README "Lane continuity from trace context").
+    /// One continuity step (docs/full-link.md "Lane continuity from trace context").
     pub fn record_continuity(&self, event: Event) {
         let [hits, misses, expiries, collisions, remembered, not_remembered] = self.continuity;
         match event {
@@ -208,7 +208,10 @@ impl Metrics {
 
     pub fn record(&self, out: &Outcome<'_>) {
         let d = &out.decision;
-        let source = Source::ALL.iter().position(|s| *s == d.source).unwrap_or(0);
+        let source = LaneSource::ALL
+            .iter()
+            .position(|s| *s == d.source)
+            .unwrap_or(0);
         let lane = d.lane.map_or(0, |id| id + 1);
         self.inc(
             self.requests
@@ -217,7 +220,7 @@ impl Metrics {
                 .copied()
                 .flatten(),
         );
-        if let (Source::Rule, Some(id)) = (d.source, d.lane) {
+        if let (LaneSource::Rule, Some(id)) = (d.source, d.lane) {
             self.inc(self.rule_wins.get(id).copied().flatten());
         }
         if let Some(svc) = out.effects.fallback {

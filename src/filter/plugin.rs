@@ -207,7 +207,7 @@ fn decide_continued<R: Request + ?Sized>(
 }
 
 /// Outbound: the lane remembered for an untagged request's trace, as if it
-/// had arrived in baggage (README "Lane continuity from trace context").
+/// had arrived in baggage (docs/full-link.md "Lane continuity from trace context").
 fn restore<R: Request + ?Sized>(
     config: &Config,
     view: &View<'_, R>,
@@ -256,7 +256,7 @@ pub fn on_response(context_id: u32, headers: ResponseHeaders) {
     }
 }
 
-/// The request header changes and the filter state (README "How a request is decided").
+/// The request header changes and the filter state (docs/decision.md "How a request is decided").
 fn apply(config: &Config, out: &Outcome<'_>) {
     for (name, value) in &out.effects.set {
         if let Err(status) = abi::set_header(abi::REQUEST_HEADERS, name, value.as_deref()) {
@@ -272,7 +272,7 @@ fn apply(config: &Config, out: &Outcome<'_>) {
 fn debug_line(context_id: u32, config: &Config, out: &Outcome<'_>) {
     let d = &out.decision;
     let rule = match d.source {
-        engine::Source::Rule => config.lane_name(d.lane),
+        engine::LaneSource::Rule => config.lane_name(d.lane),
         _ => "-",
     };
     log::debug!(

@@ -19,9 +19,9 @@ pub enum Stage {
     Read,
     /// Finding the header pairs in the buffer.
     Index,
-    /// The lane decision (README "How a request is decided").
+    /// The lane decision (docs/decision.md "How a request is decided").
     Decide,
-    /// The header changes (README "How a request is decided").
+    /// The header changes (docs/decision.md "How a request is decided").
     Effects,
     /// Header writes and the filter state: host calls.
     Apply,

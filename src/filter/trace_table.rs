@@ -1,4 +1,4 @@
-//! Lane continuity's host side (README "Lane continuity from trace
+//! Lane continuity's host side (docs/full-link.md "Lane continuity from trace
 //! context"): the shared-data table, the clock and the listener direction.
 //! What to remember and what a lookup means is `crate::continuity`.
 

@@ -98,7 +98,7 @@ pub fn explain(config: &Config, request: &HeaderList, random: Option<u64>) -> Re
 }
 
 /// [`explain`] on a sidecar's outbound side where the request's trace was
-/// remembered in lane `remembered` (README "Lane continuity from trace
+/// remembered in lane `remembered` (docs/full-link.md "Lane continuity from trace
 /// context"); `None`: as the inbound side, which remembers the decision.
 pub fn explain_remembered(
     config: &Config,
@@ -192,7 +192,9 @@ fn explain_decided(config: &Config, request: &HeaderList, random: Option<u64>) -
 
     let lane_of = |id: LaneId| config.rules.lanes.get(id);
     let rule = match (d.source, d.lane) {
-        (engine::Source::Rule, Some(id)) => lane_of(id).map(|l| (id, l.name.clone(), l.priority)),
+        (engine::LaneSource::Rule, Some(id)) => {
+            lane_of(id).map(|l| (id, l.name.clone(), l.priority))
+        }
         _ => None,
     };
     let bucket = d
@@ -203,7 +205,7 @@ fn explain_decided(config: &Config, request: &HeaderList, random: Option<u64>) -
     let winner = explanation
         .decision
         .lane
-        .filter(|_| explanation.decision.source == engine::Source::Rule);
+        .filter(|_| explanation.decision.source == engine::LaneSource::Rule);
     let tried = explanation
         .tried
         .iter()

@@ -2,7 +2,7 @@
 //! to verdicts, and from a step's verdicts to what happens next. Nothing
 //! here knows of HTTP, files, clocks or plans, so every decision is pinned
 //! by a table-driven test. The maths (confidence sequences) is in
-//! [`super::sequential`]; what follows is README "How a step is
+//! [`super::sequential`]; what follows is docs/rollout.md "How a step is
 //! judged" in code.
 //!
 //! **The step is the unit of decision.** The counts and histograms of a
@@ -11,43 +11,11 @@
 //! `minRequests`). The bounds are anytime-valid, so looking after every
 //! window costs nothing.
 //!
-//! **Error rate** (lane L, base B, tolerance t):
-//! - fail when the lower bound of p_L − p_B at the fail level is above t;
-//! - pass when its upper bound at the pass level is at or below t;
-//! - the fail level is 1 − (1 − `confidence`) / `looks`: the rollout's
-//!   chance of rolling back a version as good as base, over all its steps
-//!   and waves, stays within 1 − `confidence`. The pass level is
-//!   `passConfidence`, per step: a version worse by more than t must pass
-//!   every step to be promoted.
-//! - Judged alone (base served fewer than `minRequests` at 100 %): against
-//!   base as recorded in the last earlier step that had it, with that
-//!   sample's own uncertainty; `errorRate.max` (a fixed share) applies too
-//!   when set, and alone when the rollout never saw base (default 1 %).
-//!   Below 100 %, a base with too few requests is insufficient data.
-//!
-//! **Latency**, as a share of slow requests (bucket counts, so Envoy's
-//! coarse buckets make it conservative both ways):
-//! - fail when the lane's share above q is shown above 1 %, where q is
-//!   max(`p99MaxRatio` × P, P + `minDiffMs`) and P an upper bound of base's
-//!   p99 (the first bucket bound with base's share above it shown ≤ 1 %),
-//!   counting only lane requests above the first bucket bound ≥ q;
-//! - pass when the lane's share above q' is shown ≤ 1 %, with q' from a
-//!   lower bound of base's p99 and counting lane requests above the last
-//!   bucket bound ≤ q';
-//! - `p99MaxMs` the same way against a fixed bound;
-//! - both histograms need `minRequests` observations (judged alone: base's
-//!   recorded histogram; without it only `p99MaxMs` applies).
-//!
-//! **A step** fails when any check fails; passes when every check passes;
-//! else continues (or is insufficient). Reasons the caller already knows
-//! the data cannot be trusted (the metrics source failed, Envoy restarted)
-//! make every check of that window insufficient.
-//!
-//! **Gating a step.** Roll back once the step's evidence has been past the
-//! fail boundary at `failure_threshold` window ends in a row (an
-//! insufficient window neither counts nor breaks the run; a continue or a
-//! pass ends it); advance on a pass; otherwise extend the step, or pause it
-//! once it has had `deadline_windows` windows.
+//! The checks (error rate against base plus a tolerance, latency as a
+//! share of slow requests, the fixed bounds, judging alone at 100 %) and
+//! the gating of a step (a run of failed window ends rolls back, a pass
+//! advances, a deadline pauses) are docs/rollout.md "How a step is judged",
+//! with their numbers; each function below names the rule it implements.
 
 use super::sequential::{self, Bounds, Evidence};
 use serde::{Deserialize, Serialize};

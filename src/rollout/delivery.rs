@@ -1,4 +1,4 @@
-//! Delivery (README "Staged rollout", "Several rollouts, one gateway"):
+//! Delivery (docs/rollout.md "Staged rollout", "Several rollouts, one gateway"):
 //! what a target holds now, with only the lane's split `percent` changed,
 //! checked by the filter's own parser and analysis, applied, and written
 //! by atomic rename, under a lock per target file. Rollouts of different

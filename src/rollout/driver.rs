@@ -1,4 +1,4 @@
-//! The driver (README "Staged rollout"): the state machine that delivers a
+//! The driver (docs/rollout.md "Staged rollout"): the state machine that delivers a
 //! step, judges its windows, and advances, extends, pauses or rolls back;
 //! and the commands that act on a running or stopped rollout (`status`,
 //! `promote`, `abort`, `resume`).

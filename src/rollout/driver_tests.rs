@@ -1,4 +1,4 @@
-//! The driver against fakes (README "What resume guarantees"): targets,
+//! The driver against fakes (docs/rollout.md "What resume guarantees"): targets,
 //! state store, metrics and clock in memory, a crash injected at every
 //! named instant, then `resume`; and the commands that race a running
 //! rollout. Traffic is simulated: 200 requests/s, the lane's share the

@@ -1,4 +1,4 @@
-//! Metrics (README "Staged rollout", "Metrics"): snapshots of the counters
+//! Metrics (docs/rollout.md "Window metrics"): snapshots of the counters
 //! that describe the lane and base, from Envoy's admin `/stats/prometheus`
 //! (summed over several Envoys) or from Prometheus' HTTP API, and the
 //! per-window deltas between two snapshots, with counter resets detected.

@@ -1,4 +1,4 @@
-//! The staged rollout, `graylane rollout` (README "Staged rollout"): one
+//! The staged rollout, `graylane rollout` (docs/rollout.md "Staged rollout"): one
 //! lane's split `percent` grows in steps while its version is compared with
 //! base over the same windows; a bad version is rolled back by itself.
 //!

@@ -1,4 +1,4 @@
-//! The rollout plan (README "Staged rollout", "The plan"): YAML or JSON,
+//! The rollout plan (docs/rollout.md "Staged rollout", "The plan"): YAML or JSON,
 //! parsed with serde and `deny_unknown_fields` through the same
 //! path-tracking reader as the plugin configuration, then checked into a
 //! [`Plan`] whose every field has its default resolved.

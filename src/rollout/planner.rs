@@ -1,4 +1,4 @@
-//! `graylane rollout plan PLAN [--rps N]` (README "Planning a
+//! `graylane rollout plan PLAN [--rps N]` (docs/rollout.md "Planning a
 //! rollout"): per step, how many lane requests (and how long) a version as
 //! good as base needs to pass, and a version worse by 2t to be rolled
 //! back, worked out with the real decision code ([`analysis::judge`]) on

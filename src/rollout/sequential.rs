@@ -1,5 +1,5 @@
 //! Anytime-valid confidence sequences for a share (a 5xx share, a share of
-//! slow requests): the maths of README "How a step is judged",
+//! slow requests): the maths of docs/rollout.md "How a step is judged",
 //! and nothing else.
 //!
 //! **Method: Robbins' beta-binomial mixture.** For one stream of requests

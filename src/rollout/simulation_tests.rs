@@ -1,4 +1,4 @@
-//! The analysis' guarantees, measured (README "How a step is
+//! The analysis' guarantees, measured (docs/rollout.md "How a step is
 //! judged"): thousands of simulated rollouts through the real decision
 //! code ([`analysis::judge`] on a step's added-up windows, then
 //! [`analysis::gate_from`]), with the demo's traffic shape, window-to-window
@@ -313,7 +313,7 @@ fn case(name: &'static str, base: f64, lane: f64, cluster: f64, inflation: f64) 
     }
 }
 
-/// The table of README "How a step is judged", and its bounds.
+/// The table of docs/rollout.md "How a step is judged", and its bounds.
 #[test]
 fn false_verdict_rates_hold_in_simulated_rollouts() {
     let crit = criteria(1.0);

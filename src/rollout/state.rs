@@ -1,4 +1,4 @@
-//! The state file beside the plan (README "Staged rollout", "What resume
+//! The state file beside the plan (docs/rollout.md "Staged rollout", "What resume
 //! guarantees"): the single source of truth of a rollout. The step in
 //! force, every window's verdict, every delivery, and the decision being
 //! carried out (`pending`), recorded before it is acted on. Every change is

@@ -1,4 +1,4 @@
-//! What a rollout shows (README "Staged rollout", "A rollout in the demo"): a live view on
+//! What a rollout shows (docs/rollout.md "Staged rollout", "A rollout in the demo"): a live view on
 //! a terminal (stderr, indicatif), plain lines on stderr otherwise, or one
 //! JSON event per line on stdout with `--json`; and the Markdown report of
 //! every window.

@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// How often the filter sends the counts it keeps in the VM to Envoy (at
-/// most; README "Metrics").
+/// most; docs/observability.md "Metrics").
 pub const FLUSH_PERIOD: Duration = Duration::from_secs(1);
 /// How long [`Envoy::wait_counter`] waits for a per-request counter.
 pub const COUNTER_WAIT: Duration = Duration::from_secs(5);
@@ -490,7 +490,7 @@ impl Envoy {
 
     /// Waits for a counter the filter counts per request to reach `want`:
     /// the filter keeps those counts in the VM and sends them to Envoy at
-    /// least once a second (README "Metrics"). Polls every 50 ms for up to
+    /// least once a second (docs/observability.md "Metrics"). Polls every 50 ms for up to
     /// [`COUNTER_WAIT`]; fails with the last value seen, and returns the value
     /// once it is at least `want` (a test that needs it exact asserts that).
     pub fn wait_counter(&self, name: &str, want: u64) -> u64 {

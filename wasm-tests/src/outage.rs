@@ -1,5 +1,6 @@
 //! Lane-outage scenarios, shared by the fallback tests of the Istio and
-//! Envoy Gateway recipes (README "Istio recipe", "Envoy Gateway recipe"):
+//! Envoy Gateway recipes (docs/recipes/istio.md "Istio recipe", docs/recipes/envoy-gateway.md
+//! "Envoy Gateway recipe"):
 //! app versions that answer with their name or fail on demand, steady load
 //! in which every even request is in the lane, and counts per phase.
 //!

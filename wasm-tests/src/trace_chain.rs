@@ -1,5 +1,5 @@
 //! The full-link chain edge -> A -> B -> C for lane continuity from trace
-//! context (README "Lane continuity from trace context"): apps that
+//! context (docs/full-link.md "Lane continuity from trace context"): apps that
 //! forward only a trace header (`traceparent`, with a new span id per hop
 //! as a tracer does, or `x-request-id`), never `baggage`, and one sidecar
 //! Envoy per service holding its inbound listeners (one per version, as
@@ -231,7 +231,7 @@ pub fn by_cluster_header() -> String {
         .to_string()
 }
 
-/// The edge as the README recommends for continuity: clients cannot
+/// The edge as docs/full-link.md recommends for continuity: clients cannot
 /// choose trace ids. Envoy treats every client as external
 /// (`use_remote_address`, no internal addresses) and so replaces any
 /// client `x-request-id` with its own (`generate_request_id`,

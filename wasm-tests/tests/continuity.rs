@@ -1,4 +1,4 @@
-//! Lane continuity from trace context (README "Lane continuity from trace
+//! Lane continuity from trace context (docs/full-link.md "Lane continuity from trace
 //! context") in real Envoy: the chain edge -> A -> B -> C whose apps
 //! forward only `traceparent` (a new span id per hop) or only
 //! `x-request-id`, never `baggage`; each service's sidecar is one Envoy

@@ -90,7 +90,7 @@ impl EcdsGateway {
     /// `extra_clusters` (YAML list items) added to the bootstrap's clusters.
     /// With `warm_up`, the bootstrap also has a static listener with
     /// graylane (code local), so that a Wasm VM starts at bootstrap: the
-    /// workaround for the Envoy 1.36/1.37 crash (README "Supported Envoy
+    /// workaround for the Envoy 1.36/1.37 crash (docs/compatibility.md "Supported Envoy
     /// versions").
     fn start_full(
         first: impl FnOnce(&str, &str) -> String,

@@ -914,7 +914,7 @@ fn a_route_without_graylane_lets_forged_tags_through() {
 /// new listener must fetch the module and run graylane (and not, as in an
 /// ECDS update that misses the module cache, go on without it).
 ///
-/// Envoy 1.36 and 1.37 can crash on this update (README, "Supported Envoy
+/// Envoy 1.36 and 1.37 can crash on this update (docs/compatibility.md, "Supported Envoy
 /// versions"); `scripts/compat.sh` leaves this test out on them and runs the
 /// next one, the workaround, instead.
 #[test]
@@ -923,23 +923,24 @@ fn policy_applied_to_a_running_gateway_takes_effect() {
 }
 
 /// The same update on a gateway whose bootstrap also carries the warm-up
-/// listener of `warm-up/envoyproxy.yaml` (README, "Envoy Gateway recipe"):
+/// listener of `warm-up/envoyproxy.yaml` (docs/recipes/envoy-gateway.md, "Envoy Gateway recipe"):
 /// graylane on a static listener, so that a Wasm VM runs before the update.
 #[test]
 fn policy_applied_to_a_gateway_with_the_warm_up_listener_takes_effect() {
     apply_the_policy_by_lds(Some(WarmUp::start()));
 }
 
-/// README "Envoy Gateway recipe" shows `warm-up/envoyproxy.yaml` as it is.
+/// docs/recipes/envoy-gateway.md "Envoy Gateway recipe" shows `warm-up/envoyproxy.yaml` as it is.
 #[test]
 fn the_readme_shows_the_warm_up_envoyproxy() {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(repo_root().join("docs/recipes/envoy-gateway.md")).unwrap();
     let start = "  ```yaml\n  apiVersion: gateway.envoyproxy.io/v1alpha1\n  kind: EnvoyProxy\n";
     let block = readme
         .split_once(start)
         .and_then(|(_, rest)| rest.split_once("\n  ```\n"))
         .map(|(body, _)| body)
-        .expect("the EnvoyProxy block of README \"Envoy Gateway recipe\"");
+        .expect("the EnvoyProxy block of docs/recipes/envoy-gateway.md");
     let shown: String = start
         .lines()
         .skip(1)
@@ -949,7 +950,11 @@ fn the_readme_shows_the_warm_up_envoyproxy() {
     let file =
         std::fs::read_to_string(repo_root().join(DIR).join("warm-up/envoyproxy.yaml")).unwrap();
     let parse = |t: &str| -> Yaml { serde_norway::from_str(t).unwrap() };
-    assert_eq!(parse(&shown), parse(&file), "README:\n{shown}");
+    assert_eq!(
+        parse(&shown),
+        parse(&file),
+        "docs/recipes/envoy-gateway.md:\n{shown}"
+    );
 }
 
 /// The warm-up listener and cluster of `warm-up/envoyproxy.yaml`, as its

@@ -90,7 +90,7 @@ fn admitted_ids(gw: &Gateway, n: usize) -> BTreeSet<usize> {
 }
 
 /// The ids among `user-0 .. user-{n-1}` that the bucket rule admits at
-/// `percent` with `salt` (README "Configuration reference": buckets
+/// `percent` with `salt` (docs/configuration.md "Configuration reference": buckets
 /// `0 .. percent*100-1`).
 fn bucket_rule(salt: &str, n: usize, percent: f64) -> BTreeSet<usize> {
     (0..n)

@@ -1,4 +1,4 @@
-//! Hostile input through a real Envoy (README "Behaviour details"): header values of 60 KiB,
+//! Hostile input through a real Envoy (docs/decision.md "Behaviour details"): header values of 60 KiB,
 //! 100 `cookie` headers, bytes that are not UTF-8, a 64 KiB `baggage`
 //! header, 1,000 baggage members, empty and duplicate members. Each request
 //! is answered 200 by the lane its rules select (or base), what the backend
@@ -212,7 +212,7 @@ fn cases() -> Vec<Case> {
                 format!("tenant=acme,{}", members(999)).into_bytes(),
             )],
         ),
-        // The limits bound what is forwarded, not what is read (README "Behaviour details").
+        // The limits bound what is forwarded, not what is read (docs/decision.md "Behaviour details").
         case(
             "1,000 baggage members, tenant past the 180-member limit",
             "tenant",
@@ -421,7 +421,7 @@ fn hostile_requests_are_answered_by_their_lane_and_the_vm_survives() {
     ] {
         assert!(!log.contains(needle), "Envoy log mentions {needle:?}");
     }
-    // Bad input is counted (README "Metrics").
+    // Bad input is counted (docs/observability.md "Metrics").
     let malformed = gw
         .envoy
         .wait_counter("wasmcustom.graylane.malformed_baggage", 5);
@@ -438,7 +438,7 @@ fn hostile_requests_are_answered_by_their_lane_and_the_vm_survives() {
 
 /// A hop (`incoming: trust`) finds the lane member wherever it stands in
 /// the incoming baggage, and forwards baggage within the W3C limits that
-/// still carries it (README "Behaviour details").
+/// still carries it (docs/decision.md "Behaviour details").
 #[test]
 fn a_hop_finds_the_lane_member_past_the_member_limit() {
     const HOP: &str = r#"{

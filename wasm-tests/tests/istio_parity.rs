@@ -445,7 +445,7 @@ impl IstioProxy {
     /// With `warm_up`, one more listener carries the first plugin's Wasm
     /// filter inline, so that a Wasm VM starts at bootstrap: the workaround
     /// for the Envoy 1.36/1.37 crash when the first VM starts after the
-    /// worker threads (README "Supported Envoy versions").
+    /// worker threads (docs/compatibility.md "Supported Envoy versions").
     fn start(
         plugins: &[&Plugin<'_>],
         resources: &[serde_json::Value],

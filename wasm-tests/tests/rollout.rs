@@ -1,4 +1,4 @@
-//! `graylane rollout` against real Envoy (README "Staged rollout"): a
+//! `graylane rollout` against real Envoy (docs/rollout.md "Staged rollout"): a
 //! gateway whose graylane filter comes by ECDS from a file, lane and base
 //! backends the test can make fail or slow, steady traffic from many user
 //! ids, and the real `graylane` binary driving the release.
@@ -1148,7 +1148,7 @@ fn manifests_follow_the_ecds_file_and_a_manual_step_waits_for_promote() {
     let applied = lab.dir.join("applied");
     std::fs::create_dir_all(&applied).unwrap();
     // The committed manifests, without their plugin configuration: the
-    // first delivery writes the plan's in (README "Several rollouts, one
+    // first delivery writes the plan's in (docs/rollout.md "Several rollouts, one
     // gateway").
     let without_config = |from: &str, to: &str, pointer: &str| {
         let text = std::fs::read_to_string(repo_root().join(from)).unwrap();

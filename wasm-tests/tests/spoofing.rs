@@ -1,4 +1,4 @@
-//! Spoofing at the edge (`incoming: ignore`, README "How a request is decided"), in a real
+//! Spoofing at the edge (`incoming: ignore`, docs/decision.md "How a request is decided"), in a real
 //! Envoy: no combination of client-sent `x-graylane`, `x-graylane-cluster`
 //! and `baggage` tags, in any spelling, puts a request in a lane its rules
 //! did not admit, takes it out of the lane they did, or picks its cluster.

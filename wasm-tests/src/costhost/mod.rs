@@ -119,7 +119,7 @@ pub fn measure(
     let tick = host.tick()?;
     let last = last.ok_or("no request was run")?;
     // Let counters kept in the VM reach the host, however the filter
-    // flushes them (README "Metrics": at least once a second and when the VM
+    // flushes them (docs/observability.md "Metrics": at least once a second and when the VM
     // stops): a second passes, one more request, a tick, then the root
     // context's done and delete (what Envoy calls when the VM stops).
     host.pass_time(2_000_000_000);

@@ -217,12 +217,12 @@ fn trust_mode_keeps_valid_tags_and_drops_invalid() {
     let d = process(&c, &req(&[("baggage", "a=1,lane=blue")]), &mut rng(1)).decision;
     assert_eq!(
         (c.lane_name(d.lane), d.source),
-        ("blue", Source::Propagated)
+        ("blue", LaneSource::Propagated)
     );
     let d = process(&c, &req(&[("x-graylane", "blue")]), &mut rng(1)).decision;
     assert_eq!(
         (c.lane_name(d.lane), d.source),
-        ("blue", Source::Propagated)
+        ("blue", LaneSource::Propagated)
     );
     // Baggage wins over the header.
     let d = process(
@@ -241,7 +241,7 @@ fn trust_mode_keeps_valid_tags_and_drops_invalid() {
     .decision;
     assert_eq!(
         (c.lane_name(d.lane), d.source, d.invalid_tag),
-        ("gray", Source::Rule, true)
+        ("gray", LaneSource::Rule, true)
     );
     // Percent-encoded tag is decoded.
     let d = process(&c, &req(&[("baggage", "lane=bl%75e")]), &mut rng(1)).decision;
@@ -530,7 +530,7 @@ fn a_hop_finds_the_lane_member_wherever_it_stands() {
     let bag = format!("{},lane=beta", many.join(","));
     let out = process(&c, &req(&[("baggage", &bag)]), &mut rng(1));
     assert_eq!(c.lane_name(out.decision.lane), "beta");
-    assert_eq!(out.decision.source, Source::Propagated);
+    assert_eq!(out.decision.source, LaneSource::Propagated);
     // What is forwarded fits the limits and keeps the lane member.
     let forwarded = set_of(&out.effects, "baggage").flatten().unwrap();
     let b = crate::baggage::Baggage::parse([forwarded.as_bytes()]);
