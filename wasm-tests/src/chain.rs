@@ -21,21 +21,39 @@ pub fn app(name: &str, version: &str, next: Option<(u16, &str)>) -> Server {
         if let Some(b) = &baggage {
             headers.push(("baggage", b.as_bytes()));
         }
-        match request(*port, "GET", &req.path, &headers) {
-            Ok(r) if r.status == 200 => {
-                let down: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-                let trace = format!("{me} -> {}", down["trace"].as_str().unwrap_or("?"));
-                let body = serde_json::json!({"trace": trace, "baggage": down["baggage"]});
-                (200, vec![], body.to_string().into_bytes())
-            }
-            Ok(r) => (
-                502,
-                vec![],
-                format!("{me} -> {} {}", r.status, r.text()).into_bytes(),
-            ),
-            Err(e) => (502, vec![], format!("{me} -> error {e}").into_bytes()),
-        }
+        call_next(
+            &me,
+            *port,
+            &req.path,
+            &headers,
+            |trace, down| serde_json::json!({"trace": trace, "baggage": down["baggage"]}),
+        )
     }))
+}
+
+/// An app's call to the next service: on a 200, its answer is `body(trace,
+/// the next service's JSON)`, where `trace` is `me -> ` the next one's
+/// trace; otherwise a 502 that says what the call got.
+pub fn call_next(
+    me: &str,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: impl FnOnce(String, &serde_json::Value) -> serde_json::Value,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    match request(port, "GET", path, headers) {
+        Ok(r) if r.status == 200 => {
+            let down: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let trace = format!("{me} -> {}", down["trace"].as_str().unwrap_or("?"));
+            (200, vec![], body(trace, &down).to_string().into_bytes())
+        }
+        Ok(r) => (
+            502,
+            vec![],
+            format!("{me} -> {} {}", r.status, r.text()).into_bytes(),
+        ),
+        Err(e) => (502, vec![], format!("{me} -> error {e}").into_bytes()),
+    }
 }
 
 /// Reads an `envoy/fulllink/` config and moves its ports to the given ones.

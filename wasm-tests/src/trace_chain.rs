@@ -159,22 +159,11 @@ pub fn app(
             }
         }
         let raw: Vec<(&str, &[u8])> = out.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-        match request(*port, "GET", &req.path, &raw) {
-            Ok(r) if r.status == 200 => {
-                let down: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-                let trace = format!("{me} -> {}", down["trace"].as_str().unwrap_or("?"));
-                let mut ids = vec![serde_json::Value::String(id)];
-                ids.extend(down["ids"].as_array().cloned().unwrap_or_default());
-                let body = serde_json::json!({"trace": trace, "ids": ids});
-                (200, vec![], body.to_string().into_bytes())
-            }
-            Ok(r) => (
-                502,
-                vec![],
-                format!("{me} -> {} {}", r.status, r.text()).into_bytes(),
-            ),
-            Err(e) => (502, vec![], format!("{me} -> error {e}").into_bytes()),
-        }
+        crate::chain::call_next(&me, *port, &req.path, &raw, |trace, down| {
+            let mut ids = vec![serde_json::Value::String(id)];
+            ids.extend(down["ids"].as_array().cloned().unwrap_or_default());
+            serde_json::json!({"trace": trace, "ids": ids})
+        })
     }))
 }
 
