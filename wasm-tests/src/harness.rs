@@ -51,21 +51,56 @@ pub fn wasm_path() -> PathBuf {
 
 static NEXT_PORT: AtomicU64 = AtomicU64::new(0);
 
-/// A port that is free now on 127.0.0.1. Taken from a range below the
-/// kernel's ephemeral ports (each test process its own slice, by PID), so a
-/// port handed to Envoy is not meanwhile given to a `bind(0)` or an
-/// outgoing connection of a parallel test.
+/// Ports handed out by [`free_port`]: 12,000 to 29,999, below the kernel's
+/// ephemeral ports, in blocks of this many.
+const PORT_BLOCK: u64 = 500;
+const PORT_BLOCKS: u64 = 36;
+
+/// This process's block of ports, held for its lifetime by a lock on
+/// `graylane-ports/block-N` in the temp dir (released when the process
+/// exits), so no two test processes on this machine share a block.
+/// Envoy binds its listeners with `SO_REUSEPORT`: two processes that
+/// picked the same free port would both bind it and the kernel would split
+/// their connections between them (two checkouts' tests at once, the
+/// flake hunt next to a test run).
+fn port_block() -> u64 {
+    static BLOCK: std::sync::OnceLock<(u64, Option<std::fs::File>)> = std::sync::OnceLock::new();
+    BLOCK
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join("graylane-ports");
+            let _ = std::fs::create_dir_all(&dir);
+            let start = u64::from(std::process::id()) % PORT_BLOCKS;
+            for i in 0..PORT_BLOCKS {
+                let block = (start + i) % PORT_BLOCKS;
+                let Ok(file) = std::fs::File::create(dir.join(format!("block-{block}"))) else {
+                    continue;
+                };
+                if file.try_lock().is_ok() {
+                    return (block, Some(file));
+                }
+            }
+            // Every block taken: share one, as before blocks existed.
+            (start, None)
+        })
+        .0
+}
+
+/// A port that is free now on 127.0.0.1, from this process's block (see
+/// [`port_block`]), so a port handed to Envoy is not meanwhile given to a
+/// `bind(0)`, an outgoing connection or another test process.
 pub fn free_port() -> u16 {
-    let base = 12_000 + u64::from(std::process::id() % 180) * 100;
-    for _ in 0..20_000 {
+    let base = 12_000 + port_block() * PORT_BLOCK;
+    for _ in 0..PORT_BLOCK * 4 {
         let n = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        let port = u16::try_from(base + n % 18_000).unwrap_or(0);
-        let port = if port >= 30_000 { port - 18_000 } else { port };
+        let port = u16::try_from(base + n % PORT_BLOCK).unwrap_or(0);
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free port")
+    panic!(
+        "no free port in 12000 + {}..+{PORT_BLOCK}",
+        port_block() * PORT_BLOCK
+    )
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);

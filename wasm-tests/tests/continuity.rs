@@ -183,7 +183,10 @@ fn more_live_traces_than_slots_give_misses_never_wrong_lanes() {
     for _ in 0..20 {
         let held = std::thread::scope(|s| {
             let t = s.spawn(|| chain.call_lane(true, &[("x-hold", "1")]));
-            chain.hold.wait_held();
+            chain.hold.wait_held(|| t.is_finished());
+            if t.is_finished() {
+                panic!("not held at A: {:?}", t.join());
+            }
             let base = chain.call_lane(false, &[]);
             assert_eq!(base.trace, "A[base] -> B[base] -> C[base]");
             chain.hold.release();
@@ -233,7 +236,10 @@ fn a_call_after_the_ttl_stays_base() {
     );
     let held = std::thread::scope(|s| {
         let t = s.spawn(|| chain.call_lane(true, &[("x-hold", "1")]));
-        chain.hold.wait_held();
+        chain.hold.wait_held(|| t.is_finished());
+        if t.is_finished() {
+            panic!("not held at A: {:?}", t.join());
+        }
         // The app works for longer than the ttl before it calls B.
         std::thread::sleep(std::time::Duration::from_millis(600));
         chain.hold.release();
