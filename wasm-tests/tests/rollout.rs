@@ -572,31 +572,36 @@ fn wait_state(file: &std::path::Path, what: &str, ok: impl Fn(&Value) -> bool) {
     assert!(reached.is_ok(), "{what}: {reached:?}");
 }
 
-/// How long before its `deliver` event a delivered percent may already be
-/// in force (the file is renamed into place just before the event).
-const BEFORE_EVENT: f64 = 1.0;
 /// How long after its `deliver` event the previous percent may still
 /// decide requests (Envoy swaps the filter's configuration when it sees
 /// the rename; a loaded machine may take a moment).
 const SWAP: f64 = 3.0;
 
 /// The percents delivered, in order, each with the span of send times in
-/// which it may decide a request: from [`BEFORE_EVENT`] before its event
-/// to [`SWAP`] after the next one's. The configuration before the first
-/// delivery holds 0 %.
+/// which it may decide a request: from the decision that led to it (the
+/// last `window` or `promote` event before its `deliver` event, or the
+/// rollout's first event for the first step), printed before any file is
+/// written, so however slow the writes and syncs, and across a kill and a
+/// `resume`, the rename comes after it; to [`SWAP`] after the next
+/// delivery's event. The configuration before the first delivery holds 0 %.
 fn in_force_spans(out: &Outcome) -> Vec<(f64, f64, f64)> {
-    let mut deliveries: Vec<(f64, f64)> = vec![(f64::MIN, 0.0)];
-    deliveries.extend(
-        out.of("deliver")
-            .iter()
-            .map(|e| (e["time"].as_f64().unwrap(), e["percent"].as_f64().unwrap())),
-    );
+    let time = |e: &Value| e["time"].as_f64().unwrap();
+    // (written no earlier than, deliver event, percent)
+    let mut deliveries: Vec<(f64, f64, f64)> = vec![(f64::MIN, f64::MIN, 0.0)];
+    let mut decided = out.events.first().map_or(f64::MIN, time);
+    for e in &out.events {
+        if e["event"] == "window" || e["event"] == "promote" {
+            decided = time(e);
+        } else if e["event"] == "deliver" {
+            deliveries.push((decided, time(e), e["percent"].as_f64().unwrap()));
+        }
+    }
     deliveries
         .iter()
         .enumerate()
-        .map(|(i, (t, p))| {
-            let until = deliveries.get(i + 1).map_or(f64::MAX, |d| d.0 + SWAP);
-            (*p, t - BEFORE_EVENT, until)
+        .map(|(i, (from, _, p))| {
+            let until = deliveries.get(i + 1).map_or(f64::MAX, |d| d.1 + SWAP);
+            (*p, *from, until)
         })
         .collect()
 }
