@@ -10,27 +10,13 @@
 // Test helpers outside #[test] functions are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::documents;
+use std::path::Path;
 use std::process::Command;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn documents() -> Vec<PathBuf> {
-    let mut out = vec![Path::new(ROOT).join("README.md")];
-    let mut stack = vec![Path::new(ROOT).join("docs")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 /// One shown command: where, what, what it printed, its status.
 struct Shown {

@@ -6,6 +6,9 @@
 // Test helpers outside #[test] functions are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::documents;
 use std::path::{Path, PathBuf};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -79,18 +82,6 @@ fn headings(file: &Path) -> Vec<String> {
         }
     }
     out
-}
-
-/// The README and the book's pages.
-fn documents() -> Vec<PathBuf> {
-    files()
-        .into_iter()
-        .filter(|f| {
-            f.extension().is_some_and(|e| e == "md")
-                && (f.ends_with("README.md") && f.parent() == Some(Path::new(ROOT))
-                    || f.starts_with(Path::new(ROOT).join("docs")))
-        })
-        .collect()
 }
 
 /// GitHub's anchor for a heading: lower case, spaces to '-', punctuation
