@@ -1,6 +1,7 @@
 """The flake hunt's table (scripts/flake-hunt.sh): per test, its passes and
 failures in each mode, from libtest logs named MODE-I.log, then each
-failure's message. An ignored test (a soak) shows "-" and is not a result. Exits 1 when any test failed or no test ran."""
+failure's message. An ignored test (a soak) shows "-" and is not a
+result. Exits 1 when any test failed or no test ran."""
 
 import collections
 import pathlib
