@@ -18,8 +18,8 @@ def binary_of(path):
 
 
 def read(log):
-    """(results, messages): test -> 'ok'|'FAILED'; test -> first lines of
-    its panic message."""
+    """(results, messages): test -> 'ok'|'FAILED'|'ignored'; test -> the
+    first lines of its panic message."""
     results, messages = {}, {}
     binary, current, lines = "", None, []
     for line in log.read_text(errors="replace").splitlines():
